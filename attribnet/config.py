@@ -1,0 +1,334 @@
+"""Recipes: YAML files loaded strictly into typed, validated dataclasses.
+
+Every key maps 1:1 to a field below. An unknown key names the file and the nearest valid
+key; a wrong type or an impossible value names the key. ``--set a.b=v`` overrides a field
+from the command line (the value is parsed as YAML: ``--set train.epochs=3``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from attribnet.data.sampling import MODES as SAMPLING_MODES
+from attribnet.errors import ConfigError
+from attribnet.models.attention import FUSIONS
+from attribnet.models.encoder import BACKBONES, SAM_PLACEMENTS
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation; probabilities in [0, 1]."""
+
+    hflip: float = 0.5
+    crop_scale: tuple[float, float] = (0.8, 1.0)
+    color_jitter: float = 0.0
+    h264_p: float = 0.0
+    h264_crf: list[int] = field(default_factory=lambda: [0, 10, 23])
+    jpeg_p: float = 0.0
+    jpeg_quality: tuple[int, int] = (60, 95)
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and how they are sampled.
+
+    ``manifest``/``cache`` are paths, relative to the working directory. With ``demo: true``
+    the built-in synthetic dataset is generated into ``root`` when missing.
+    """
+
+    manifest: str = ""
+    cache: str = ""
+    demo: bool = False
+    root: str = ""
+    detector: str = "none"
+    max_frames: int = 64
+    classes: list[str] = field(default_factory=list)
+    train_qualities: list[str] = field(default_factory=list)
+    eval_qualities: list[str] = field(default_factory=list)
+    num_frames: int = 10
+    sampling: str = "periodic"
+    image_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    num_workers: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ModelConfig:
+    """The encoder and heads (see attribnet.models.encoder.ClipEncoder)."""
+
+    backbone: str = "resnet50"
+    sam: str = "every_block"
+    channel_attention: bool = False
+    fusion: str = "tam"
+    num_frames: int = 10
+    embedding_dim: int = 0
+    weights: str | None = None
+
+
+@dataclass
+class LossConfig:
+    """Loss weights; total = ce_weight*CE + arcface_weight*ArcFace + triplet_weight*Triplet.
+
+    ArcFace margins are in DEGREES (pytorch-metric-learning's unit): 28.6 deg = 0.5 rad.
+    ``arcface_class_margins`` maps class names to per-class margins (ArcFaceMod).
+    """
+
+    ce_weight: float = 1.0
+    arcface_weight: float = 0.0
+    arcface_margin: float = 28.6
+    arcface_scale: float = 64.0
+    arcface_class_margins: dict[str, float] = field(default_factory=dict)
+    triplet_weight: float = 0.0
+    triplet_margin: float = 0.2
+    triplet_mining: str = "semihard"
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule (``step``: lr * gamma every step_epochs)."""
+
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "step"
+    step_epochs: int = 40
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """The loop. ``m_per_class`` > 0 uses PML's MPerClassSampler (needed by triplet)."""
+
+    epochs: int = 300
+    batch_size: int = 10
+    m_per_class: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    grad_clip: float = 0.0
+    seed: int = 0
+    out_dir: str = "runs"
+    val_every: int = 1
+    select_metric: str = "val_accuracy"
+    build_index: bool = True
+    index_dir: str = "indexes"
+    max_steps_per_epoch: int = 0
+
+
+@dataclass
+class Recipe:
+    """One experiment."""
+
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.sampling": SAMPLING_MODES,
+    "data.detector": ("none", "haar"),
+    "model.backbone": tuple(sorted(BACKBONES)),
+    "model.sam": SAM_PLACEMENTS,
+    "model.fusion": FUSIONS,
+    "loss.triplet_mining": ("semihard", "hard", "all"),
+    "optim.name": ("sgd", "adamw"),
+    "optim.schedule": ("step", "cosine", "constant"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.select_metric": ("val_accuracy", "val_loss"),
+}
+POSITIVE = {
+    "data.num_frames", "data.image_size", "data.max_frames", "model.num_frames",
+    "optim.lr", "optim.step_epochs", "train.epochs", "train.batch_size", "train.val_every",
+    "loss.arcface_scale",
+}  # fmt: skip
+NON_NEGATIVE = {
+    "data.num_workers", "model.embedding_dim", "loss.ce_weight", "loss.arcface_weight",
+    "loss.triplet_weight", "loss.arcface_margin", "loss.triplet_margin", "optim.momentum",
+    "optim.weight_decay", "optim.warmup_epochs", "train.grad_clip", "train.m_per_class",
+    "train.max_steps_per_epoch",
+}  # fmt: skip
+PROBABILITIES = {"data.augment.hflip", "data.augment.h264_p", "data.augment.jpeg_p"}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (ints accepted for floats)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    bad = ConfigError(
+        f"{key} in {source}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
+    )
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, source)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        if origin is tuple and len(args) != len(value):
+            raise ConfigError(f"{key} in {source}: expected {len(args)} values, got {value!r}")
+        inner = args if origin is tuple else [args[0]] * len(value)
+        items = [_coerce(v, a, key, source) for v, a in zip(value, inner, strict=True)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return {_coerce(k, args[0], key, source): _coerce(v, args[1], key, source)
+                for k, v in value.items()}  # fmt: skip
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise bad
+    if tp in (int, float) and isinstance(value, bool):
+        raise bad
+    if not isinstance(value, tp):
+        raise bad
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str, source: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'recipe'} in {source}: expected a mapping")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            valid = [prefix + n for n in names]
+            near = difflib.get_close_matches(prefix + str(key), valid, n=1, cutoff=0.6)
+            hint = f" (did you mean '{near[0]}'?)" if near else f" (valid: {', '.join(names)})"
+            raise ConfigError(f"unknown key '{prefix}{key}' in {source}{hint}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{prefix}{key}.", source)
+        else:
+            kwargs[key] = _coerce(value, tp, prefix + key, source)
+    return cls(**kwargs)
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_flatten(value, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = value
+    return out
+
+
+def validate(recipe: Recipe, source: str) -> Recipe:
+    """Reject impossible values, naming the key."""
+    for key, value in _flatten(recipe).items():
+        if key in CHOICES and value not in CHOICES[key]:
+            near = difflib.get_close_matches(str(value), CHOICES[key], n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise ConfigError(
+                f"{key} in {source}: {value!r} is not one of {', '.join(CHOICES[key])}{hint}"
+            )
+        if key in POSITIVE and not value > 0:
+            raise ConfigError(f"{key} in {source}: must be > 0, got {value!r}")
+        if key in NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{key} in {source}: must be >= 0, got {value!r}")
+        if key in PROBABILITIES and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{key} in {source}: a probability in [0, 1], got {value!r}")
+    m = recipe.model
+    if m.fusion == "tam" and m.num_frames < 2:
+        raise ConfigError(f"model.num_frames in {source}: temporal attention needs >= 2 frames")
+    if m.fusion == "tam" and recipe.data.num_frames != m.num_frames:
+        raise ConfigError(
+            f"data.num_frames ({recipe.data.num_frames}) != model.num_frames ({m.num_frames}) "
+            f"in {source}: fusion 'tam' is tied to one clip length"
+        )
+    loss = recipe.loss
+    if loss.ce_weight + loss.arcface_weight + loss.triplet_weight <= 0:
+        raise ConfigError(f"loss in {source}: at least one loss weight must be > 0")
+    if (loss.arcface_weight or loss.triplet_weight) and not m.embedding_dim:
+        raise ConfigError(
+            f"model.embedding_dim in {source}: ArcFace/triplet losses need an embedding head "
+            "(set model.embedding_dim > 0)"
+        )
+    if loss.triplet_weight and recipe.train.m_per_class < 2:
+        raise ConfigError(
+            f"train.m_per_class in {source}: triplet loss needs >= 2 clips per class in a batch"
+        )
+    lo, hi = recipe.data.augment.crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise ConfigError(f"data.augment.crop_scale in {source}: need 0 < min <= max <= 1")
+    return recipe
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=v`` strings to a raw recipe mapping (v parsed as YAML)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        dotted, text = item.split("=", 1)
+        node = raw
+        parts = dotted.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: '{part}' is not a section")
+        node[parts[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load, override and validate a recipe file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    raw = apply_overrides(raw, overrides or [])
+    source = str(path) + (" (with --set overrides)" if overrides else "")
+    return validate(_build(Recipe, raw, "", source), source)
+
+
+def recipe_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Recipe:
+    """Build and validate a recipe from a mapping (e.g. one saved in a checkpoint)."""
+    return validate(_build(Recipe, raw, "", source), source)
+
+
+def to_dict(recipe: Recipe) -> dict[str, Any]:
+    """Plain mapping of a recipe (tuples as lists), as saved next to checkpoints."""
+    return yaml.safe_load(yaml.safe_dump(_plain(dataclasses.asdict(recipe))))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML text."""
+    return yaml.safe_dump(to_dict(recipe), sort_keys=False)
