@@ -1,0 +1,295 @@
+"""Decode every video of a manifest once, crop its face, and store the crops in a cache.
+
+    python -m attribnet.preprocess data/dfdm.csv --out cache/dfdm --detector none
+
+Each video keeps ``--max-frames`` evenly spaced frames (all of a shorter video; 0 = all).
+A video that cannot be decoded or has no face is skipped and listed with its reason; the
+run goes on. Re-running the same command resumes: finished and skipped videos are not
+touched again, so an interrupted run loses at most the video in progress. At the end
+``<out>/report.json`` lists what was done, skipped and failed.
+
+Exit codes: 0 done (some videos may be skipped), 1 some videos failed with an unexpected
+error (they are retried by a re-run), 2 a usage error (missing manifest, bad argument),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from attribnet.atomic import write_json
+from attribnet.data.cache import FaceCache
+from attribnet.data.faces import FaceDetector, build_detector, crop_faces, detector_name
+from attribnet.data.manifest import ManifestRow, read_manifest
+from attribnet.data.sampling import sample_indices
+from attribnet.data.video import BACKENDS, open_clip_source
+from attribnet.errors import AttribnetError, ConfigError, NoFaceError, VideoError
+
+log = logging.getLogger(__name__)
+
+DETECTOR_NAMES = ("haar", "none")
+MAX_REPORTED_REASONS = 10
+
+
+@dataclass
+class _Tally:
+    """What one run did: counts of this run and videos that failed unexpectedly."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def frame_indices(num_frames: int, max_frames: int) -> np.ndarray:
+    """Which frames of a video to keep: ``max_frames`` evenly spaced ones, or all of them
+    when the video is not longer (or ``max_frames`` is 0). Int64 (K,), increasing."""
+    if max_frames <= 0 or num_frames <= max_frames:
+        return np.arange(num_frames)
+    return sample_indices(num_frames, max_frames, "periodic")
+
+
+def _check_settings(size: int, margin: float, max_frames: int, backend: str) -> None:
+    if size < 8:
+        raise ConfigError(f"face size must be >= 8 pixels, got {size}")
+    if margin < 0:
+        raise ConfigError(f"margin must be >= 0, got {margin}")
+    if max_frames < 0:
+        raise ConfigError(f"max_frames must be >= 0 (0 = all frames), got {max_frames}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown video backend {backend!r}; use one of {BACKENDS}")
+
+
+def _faces_of(
+    row: ManifestRow,
+    detector: FaceDetector,
+    *,
+    size: int,
+    margin: float,
+    max_frames: int,
+    backend: str,
+    timeout_s: float | None,
+) -> np.ndarray:
+    """Decode one video's kept frames and crop its face: (K, size, size, 3) uint8."""
+    with open_clip_source(row.path, backend=backend, timeout_s=timeout_s) as source:
+        frames = source.get_frames(frame_indices(len(source), max_frames))
+    return crop_faces(frames, detector, size=size, margin=margin)
+
+
+def _process(
+    row: ManifestRow, cache: FaceCache, tally: _Tally, faces_kwargs: dict[str, Any]
+) -> None:
+    """Add one video to the cache, or record why not; never raises for a bad video."""
+    try:
+        cache.add(row, _faces_of(row, **faces_kwargs))
+        tally.done += 1
+    except (VideoError, NoFaceError) as exc:
+        reason = str(exc).removeprefix(f"{row.path}: ")
+        reason = reason if isinstance(exc, VideoError) else f"no face: {reason}"
+        log.warning("skipped %s: %s", row.path, reason)
+        cache.skip(row, reason)
+        tally.skipped += 1
+    except AttribnetError:
+        raise
+    except Exception as exc:  # a long job never dies on one file; re-runs retry it
+        log.error("failed %s: %s: %s", row.path, type(exc).__name__, exc, exc_info=True)
+        tally.failed[row.path] = f"{type(exc).__name__}: {exc}"
+
+
+def _report(
+    rows: list[ManifestRow], cache: FaceCache, tally: _Tally, seconds: float
+) -> dict[str, Any]:
+    """The run's report: this manifest's videos as done / skipped / failed."""
+    paths = list(dict.fromkeys(r.path for r in rows))
+    skipped = cache.skipped
+    return {
+        "cache": str(cache.root),
+        "settings": cache.settings,
+        "videos": len(paths),
+        "done": sum(cache.entry_for(p) is not None for p in paths),
+        "skipped": {p: skipped[p] for p in paths if p in skipped},
+        "failed": dict(tally.failed),
+        "this_run": {"done": tally.done, "skipped": tally.skipped, "seconds": round(seconds, 1)},
+    }
+
+
+def _log_report(report: dict[str, Any]) -> None:
+    log.info(
+        "%d of %d videos done (%d this run), %d skipped, %d failed -> %s",
+        report["done"],
+        report["videos"],
+        report["this_run"]["done"],
+        len(report["skipped"]),
+        len(report["failed"]),
+        report["cache"],
+    )
+    problems = [("skipped", report["skipped"]), ("failed", report["failed"])]
+    for kind, reasons in problems:
+        for path, reason in list(reasons.items())[:MAX_REPORTED_REASONS]:
+            log.info("  %s %s: %s", kind, path, reason)
+        if len(reasons) > MAX_REPORTED_REASONS:
+            log.info(
+                "  ... %d more %s (see report.json)", len(reasons) - MAX_REPORTED_REASONS, kind
+            )
+    if report["skipped"]:
+        log.info("skipped videos are not retried; delete skipped.jsonl in the cache to retry")
+
+
+def preprocess(
+    rows: list[ManifestRow],
+    cache_dir: str | os.PathLike[str],
+    *,
+    detector: str | FaceDetector = "haar",
+    size: int = 224,
+    margin: float = 0.3,
+    max_frames: int = 64,
+    backend: str = "auto",
+    timeout_s: float | None = 60.0,
+    progress: bool = True,
+) -> FaceCache:
+    """Crop the faces of every video in ``rows`` into the cache at ``cache_dir``.
+
+    ``detector`` is a name (``haar``, ``none``) or a detector object. Videos already done
+    or skipped in the cache are not touched. Clips are (K, size, size, 3) uint8 with
+    K = min(frames, max_frames). Writes ``<cache_dir>/report.json``. Raises ConfigError
+    for bad settings and DataError when the cache was made with other settings.
+    """
+    cache, _ = run_preprocess(
+        rows,
+        cache_dir,
+        detector=detector,
+        size=size,
+        margin=margin,
+        max_frames=max_frames,
+        backend=backend,
+        timeout_s=timeout_s,
+        progress=progress,
+    )
+    return cache
+
+
+def run_preprocess(
+    rows: list[ManifestRow],
+    cache_dir: str | os.PathLike[str],
+    *,
+    detector: str | FaceDetector = "haar",
+    size: int = 224,
+    margin: float = 0.3,
+    max_frames: int = 64,
+    backend: str = "auto",
+    timeout_s: float | None = 60.0,
+    progress: bool = True,
+) -> tuple[FaceCache, dict[str, Any]]:
+    """:func:`preprocess`, also returning the report written to ``report.json``."""
+    _check_settings(size, margin, max_frames, backend)
+    det = build_detector(detector) if isinstance(detector, str) else detector
+    settings = {
+        "size": int(size),
+        "margin": float(margin),
+        "detector": detector_name(det),
+        "max_frames": int(max_frames),
+    }
+    cache = FaceCache(cache_dir, settings)
+    faces_kwargs = {
+        "detector": det,
+        "size": int(size),
+        "margin": float(margin),
+        "max_frames": int(max_frames),
+        "backend": backend,
+        "timeout_s": timeout_s,
+    }
+    todo = [r for r in rows if not cache.done(r.path)]
+    log.info("%d of %d videos to preprocess into %s", len(todo), len(rows), cache.root)
+    tally, start = _Tally(), time.monotonic()
+    show = progress and sys.stderr.isatty()
+    for row in tqdm(todo, desc="faces", unit="video", disable=not show):
+        if not cache.done(row.path):  # a path listed twice is done once
+            _process(row, cache, tally, faces_kwargs)
+    report = _report(rows, cache, tally, time.monotonic() - start)
+    write_json(cache.root / "report.json", report)
+    _log_report(report)
+    return cache, report
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are ConfigErrors (one line, exit code 2 in main)."""
+
+    def error(self, message: str) -> Any:
+        raise ConfigError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m attribnet.preprocess``."""
+    parser = _Parser(prog="python -m attribnet.preprocess", description=__doc__.split("\n")[0])
+    parser.add_argument("manifest", help="manifest .csv or .json (path,label,...)")
+    parser.add_argument("--out", required=True, help="face cache folder (created or resumed)")
+    parser.add_argument(
+        "--detector",
+        choices=DETECTOR_NAMES,
+        default="haar",
+        help="'none': frames are already face crops (default haar)",
+    )
+    parser.add_argument("--cascade", help="Haar cascade XML (default: OpenCV's bundled one)")
+    parser.add_argument("--size", type=int, default=224, help="crop side in pixels")
+    parser.add_argument(
+        "--margin", type=float, default=0.3, help="crop side = face side x (1 + margin)"
+    )
+    parser.add_argument(
+        "--max-frames", type=int, default=64, help="evenly spaced frames kept per video (0 = all)"
+    )
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="video decoder")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds allowed per video decode (0 = no limit)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _detector_from_args(args: argparse.Namespace) -> FaceDetector:
+    if args.cascade and args.detector != "haar":
+        raise ConfigError("--cascade only applies to --detector haar")
+    kwargs = {"cascade_path": Path(args.cascade)} if args.cascade else {}
+    return build_detector(args.detector, **kwargs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        rows = read_manifest(args.manifest)
+        _, report = run_preprocess(
+            rows,
+            args.out,
+            detector=_detector_from_args(args),
+            size=args.size,
+            margin=args.margin,
+            max_frames=args.max_frames,
+            backend=args.backend,
+            timeout_s=args.timeout or None,
+            progress=not args.no_progress,
+        )
+    except (AttribnetError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    return 1 if report["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
