@@ -1,0 +1,1 @@
+"""Data: manifests, video decoding, face crops, the clip cache, datasets and augmentation."""

@@ -1,0 +1,146 @@
+"""The face-clip cache: uint8 face crops on disk, read back memory-mapped.
+
+Layout of a cache folder::
+
+    meta.json       crop settings the cache was made with (size, margin, detector)
+    clips/<key>.npy one array (N, S, S, 3) uint8 RGB per finished video
+    index.jsonl     one line per finished video (its manifest row + frame count)
+    skipped.jsonl   one line per video that was skipped, with the reason
+
+A clip file is renamed into place before its index line is appended, so a killed run
+loses at most the video in progress and a re-run skips everything already listed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attribnet.atomic import atomic_path, write_json
+from attribnet.data.manifest import ManifestRow
+from attribnet.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A finished video in the cache: its manifest row, file key and frame count."""
+
+    key: str
+    row: ManifestRow
+    num_frames: int
+
+
+def video_key(path: str) -> str:
+    """The cache key of a video: a hash of its resolved path."""
+    return hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:20]
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s:%d: ignoring an unfinished line (interrupted write?)", path, n)
+    return records
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class FaceCache:
+    """A folder of face clips; see the module docstring for the layout."""
+
+    def __init__(self, root: str | os.PathLike[str], settings: dict[str, Any] | None = None):
+        """Open (and with ``settings``, create) a cache.
+
+        ``settings`` are the crop settings of a writer; opening an existing cache with
+        different settings is an error, so one cache never mixes two crop styles.
+        """
+        self.root = Path(root)
+        meta_path = self.root / "meta.json"
+        if settings is None:
+            if not meta_path.exists():
+                raise DataError(f"no face cache at {self.root} (run attribnet.preprocess)")
+            self.settings = json.loads(meta_path.read_text())
+        else:
+            if meta_path.exists():
+                existing = json.loads(meta_path.read_text())
+                if existing != settings:
+                    raise DataError(
+                        f"cache {self.root} was made with {existing}, not {settings}; "
+                        "use another --out folder"
+                    )
+            else:
+                (self.root / "clips").mkdir(parents=True, exist_ok=True)
+                write_json(meta_path, settings)
+            self.settings = settings
+        self._entries: dict[str, CacheEntry] = {}
+        for record in _read_jsonl(self.root / "index.jsonl"):
+            row = ManifestRow(**record["row"])
+            self._entries[record["key"]] = CacheEntry(record["key"], row, record["num_frames"])
+        self._skipped = {r["path"]: r["reason"] for r in _read_jsonl(self.root / "skipped.jsonl")}
+
+    @property
+    def entries(self) -> list[CacheEntry]:
+        """Finished videos, in the order they were added."""
+        return list(self._entries.values())
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Skipped videos: path -> reason."""
+        return dict(self._skipped)
+
+    def done(self, path: str) -> bool:
+        """Whether a video is finished or was skipped (a re-run need not touch it)."""
+        return video_key(path) in self._entries or path in self._skipped
+
+    def add(self, row: ManifestRow, frames_nhwc: np.ndarray) -> CacheEntry:
+        """Store a video's face crops (N, S, S, 3) uint8 and list it in the index."""
+        if frames_nhwc.dtype != np.uint8 or frames_nhwc.ndim != 4 or frames_nhwc.shape[-1] != 3:
+            raise ValueError(f"expected uint8 (N, S, S, 3), got {frames_nhwc.shape}")
+        key = video_key(row.path)
+        with atomic_path(self.root / "clips" / f"{key}.npy") as tmp:
+            np.save(tmp, np.ascontiguousarray(frames_nhwc))
+        entry = CacheEntry(key, row, int(frames_nhwc.shape[0]))
+        _append_jsonl(
+            self.root / "index.jsonl",
+            {"key": key, "row": asdict(row), "num_frames": entry.num_frames},
+        )
+        self._entries[key] = entry
+        return entry
+
+    def skip(self, row: ManifestRow, reason: str) -> None:
+        """Record that a video was skipped, and why."""
+        _append_jsonl(self.root / "skipped.jsonl", {"path": row.path, "reason": reason})
+        self._skipped[row.path] = reason
+
+    def load(self, entry: CacheEntry) -> np.ndarray:
+        """The clip's frames (N, S, S, 3) uint8, memory-mapped (read-only)."""
+        path = self.root / "clips" / f"{entry.key}.npy"
+        try:
+            return np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cache file {path} is unreadable ({exc}); delete it and re-run "
+                            "preprocess") from exc
+
+    def entry_for(self, path: str) -> CacheEntry | None:
+        """The finished entry of a video path, if any."""
+        return self._entries.get(video_key(path))

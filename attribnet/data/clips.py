@@ -1,0 +1,223 @@
+"""The clip dataset: T frames of a cached face video, augmented, as a float tensor.
+
+Per item: sample frame indices -> read them from the memory-mapped cache (a copy) ->
+compression augmentation -> spatial augmentation (or a plain resize) -> normalisation.
+
+Every random draw of an item comes from a generator seeded by (seed, epoch, index), so an
+item is the same whatever the number of DataLoader workers and changes between epochs
+(call :meth:`ClipDataset.set_epoch` before each epoch).
+
+Short videos: a video with fewer frames than a clip needs is dropped when the dataset is
+built, with one warning naming the dropped videos; :attr:`ClipDataset.excluded` lists them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
+from attribnet.data.cache import CacheEntry, FaceCache
+from attribnet.data.sampling import MODES, sample_indices
+from attribnet.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def select_entries(
+    cache: FaceCache,
+    split: str | None = None,
+    qualities: str | Iterable[str] | None = None,
+    labels: str | Iterable[str] | None = None,
+) -> list[CacheEntry]:
+    """The cache's entries (in cache order) whose row matches every filter given.
+
+    ``None`` means no filter; ``qualities`` and ``labels`` take one value or several.
+    """
+
+    def wanted(values: str | Iterable[str] | None) -> set[str] | None:
+        if values is None:
+            return None
+        return {values} if isinstance(values, str) else set(values)
+
+    quality_set, label_set = wanted(qualities), wanted(labels)
+    return [
+        e
+        for e in cache.entries
+        if (split is None or e.row.split == split)
+        and (quality_set is None or e.row.quality in quality_set)
+        and (label_set is None or e.row.label in label_set)
+    ]
+
+
+def segment_starts(num_frames: int, length: int, count: int) -> np.ndarray:
+    """Start frames of ``count`` windows of ``length`` frames, evenly spaced over a video.
+
+    The first window starts at frame 0 and the last ends at the last frame; windows overlap
+    when the video is shorter than ``count * length``.
+    """
+    if count == 1:
+        return np.zeros(1, dtype=np.int64)
+    return np.round(np.linspace(0, num_frames - length, count)).astype(np.int64)
+
+
+class ClipDataset(Dataset):
+    """Clips of T frames from cached face videos, labelled with generator ids.
+
+    Items are dicts ``{"clip": float32 (T, 3, H, W), "label": int, "index": int}``; the
+    label is the row's position in ``class_names``. With ``clips_per_video = k > 1`` each
+    video gives k items, one per evenly spaced window of ``max(T, N // k)`` frames
+    (sampling applies inside the window), for evaluation over the whole video.
+
+    Frames come out ``spatial.size`` when ``spatial`` is given, else ``image_size`` (frames
+    of another size are resized), else the cache's size. ``normalize`` defaults to
+    ImageNet statistics.
+
+    Raises DataError when a label is not in ``class_names`` or no video is long enough;
+    ValueError for inconsistent arguments.
+    """
+
+    def __init__(
+        self,
+        cache: FaceCache,
+        entries: Sequence[CacheEntry],
+        class_names: Sequence[str],
+        num_frames: int = 10,
+        sampling: str = "periodic",
+        spatial: ClipAugment | None = None,
+        compression: CompressionAugment | None = None,
+        normalize: Normalize | None = None,
+        image_size: int | None = None,
+        seed: int = 0,
+        clips_per_video: int = 1,
+    ):
+        _check_arguments(num_frames, sampling, seed, clips_per_video)
+        self.cache = cache
+        self.class_names = list(class_names)
+        self.num_frames, self.sampling = num_frames, sampling
+        self.clips_per_video, self.seed = clips_per_video, seed
+        self.compression = compression if compression is not None and compression.active else None
+        self.spatial = spatial
+        self._resize = _resize_for(spatial, image_size)
+        self.normalize = normalize if normalize is not None else Normalize()
+        self.epoch = 0
+        self.entries, self.excluded = self._usable(entries)
+        self._label_of = {name: i for i, name in enumerate(self.class_names)}
+        self._check_labels()
+
+    def _usable(
+        self, entries: Sequence[CacheEntry]
+    ) -> tuple[list[CacheEntry], list[tuple[CacheEntry, str]]]:
+        needed = 1 if self.sampling == "all" else self.num_frames
+        kept = [e for e in entries if e.num_frames >= needed]
+        excluded = [
+            (e, f"{e.num_frames} frames, fewer than {needed}")
+            for e in entries
+            if e.num_frames < needed
+        ]
+        if excluded:
+            shown = ", ".join(f"{e.row.path} ({why})" for e, why in excluded[:5])
+            more = f" and {len(excluded) - 5} more" if len(excluded) > 5 else ""
+            log.warning("dropping %d short video(s): %s%s", len(excluded), shown, more)
+        if entries and not kept:
+            raise DataError(f"none of {len(entries)} videos has the {needed} frames a clip needs")
+        return kept, excluded
+
+    def _check_labels(self) -> None:
+        stray = sorted({e.row.label for e in self.entries} - set(self._label_of))
+        if stray:
+            raise DataError(f"labels {stray} are not in class_names {self.class_names}")
+
+    def __len__(self) -> int:
+        return len(self.entries) * self.clips_per_video
+
+    def __repr__(self) -> str:
+        return (
+            f"ClipDataset({len(self.entries)} videos x {self.clips_per_video} clips, "
+            f"T={self.num_frames}, sampling={self.sampling!r}, spatial={self.spatial}, "
+            f"compression={self.compression}, {self.normalize})"
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random draws the items use (call before each epoch)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(len(self),) int64 generator id of every item (for MPerClassSampler etc.)."""
+        per_video = np.array([self._label_of[e.row.label] for e in self.entries], dtype=np.int64)
+        return np.repeat(per_video, self.clips_per_video)
+
+    @property
+    def video_indices(self) -> np.ndarray:
+        """(len(self),) int64 position in ``self.entries`` of every item's video."""
+        return np.repeat(np.arange(len(self.entries), dtype=np.int64), self.clips_per_video)
+
+    def item_rngs(self, index: int) -> list[np.random.Generator]:
+        """Independent generators (sampling, compression, spatial) of an item this epoch."""
+        children = np.random.SeedSequence([self.seed, self.epoch, index]).spawn(3)
+        return [np.random.default_rng(s) for s in children]
+
+    def frame_indices(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The frames (increasing ints) that item ``index`` reads from its video."""
+        entry = self.entries[index // self.clips_per_video]
+        n, k = entry.num_frames, self.clips_per_video
+        length = n if k == 1 else max(self.num_frames, n // k)
+        start = segment_starts(n, length, k)[index % k]
+        return start + sample_indices(length, self.num_frames, self.sampling, rng)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} out of range for {len(self)} items")
+        entry = self.entries[index // self.clips_per_video]
+        sample_rng, compression_rng, spatial_rng = self.item_rngs(index)
+        frames = self._read(entry, self.frame_indices(index, sample_rng))
+        if self.compression is not None:
+            frames = self.compression(frames, compression_rng)
+        if self.spatial is not None:
+            frames = self.spatial(frames, spatial_rng)
+        elif self._resize is not None and frames.shape[1:3] != self._resize.size:
+            frames = self._resize(frames, spatial_rng)
+        return {
+            "clip": self.normalize(frames),
+            "label": self._label_of[entry.row.label],
+            "index": index,
+        }
+
+    def _read(self, entry: CacheEntry, indices: np.ndarray) -> np.ndarray:
+        """uint8 (T, S, S, 3): a copy of the chosen frames of the cached video."""
+        video = self.cache.load(entry)
+        if len(video) < entry.num_frames:
+            raise DataError(
+                f"cache file of {entry.row.path} holds {len(video)} frames, its index says "
+                f"{entry.num_frames}; delete the cache entry and re-run preprocess"
+            )
+        return np.array(video[indices])
+
+
+def _check_arguments(num_frames: int, sampling: str, seed: int, clips_per_video: int) -> None:
+    if sampling not in MODES:
+        raise ValueError(f"unknown sampling mode {sampling!r}; use one of {MODES}")
+    if num_frames < 1 or clips_per_video < 1:
+        raise ValueError(
+            f"num_frames and clips_per_video must be >= 1, got {num_frames}, {clips_per_video}"
+        )
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+
+
+def _resize_for(spatial: ClipAugment | None, image_size: int | None) -> ClipAugment | None:
+    """A deterministic resize to ``image_size`` when no spatial augmentation is given."""
+    if image_size is None:
+        return None
+    if spatial is not None:
+        if spatial.size != (image_size, image_size):
+            raise ValueError(f"image_size {image_size} differs from spatial.size {spatial.size}")
+        return None
+    return ClipAugment(image_size, hflip=0.0, crop_scale=None)
