@@ -59,7 +59,10 @@ def encode_h264(
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
         stream.options = {"crf": str(int(crf)), "preset": preset}
         for frame in frames_thwc:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            # convert to the stream's pixel format before encoding: left to the encoder,
+            # the RGB->YUV conversion made crf>0 output differ between processes
+            yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=pix_fmt)
+            for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
