@@ -1,0 +1,76 @@
+"""Checkpoints: ``{"model", "loss", "optimizer", "lr_scheduler", "epoch", "args", ...}``,
+written atomically and read with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attribnet import __version__
+from attribnet.atomic import atomic_path
+from attribnet.config import ModelConfig, Recipe, recipe_from_dict
+from attribnet.errors import CheckpointError
+from attribnet.models import AttributionModel, build_model
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Save ``state`` (plus the library version) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save({**state, "version": __version__}, tmp)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint dict on the CPU; CheckpointError if missing or unreadable."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(state, dict) or "model" not in state or "args" not in state:
+        raise CheckpointError(f"{path} is not an attribnet checkpoint (no model/args)")
+    return state
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model(
+    path: str | os.PathLike[str],
+) -> tuple[AttributionModel, Recipe, list[str], dict[str, Any]]:
+    """The model of a checkpoint (eval mode, CPU), its recipe, class names and raw state.
+
+    A checkpoint whose weights do not fit the architecture its recipe describes is a
+    CheckpointError, not a crash.
+    """
+    state = read_checkpoint(path)
+    recipe = recipe_from_dict(state["args"], source=f"recipe in {path}")
+    class_names = list(state["class_names"])
+    model = build_model(_without_weights(recipe), num_classes=len(class_names))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the architecture of its recipe: {first}"
+        ) from exc
+    return model.eval(), recipe, class_names, state
+
+
+def _without_weights(recipe: Recipe) -> ModelConfig:
+    """The model config without pretrained weights: the checkpoint supplies them."""
+    return replace(recipe.model, weights=None)

@@ -1,0 +1,499 @@
+"""``python -m attribnet.train recipes/<x>.yaml [--set a.b=v ...] [--resume]``
+
+Trains an attribution model from a recipe: data (demo generation, face cache), model,
+losses, the loop (AMP, checkpoints, exact resume, DDP under torchrun), and at the end the
+validation report and the generator index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pytorch_metric_learning.samplers import MPerClassSampler
+from pytorch_metric_learning.utils import common_functions as pml_common
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from attribnet.atomic import write_text
+from attribnet.checkpoint import read_checkpoint, save_checkpoint
+from attribnet.config import Recipe, dump_recipe, load_recipe, to_dict
+from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
+from attribnet.data.clips import ClipDataset, select_entries
+from attribnet.data.manifest import assign_splits, class_names, read_manifest
+from attribnet.errors import AttribnetError, ConfigError, DataError
+from attribnet.inference import autocast, run_model
+from attribnet.logs import setup_logging
+from attribnet.losses import AttributionLoss
+from attribnet.metrics import closed_set_report
+from attribnet.models import build_model
+from attribnet.preprocess import preprocess
+from attribnet.task import AttributionTask
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(AttribnetError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Data:
+    """What the loop needs from the data side."""
+
+    class_names: list[str]
+    train: ClipDataset
+    val: ClipDataset | None
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _manifest_path(recipe: Recipe) -> Path:
+    data = recipe.data
+    if data.demo:
+        from attribnet.data.synthetic import generate_demo
+
+        return Path(generate_demo(data.root or "data/demo", seed=recipe.train.seed))
+    if not data.manifest:
+        raise ConfigError("data.manifest is empty: set it in the recipe or with --set")
+    path = Path(data.manifest)
+    if not path.exists():
+        raise ConfigError(
+            f"data.manifest {path} does not exist. For DFDM, see README section "
+            "'Getting DFDM'; or build one: python -m attribnet.data.manifest build <tree> "
+            f"--out {path}"
+        )
+    return path
+
+
+def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
+    """Manifest -> splits -> face cache (made or completed here) -> datasets."""
+    cfg = recipe.data
+    rows = read_manifest(_manifest_path(recipe))
+    if not all(r.split for r in rows):
+        log.warning("manifest rows without a split: assigning a 70/15/15 split by source_id")
+        rows = assign_splits(rows, seed=recipe.train.seed)
+    names = list(cfg.classes) or class_names(rows)
+    stray = sorted({r.label for r in rows} - set(names))
+    if stray:
+        raise DataError(f"labels {stray} are not in data.classes {names}")
+    cache_dir = cfg.cache or str(Path(cfg.root or "data/demo") / "cache")
+    if is_main:
+        preprocess(
+            rows, cache_dir, detector=cfg.detector, size=cfg.image_size, max_frames=cfg.max_frames
+        )
+    if dist.is_initialized():
+        dist.barrier()
+    from attribnet.data.cache import FaceCache
+
+    cache = FaceCache(cache_dir)
+    wanted = {r.path for r in rows}
+    normalize = Normalize(cfg.mean, cfg.std)
+    aug = cfg.augment
+    common = {
+        "num_frames": cfg.num_frames,
+        "sampling": cfg.sampling,
+        "normalize": normalize,
+        "image_size": cfg.image_size,
+        "seed": recipe.train.seed,
+    }
+
+    def entries(split: str, qualities: list[str]) -> list:
+        found = select_entries(cache, split=split, qualities=qualities or None)
+        return [e for e in found if e.row.path in wanted]
+
+    train_entries = entries("train", cfg.train_qualities)
+    if not train_entries:
+        raise DataError(f"no training videos in cache {cache_dir} (see its report.json)")
+    train = ClipDataset(
+        cache,
+        train_entries,
+        names,
+        spatial=ClipAugment(
+            cfg.image_size,
+            hflip=aug.hflip,
+            crop_scale=aug.crop_scale,
+            color_jitter=aug.color_jitter,
+        ),
+        compression=CompressionAugment(
+            h264_p=aug.h264_p,
+            crf_choices=aug.h264_crf,
+            jpeg_p=aug.jpeg_p,
+            jpeg_quality=aug.jpeg_quality,
+        ),
+        **common,
+    )
+    val_entries = entries("val", cfg.eval_qualities)
+    val = ClipDataset(cache, val_entries, names, **common) if val_entries else None
+    log.info(
+        "data: %d classes %s, %d train clips, %d val clips",
+        len(names),
+        names,
+        len(train),
+        len(val) if val else 0,
+    )
+    return Data(names, train, val)
+
+
+def _train_loader(data: Data, recipe: Recipe, epoch: int) -> DataLoader:
+    tc = recipe.train
+    sampler: Any = None
+    if tc.m_per_class:
+        # PML's sampler draws from its module-level RandomState: re-seed it per epoch so a
+        # resumed run draws the same batches as an uninterrupted one.
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        pml_common.NUMPY_RANDOM = np.random.RandomState(tc.seed * 100_003 + epoch * 101 + rank)
+        sampler = MPerClassSampler(
+            data.train.labels,
+            tc.m_per_class,
+            batch_size=tc.batch_size,
+            length_before_new_iter=len(data.train),
+        )
+    elif dist.is_initialized():
+        sampler = DistributedSampler(data.train, shuffle=True, seed=tc.seed)
+        sampler.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(tc.seed * 1000 + epoch)
+    return DataLoader(
+        data.train,
+        batch_size=tc.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=generator,
+        num_workers=recipe.data.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=len(data.train) > tc.batch_size,
+        persistent_workers=False,
+    )
+
+
+def _eval_loader(dataset: ClipDataset, recipe: Recipe) -> DataLoader:
+    return DataLoader(
+        dataset, batch_size=recipe.train.batch_size, num_workers=recipe.data.num_workers
+    )
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+def build_optimizer(task: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD (the paper's) or AdamW over every trainable parameter of the task."""
+    oc = recipe.optim
+    params = [p for p in task.parameters() if p.requires_grad]
+    if oc.name == "sgd":
+        return torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay)
+    return torch.optim.AdamW(params, lr=oc.lr, weight_decay=oc.weight_decay)
+
+
+def lr_factor(recipe: Recipe, epoch: int) -> float:
+    """Multiplier of the base lr in ``epoch`` (0-based): warm-up, then step/cosine/constant."""
+    oc, total = recipe.optim, recipe.train.epochs
+    if epoch < oc.warmup_epochs:
+        return (epoch + 1) / (oc.warmup_epochs + 1)
+    if oc.schedule == "step":
+        return oc.gamma ** (epoch // oc.step_epochs)
+    if oc.schedule == "cosine":
+        span = max(total - oc.warmup_epochs, 1)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - oc.warmup_epochs) / span))
+    return 1.0
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def _predict(task: AttributionTask, out: dict[str, np.ndarray]) -> np.ndarray:
+    """Class predictions: the classifier when CE trains it, else ArcFace's class centres."""
+    if task.loss.weights["ce"] or task.loss.arcface is None:
+        return out["logits"].argmax(1)
+    centres = torch.nn.functional.normalize(task.loss.arcface.W.detach().float().cpu().T, dim=1)
+    return (torch.from_numpy(out["embedding"]) @ centres.T).argmax(1).numpy()
+
+
+def validate(
+    task: AttributionTask, data: Data, recipe: Recipe, device: torch.device
+) -> dict[str, Any]:
+    """Validation accuracy, CE loss and per-class report on the val split."""
+    if data.val is None:
+        return {}
+    out = run_model(task.model, _eval_loader(data.val, recipe), device, amp=recipe.train.amp)
+    pred = _predict(task, out)
+    logits = torch.from_numpy(out["logits"])
+    ce = torch.nn.functional.cross_entropy(logits, torch.from_numpy(out["label"])).item()
+    report = closed_set_report(out["label"], pred, data.class_names)
+    return {"val_accuracy": report["accuracy"], "val_loss": ce, "val_report": report}
+
+
+def _is_better(recipe: Recipe, metrics: dict[str, Any], best: float | None) -> bool:
+    key = recipe.train.select_metric
+    if key not in metrics:
+        return best is None
+    value = metrics[key]
+    if best is None:
+        return True
+    return value > best if key == "val_accuracy" else value < best
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train_one_epoch(
+    step_fn: Any,
+    task: AttributionTask,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    recipe: Recipe,
+    device: torch.device,
+    epoch: int,
+) -> dict[str, float]:
+    """One pass over the loader; returns the mean of each loss part and clips/s."""
+    task.train()
+    sums: dict[str, float] = {}
+    steps, clips, start = 0, 0, time.perf_counter()
+    limit = recipe.train.max_steps_per_epoch or len(loader)
+    bar = tqdm(
+        loader,
+        total=min(limit, len(loader)),
+        desc=f"epoch {epoch + 1}",
+        disable=not sys.stderr.isatty(),
+        leave=False,
+    )
+    for batch in bar:
+        x = batch["clip"].to(device, non_blocking=True)
+        y = batch["label"].to(device, non_blocking=True)
+        with autocast(device, recipe.train.amp):
+            _, losses = step_fn(x, y)
+        if not torch.isfinite(losses["total"]):
+            parts = {k: float(v) for k, v in losses.items()}
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {epoch + 1}, step {steps + 1}: {parts}; stopped, "
+                "the last good checkpoint is kept (lower optim.lr or set train.grad_clip)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        if recipe.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(task.parameters(), recipe.train.grad_clip)
+        optimizer.step()
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        steps += 1
+        clips += len(y)
+        rate = clips / (time.perf_counter() - start)
+        bar.set_postfix(
+            loss=f"{float(losses['total'].detach()):.3f}",
+            clips_s=f"{rate:.1f}",
+            lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+        )
+        if steps >= limit:
+            break
+    elapsed = time.perf_counter() - start
+    means = {f"train_{k}": v / max(steps, 1) for k, v in sums.items()}
+    return {**means, "clips_per_s": clips / max(elapsed, 1e-9), "epoch_s": elapsed}
+
+
+def _device(recipe: Recipe) -> torch.device:
+    want = recipe.train.device
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA device is available")
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda" and dist.is_initialized():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device(want)
+
+
+def _init_distributed() -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return True
+
+
+def fit(recipe: Recipe, resume: bool = False) -> Path:
+    """Train as the recipe says; returns the run directory."""
+    distributed = _init_distributed()
+    rank = dist.get_rank() if distributed else 0
+    is_main = rank == 0
+    torch.manual_seed(recipe.train.seed)
+    run_dir = Path(recipe.train.out_dir) / recipe.name
+    last_path = run_dir / "last.pt"
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
+    device = _device(recipe)
+    data = prepare_data(recipe, is_main)
+    model = build_model(recipe.model, len(data.class_names))
+    loss = AttributionLoss(recipe.loss, data.class_names, recipe.model.embedding_dim, distributed)
+    task = AttributionTask(model, loss).to(device)
+    if recipe.train.channels_last and device.type == "cuda":
+        task = task.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(task, recipe)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(recipe, e))
+    start_epoch, best = 0, None
+    if resume:
+        if not last_path.exists():
+            raise ConfigError(f"--resume: no checkpoint at {last_path}")
+        state = read_checkpoint(last_path)
+        model.load_state_dict(state["model"])
+        loss.load_state_dict(state["loss"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["lr_scheduler"])
+        _set_rng_state(state["rng"])
+        start_epoch, best = state["epoch"] + 1, state["best_metric"]
+        log.info("resumed from %s at epoch %d", last_path, start_epoch + 1)
+    ddp_task: Any = task
+    if distributed:
+        ddp_task = torch.nn.parallel.DistributedDataParallel(
+            task, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    step_fn = torch.compile(ddp_task) if recipe.train.compile else ddp_task
+    metrics_path = run_dir / "metrics.jsonl"
+    if is_main:
+        _truncate_metrics(metrics_path, start_epoch)
+    for epoch in range(start_epoch, recipe.train.epochs):
+        data.train.set_epoch(epoch)
+        loader = _train_loader(data, recipe, epoch)
+        stats = train_one_epoch(step_fn, task, loader, optimizer, recipe, device, epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        val: dict[str, Any] = {}
+        last_epoch = epoch + 1 == recipe.train.epochs
+        if (epoch + 1) % recipe.train.val_every == 0 or last_epoch:
+            val = validate(task, data, recipe, device)
+        improved = bool(val) and _is_better(recipe, val, best)
+        if improved:
+            best = val[recipe.train.select_metric]
+        if is_main:
+            state = {
+                "model": model.state_dict(),
+                "loss": loss.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "args": to_dict(recipe),
+                "class_names": data.class_names,
+                "rng": _rng_state(),
+                "best_metric": best,
+            }
+            if improved or (best is None and last_epoch):
+                save_checkpoint(run_dir / "best.pt", state)
+            save_checkpoint(last_path, state)
+            record = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                **stats,
+                **{k: v for k, v in val.items() if k != "val_report"},
+            }
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            log.info(
+                "epoch %d/%d  %s",
+                epoch + 1,
+                recipe.train.epochs,
+                "  ".join(
+                    f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float) and k != "lr"
+                ),
+            )
+    if is_main:
+        _finish(recipe, run_dir, data, device)
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return run_dir
+
+
+def _truncate_metrics(path: Path, start_epoch: int) -> None:
+    """Drop metric lines of epochs that a resumed run will redo."""
+    if not path.exists():
+        return
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line)["epoch"] <= start_epoch
+    ]
+    write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _finish(recipe: Recipe, run_dir: Path, data: Data, device: torch.device) -> None:
+    """Validation report of the best checkpoint; the generator index when there is one."""
+    from attribnet.checkpoint import load_model
+
+    model, _, _, state = load_model(run_dir / "best.pt")
+    model.to(device)
+    task = AttributionTask(
+        model, AttributionLoss(recipe.loss, data.class_names, recipe.model.embedding_dim)
+    )
+    task.loss.load_state_dict(state["loss"])
+    val = validate(task, data, recipe, device)
+    if val:
+        report = {"epoch": state["epoch"] + 1, **val}
+        write_text(run_dir / "val_report.json", json.dumps(report, indent=2) + "\n")
+        per_class = ", ".join(
+            f"{k} {v:.3f}" for k, v in val["val_report"]["per_class_accuracy"].items()
+        )
+        log.info(
+            "best epoch %d: val accuracy %.3f (%s)", report["epoch"], val["val_accuracy"], per_class
+        )
+    if recipe.train.build_index and recipe.model.embedding_dim:
+        from attribnet.index import build_index_for_run
+
+        out = build_index_for_run(run_dir / "best.pt", Path(recipe.train.index_dir) / recipe.name)
+        log.info("generator index written to %s", out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m attribnet.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("recipe", help="YAML recipe, e.g. recipes/demo.yaml")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field (repeatable)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+        run_dir = fit(recipe, resume=args.resume)
+    except AttribnetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, (ConfigError, DataError)) else 1
+    print(f"run finished: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

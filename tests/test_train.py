@@ -1,0 +1,121 @@
+"""Training: every recipe runs, exact resume after a kill, NaN stops cleanly, DDP on gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from attribnet import train
+from attribnet.checkpoint import read_checkpoint
+from tests.conftest import tiny_overrides
+
+ROOT = Path(__file__).parents[1]
+RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
+
+
+def args(recipe: Path, manifest: Path, out: Path, **extra: object) -> list[str]:
+    sets = tiny_overrides(manifest, out, **extra)
+    return [str(recipe)] + [a for s in sets for a in ("--set", s)]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_recipe_runs_a_step(recipe, tiny_demo, tmp_path):
+    extra: dict[str, object] = {"train.max_steps_per_epoch": 1, "loss.arcface_class_margins": {}}
+    if "triplet" in recipe.stem:
+        extra.update({"train.m_per_class": 2, "train.batch_size": 10})
+    assert train.main(args(recipe, tiny_demo, tmp_path, **extra)) == 0
+    run = tmp_path / "runs" / recipe.stem.replace("dma_sta", "ablation_dma_sta")
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "last.pt").exists() and (runs[0] / "recipe.yaml").exists()
+    state = read_checkpoint(runs[0] / "last.pt")
+    assert state["epoch"] == 0 and state["class_names"] and run
+
+
+def test_missing_dfdm_data_is_a_clear_error(tmp_path, capsys):
+    code = train.main(
+        [str(ROOT / "recipes/dfdm_ce_arcface.yaml"), "--set", f"data.manifest={tmp_path}/m.csv"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "Getting DFDM" in err[0] and "m.csv" in err[0]
+
+
+def _run(manifest, out, epochs, resume=False, **extra):
+    argv = args(ROOT / "recipes/demo.yaml", manifest, out, **{"train.epochs": epochs, **extra})
+    return train.main(argv + (["--resume"] if resume else []))
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_demo, tmp_path, monkeypatch):
+    extra = {"data.augment.h264_p": 0.5, "train.max_steps_per_epoch": 3}
+    assert _run(tiny_demo, tmp_path / "a", 3, **extra) == 0
+    straight = read_checkpoint(tmp_path / "a/runs/demo/last.pt")
+
+    real_epoch = train.train_one_epoch
+
+    def killed_in_epoch_3(step_fn, task, loader, optimizer, recipe, device, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(step_fn, task, loader, optimizer, recipe, device, epoch)
+
+    monkeypatch.setattr(train, "train_one_epoch", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_demo, tmp_path / "b", 3, **extra)
+    assert read_checkpoint(tmp_path / "b/runs/demo/last.pt")["epoch"] == 1
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    assert _run(tiny_demo, tmp_path / "b", 3, resume=True, **extra) == 0
+    resumed = read_checkpoint(tmp_path / "b/runs/demo/last.pt")
+    assert resumed["epoch"] == straight["epoch"] == 2
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert torch.equal(straight["loss"]["arcface.W"], resumed["loss"]["arcface.W"])
+    lines = (tmp_path / "b/runs/demo/metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    tiny_demo, tmp_path, monkeypatch, capsys
+):
+    assert _run(tiny_demo, tmp_path, 1, **{"train.max_steps_per_epoch": 2}) == 0
+    good = read_checkpoint(tmp_path / "runs/demo/last.pt")
+    real_forward = train.AttributionTask.forward
+
+    def nan_forward(self, clips, labels):
+        outputs, losses = real_forward(self, clips, labels)
+        return outputs, {**losses, "total": losses["total"] * float("nan")}
+
+    monkeypatch.setattr(train.AttributionTask, "forward", nan_forward)
+    code = _run(tiny_demo, tmp_path, 2, resume=True, **{"train.max_steps_per_epoch": 2})
+    assert code == 1
+    assert "non-finite loss at epoch 2" in capsys.readouterr().err
+    kept = read_checkpoint(tmp_path / "runs/demo/last.pt")
+    assert kept["epoch"] == good["epoch"] == 0
+    for key, value in good["model"].items():
+        assert torch.equal(value, kept["model"][key])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_with_gloo(tiny_demo, tmp_path):
+    extra = {"train.max_steps_per_epoch": 2, "train.epochs": 2, "loss.triplet_weight": 0.5,
+             "train.m_per_class": 2, "train.batch_size": 10}  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           f"--master_port={_free_port()}", "-m", "attribnet.train"]  # fmt: skip
+    cmd += args(ROOT / "recipes/demo.yaml", tiny_demo, tmp_path, **extra)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = read_checkpoint(tmp_path / "runs/demo/last.pt")
+    assert state["epoch"] == 1
+    lines = (tmp_path / "runs/demo/metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # written by rank 0 only
