@@ -1,0 +1,909 @@
+"""The generator index: nearest-neighbour search over embeddings of training videos.
+
+    python -m attribnet.index build --checkpoint runs/<name>/best.pt --out indexes/<name>
+    python -m attribnet.index info indexes/<name>
+
+An index folder holds two files, each written atomically (temp file + rename):
+
+- ``index.faiss``: a FAISS ``IndexIDMap2`` over L2-normalised float32 embeddings, one
+  vector per training video, id = row number. Inner product on unit vectors is cosine
+  similarity. Up to ``ivf_threshold`` vectors (default 1e6) the inner index is exact
+  (``IndexFlatIP``); above it, ``IndexIVFFlat`` with inner product, ``nlist`` =
+  ``4 sqrt(N)`` (capped at ``N / 39`` so every list gets trained), ``nprobe`` lists
+  searched. With faiss-gpu and a CUDA device the index is searched on the GPU and always
+  brought back to the CPU (``index_gpu_to_cpu``) to be written.
+- ``meta.json``: per-row generator ids, video ids and qualities, class names, the
+  embedding dim, the sha256 and path of the model checkpoint that made the embeddings,
+  per-class prototypes (mean embedding of the class, re-normalised) and the open-set
+  threshold. A query with another checkpoint is refused (IndexMismatchError).
+
+Open-set score and threshold. A video's *knownness* score is its cosine similarity to the
+nearest class prototype (not to the nearest single neighbour: a prototype averages over
+every training video of its class, so the score does not depend on how many videos the
+index holds, nor on one atypical neighbour). The threshold is the 5th percentile of the
+scores of the known-generator VALIDATION videos, i.e. the highest value that keeps at
+least 95% of them; a video scoring below it is an ``unknown generator``. Without a
+validation split the training videos are used, and the sidecar says so.
+
+Videos are embedded as in :func:`embed_entries`: the same face cache and normalisation as
+training, periodic sampling, and up to ``max_clips`` phase-shifted clips per video whose
+embeddings are averaged and re-normalised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import faiss
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from attribnet import __version__
+from attribnet.atomic import atomic_path
+from attribnet.errors import AttribnetError, CheckpointError, DataError, IndexMismatchError
+
+if TYPE_CHECKING:
+    from attribnet.config import Recipe
+    from attribnet.data.cache import CacheEntry, FaceCache
+    from attribnet.data.manifest import ManifestRow
+    from attribnet.models import AttributionModel
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "index.faiss"
+META_FILE = "meta.json"
+FORMAT_VERSION = 1
+DEFAULT_IVF_THRESHOLD = 1_000_000
+DEFAULT_NPROBE = 16
+DEFAULT_KEEP = 0.95
+DEFAULT_MAX_CLIPS = 4
+THRESHOLD_SCORE = "prototype_cosine"
+_META_KEYS = (
+    "format_version", "embedding_dim", "ntotal", "index_bytes", "class_names", "labels",
+    "video_ids", "qualities", "prototypes", "prototype_counts", "threshold", "checkpoint",
+)  # fmt: skip
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """(N, D) -> (N, D) float32, C-contiguous, rows scaled to unit length (zero rows stay 0).
+
+    Raises ValueError for a non-2-D array or non-finite values.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"expected embeddings of shape (N, D), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("embeddings hold NaN or infinite values")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def ivf_nlist(num_vectors: int) -> int:
+    """IVF list count for N vectors: ``4 sqrt(N)``, at most ``N / 39`` (FAISS wants >= 39
+    training points per list), at least 1."""
+    return max(1, min(round(4 * math.sqrt(num_vectors)), num_vectors // 39))
+
+
+def class_prototypes(
+    embeddings: np.ndarray, labels: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class mean of unit embeddings (N, D), re-normalised -> prototypes (K, D) float32
+    and counts (K,) int64. A class without vectors gets a zero prototype and count 0."""
+    x = l2_normalize(embeddings)
+    labels = np.asarray(labels, dtype=np.int64)
+    sums = np.zeros((num_classes, x.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, x)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
+    return l2_normalize(sums.astype(np.float32)), counts
+
+
+def calibrate_threshold(scores: np.ndarray, keep: float = DEFAULT_KEEP) -> float:
+    """The highest threshold t with ``mean(scores >= t) >= keep``: (N,) -> float.
+
+    With ``keep=0.95`` this is the 5th percentile (the lower sample), so at most
+    ``floor(0.05 N)`` known samples fall below it.
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    if s.size == 0:
+        raise ValueError("cannot calibrate a threshold on zero scores")
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
+    rejected = math.floor((1.0 - keep) * s.size + 1e-9)
+    return float(s[rejected])
+
+
+def gpu_available() -> bool:
+    """Whether FAISS can search on a GPU: a faiss-gpu build and a CUDA device."""
+    return (
+        hasattr(faiss, "index_cpu_to_gpu")
+        and faiss.get_num_gpus() > 0
+        and torch.cuda.is_available()
+    )
+
+
+def _build_faiss(vectors: np.ndarray, ivf_threshold: int, nprobe: int) -> faiss.Index:
+    """An ``IndexIDMap2`` over ``vectors`` (N, D) unit float32 with ids 0..N-1 (CPU)."""
+    n, dim = vectors.shape
+    if n > ivf_threshold:
+        nlist = ivf_nlist(n)
+        quantizer = faiss.IndexFlatIP(dim)
+        inner: faiss.Index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        inner.train(vectors)
+        inner.nprobe = min(nprobe, nlist)
+        log.info("IVF index: %d vectors, nlist %d, nprobe %d", n, nlist, inner.nprobe)
+    else:
+        inner = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIDMap2(inner)
+    index.add_with_ids(vectors, np.arange(n, dtype=np.int64))
+    return index
+
+
+def _maybe_gpu(index: faiss.Index, use_gpu: bool) -> tuple[faiss.Index, bool]:
+    """The index on GPU 0 when asked for and possible; (index, on_gpu)."""
+    if not (use_gpu and gpu_available()):
+        return index, False
+    try:
+        resources = faiss.StandardGpuResources()
+        gpu_index = faiss.index_cpu_to_gpu(resources, 0, index)
+    except (RuntimeError, AttributeError) as exc:
+        log.warning("FAISS GPU copy failed (%s); searching on the CPU", exc)
+        return index, False
+    gpu_index.referenced_objects = [resources]
+    return gpu_index, True
+
+
+def _inner_kind(index: faiss.Index) -> str:
+    """``flat`` or ``ivf``."""
+    return "ivf" if faiss.try_extract_index_ivf(index) is not None else "flat"
+
+
+class GeneratorIndex:
+    """A FAISS index of generator embeddings with its sidecar metadata.
+
+    Rows are training videos: ``labels[i]`` (generator id into ``class_names``),
+    ``video_ids[i]`` and ``qualities[i]`` describe FAISS id ``i``.
+    """
+
+    def __init__(
+        self,
+        faiss_index: faiss.Index,
+        *,
+        labels: np.ndarray,
+        class_names: Sequence[str],
+        video_ids: Sequence[str],
+        qualities: Sequence[str],
+        prototypes: np.ndarray,
+        prototype_counts: np.ndarray,
+        checkpoint_sha256: str = "",
+        checkpoint_path: str = "",
+        threshold: float | None = None,
+        threshold_split: str = "",
+        use_gpu: bool = True,
+    ):
+        """Wrap a CPU ``faiss_index``; use :meth:`build` or :meth:`load` to make one."""
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.class_names = list(class_names)
+        self.video_ids = list(video_ids)
+        self.qualities = list(qualities)
+        self.prototypes = np.asarray(prototypes, dtype=np.float32)
+        self.prototype_counts = np.asarray(prototype_counts, dtype=np.int64)
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.checkpoint_path = checkpoint_path
+        self.threshold = threshold
+        self.threshold_split = threshold_split
+        self.embedding_dim = int(faiss_index.d)
+        self.kind = _inner_kind(faiss_index)
+        ivf = faiss.try_extract_index_ivf(faiss_index)
+        self._nprobe = int(ivf.nprobe) if ivf is not None else None
+        self._index, self.on_gpu = _maybe_gpu(faiss_index, use_gpu)
+
+    @classmethod
+    def build(
+        cls,
+        embeddings: np.ndarray,
+        labels: np.ndarray,
+        class_names: Sequence[str],
+        *,
+        video_ids: Sequence[str] | None = None,
+        qualities: Sequence[str] | None = None,
+        checkpoint_sha256: str = "",
+        checkpoint_path: str = "",
+        ivf_threshold: int = DEFAULT_IVF_THRESHOLD,
+        nprobe: int = DEFAULT_NPROBE,
+        use_gpu: bool = True,
+    ) -> GeneratorIndex:
+        """Index ``embeddings`` (N, D) with generator ids ``labels`` (N,).
+
+        Embeddings are L2-normalised here. IVF is used when N > ``ivf_threshold``.
+        """
+        vectors = l2_normalize(embeddings)
+        labels = np.asarray(labels, dtype=np.int64)
+        n = len(vectors)
+        if n == 0:
+            raise DataError("cannot build a generator index from zero embeddings")
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
+        if labels.min() < 0 or labels.max() >= len(class_names):
+            raise ValueError(f"labels must be ids in 0..{len(class_names) - 1}")
+        prototypes, counts = class_prototypes(vectors, labels, len(class_names))
+        return cls(
+            _build_faiss(vectors, ivf_threshold, nprobe),
+            labels=labels,
+            class_names=class_names,
+            video_ids=list(video_ids) if video_ids is not None else [str(i) for i in range(n)],
+            qualities=list(qualities) if qualities is not None else [""] * n,
+            prototypes=prototypes,
+            prototype_counts=counts,
+            checkpoint_sha256=checkpoint_sha256,
+            checkpoint_path=checkpoint_path,
+            use_gpu=use_gpu,
+        )
+
+    @property
+    def ntotal(self) -> int:
+        """Number of indexed vectors."""
+        return int(self._index.ntotal)
+
+    @property
+    def nprobe(self) -> int | None:
+        """IVF lists searched per query (None for a flat index)."""
+        return self._nprobe
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        if self._nprobe is None:
+            return
+        if self.on_gpu:
+            faiss.GpuParameterSpace().set_index_parameter(self._index, "nprobe", int(value))
+        else:
+            faiss.extract_index_ivf(self._index).nprobe = int(value)
+        self._nprobe = int(value)
+
+    # ------------------------------------------------------------------ queries
+
+    def _queries(self, queries: np.ndarray) -> np.ndarray:
+        q = l2_normalize(np.atleast_2d(queries))
+        if q.shape[1] != self.embedding_dim:
+            raise IndexMismatchError(
+                f"query embeddings have dim {q.shape[1]}, the index holds dim {self.embedding_dim}"
+            )
+        return q
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k cosine neighbours: queries (Q, D) -> similarities (Q, k') float32 and rows
+        (Q, k') int64, best first, k' = min(k, ntotal). Rows index ``labels``/``video_ids``;
+        an IVF search that finds fewer than k' neighbours pads with row -1 (similarity -inf).
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        q = self._queries(queries)
+        k = min(k, self.ntotal)
+        sims, rows = self._index.search(q, k)
+        sims = np.where(rows < 0, -np.inf, sims).astype(np.float32)
+        return sims, rows.astype(np.int64)
+
+    def knn_predict(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Similarity-weighted k-NN vote: (Q, D) -> pred (Q,), confidence (Q,), votes (Q, K).
+
+        Each neighbour votes for its generator with weight max(similarity, 0) (equal weights
+        when all are <= 0); ``confidence`` is the winner's share of the total vote weight.
+        """
+        sims, rows = self.search(queries, k)
+        valid = rows >= 0
+        weights = np.where(valid, np.clip(sims, 0.0, None), 0.0).astype(np.float64)
+        flat = weights.sum(axis=1) <= 0
+        weights[flat] = valid[flat].astype(np.float64)
+        votes = np.zeros((len(rows), len(self.class_names)), dtype=np.float64)
+        row_of = np.repeat(np.arange(len(rows)), rows.shape[1])
+        np.add.at(votes, (row_of, self.labels[np.where(valid, rows, 0)].ravel()), weights.ravel())
+        pred = votes.argmax(axis=1)
+        total = np.maximum(votes.sum(axis=1), 1e-12)
+        return pred, votes[np.arange(len(pred)), pred] / total, votes
+
+    def prototype_similarities(self, queries: np.ndarray) -> np.ndarray:
+        """Cosine similarity to every class prototype: (Q, D) -> (Q, K); classes without
+        training vectors get -inf."""
+        sims = self._queries(queries) @ self.prototypes.T
+        return np.where(self.prototype_counts > 0, sims, -np.inf).astype(np.float32)
+
+    def prototype_predict(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest prototype: (Q, D) -> pred (Q,) and its cosine similarity (Q,)."""
+        sims = self.prototype_similarities(queries)
+        pred = sims.argmax(axis=1)
+        return pred, sims[np.arange(len(pred)), pred]
+
+    def scores(self, queries: np.ndarray) -> np.ndarray:
+        """Open-set knownness (Q, D) -> (Q,): cosine similarity to the nearest prototype."""
+        return self.prototype_predict(queries)[1]
+
+    def calibrate(
+        self, embeddings: np.ndarray, keep: float = DEFAULT_KEEP, split: str = "val"
+    ) -> float:
+        """Set and return the open-set threshold from known-generator embeddings (N, D): the
+        highest score that keeps ``keep`` of them (see :func:`calibrate_threshold`)."""
+        self.threshold = calibrate_threshold(self.scores(embeddings), keep)
+        self.threshold_split = split
+        log.info(
+            "open-set threshold %.4f (%s, keeps %.0f%% of %d %s videos)",
+            self.threshold,
+            THRESHOLD_SCORE,
+            100 * keep,
+            len(embeddings),
+            split,
+        )
+        return self.threshold
+
+    def is_unknown(self, scores: np.ndarray) -> np.ndarray:
+        """(Q,) knownness scores -> (Q,) bool: below the threshold (all False without one)."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.threshold is None:
+            return np.zeros(scores.shape, dtype=bool)
+        return scores < self.threshold
+
+    def vectors(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The stored unit vectors of ``rows`` (default all): (n, D) float32."""
+        rows = np.arange(self.ntotal) if rows is None else np.asarray(rows, dtype=np.int64)
+        index = faiss.index_gpu_to_cpu(self._index) if self.on_gpu else self._index
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf.make_direct_map()
+        return np.asarray(index.reconstruct_batch(rows), dtype=np.float32)
+
+    # ------------------------------------------------------------------ compatibility
+
+    def check_compatible(
+        self,
+        *,
+        checkpoint_sha256: str | None = None,
+        embedding_dim: int | None = None,
+        checkpoint_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Raise IndexMismatchError unless the model matches the one the index was built by.
+
+        The embedding dim is checked first (the more telling message), then the sha256.
+        """
+        named = str(checkpoint_path) if checkpoint_path is not None else "the given model"
+        if embedding_dim is not None and int(embedding_dim) != self.embedding_dim:
+            raise IndexMismatchError(
+                f"{named} makes {embedding_dim}-d embeddings, but the index holds "
+                f"{self.embedding_dim}-d embeddings (built from {self.checkpoint_path})"
+            )
+        if checkpoint_sha256 is not None and checkpoint_sha256 != self.checkpoint_sha256:
+            raise IndexMismatchError(
+                f"index was built from checkpoint {self.checkpoint_path} (sha256 "
+                f"{self.checkpoint_sha256[:12]}), not {named} (sha256 {checkpoint_sha256[:12]})"
+            )
+
+    # ------------------------------------------------------------------ files
+
+    def meta(self, index_bytes: int = 0) -> dict[str, Any]:
+        """The sidecar as a JSON-ready dict."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "library_version": __version__,
+            "embedding_dim": self.embedding_dim,
+            "ntotal": self.ntotal,
+            "index_bytes": int(index_bytes),
+            "index_type": self.kind,
+            "metric": "inner_product on L2-normalised vectors (cosine)",
+            "nprobe": self.nprobe,
+            "checkpoint": {"path": self.checkpoint_path, "sha256": self.checkpoint_sha256},
+            "class_names": self.class_names,
+            "threshold": {
+                "value": self.threshold,
+                "score": THRESHOLD_SCORE,
+                "keep": DEFAULT_KEEP,
+                "split": self.threshold_split,
+            },
+            "prototype_counts": self.prototype_counts.tolist(),
+            "prototypes": self.prototypes.tolist(),
+            "labels": self.labels.tolist(),
+            "video_ids": self.video_ids,
+            "qualities": self.qualities,
+        }
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``index.faiss`` and ``meta.json`` into ``folder``; returns the folder.
+
+        Both go to temporary files first and are renamed only when both were written, so a
+        failed save leaves a previous index in the folder intact.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        cpu_index = faiss.index_gpu_to_cpu(self._index) if self.on_gpu else self._index
+        with atomic_path(folder / INDEX_FILE) as index_tmp, atomic_path(folder / META_FILE) as tmp:
+            faiss.write_index(cpu_index, str(index_tmp))
+            meta = self.meta(index_bytes=index_tmp.stat().st_size)
+            tmp.write_text(json.dumps(meta) + "\n")
+        log.info("index of %d %s vectors written to %s", self.ntotal, self.kind, folder)
+        return folder
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | os.PathLike[str],
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        *,
+        embedding_dim: int | None = None,
+        nprobe: int | None = None,
+        use_gpu: bool = True,
+    ) -> GeneratorIndex:
+        """Read an index folder.
+
+        With ``checkpoint_path`` (a file or a run folder with best.pt) the checkpoint must
+        be the one the index was built from (same embedding dim, same sha256), else
+        IndexMismatchError; ``embedding_dim`` saves reading the checkpoint for the dim.
+        Missing, corrupt or truncated files are a DataError naming the file.
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"no index folder at {folder} (build one: python -m attribnet.index)")
+        meta = _read_meta(folder / META_FILE)
+        cpu_index = _read_faiss(folder / INDEX_FILE, meta)
+        try:
+            index = cls._from_meta(cpu_index, meta, use_gpu)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{folder / META_FILE}: corrupt index sidecar ({exc!r})") from exc
+        if nprobe is not None:
+            index.nprobe = nprobe
+        if checkpoint_path is not None:
+            _check_checkpoint(index, checkpoint_path, embedding_dim)
+        return index
+
+    @classmethod
+    def _from_meta(
+        cls, cpu_index: faiss.Index, meta: dict[str, Any], use_gpu: bool
+    ) -> GeneratorIndex:
+        """An index from a read ``index.faiss`` and its parsed sidecar."""
+        names, dim = list(meta["class_names"]), int(meta["embedding_dim"])
+        labels = np.asarray(meta["labels"], dtype=np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
+            raise ValueError(f"labels outside the class ids 0..{len(names) - 1}")
+        return cls(
+            cpu_index,
+            labels=labels,
+            class_names=names,
+            video_ids=[str(v) for v in meta["video_ids"]],
+            qualities=[str(q) for q in meta["qualities"]],
+            prototypes=np.asarray(meta["prototypes"], dtype=np.float32).reshape(len(names), dim),
+            prototype_counts=np.asarray(meta["prototype_counts"], dtype=np.int64),
+            checkpoint_sha256=str(meta["checkpoint"]["sha256"]),
+            checkpoint_path=str(meta["checkpoint"]["path"]),
+            threshold=meta["threshold"]["value"],
+            threshold_split=str(meta["threshold"].get("split", "")),
+            use_gpu=use_gpu,
+        )
+
+    def info(self) -> dict[str, Any]:
+        """A short summary (no per-row data): counts, classes, threshold, checkpoint."""
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        return {
+            "vectors": self.ntotal,
+            "embedding_dim": self.embedding_dim,
+            "index_type": self.kind,
+            "nprobe": self.nprobe,
+            "on_gpu": self.on_gpu,
+            "classes": dict(zip(self.class_names, counts.tolist(), strict=True)),
+            "qualities": dict(sorted(Counter(self.qualities).items())),
+            "threshold": self.threshold,
+            "threshold_score": THRESHOLD_SCORE,
+            "threshold_split": self.threshold_split,
+            "checkpoint": self.checkpoint_path,
+            "checkpoint_sha256": self.checkpoint_sha256,
+        }
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """Parse and sanity-check ``meta.json``; DataError naming the file otherwise."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing (not an index folder, or an interrupted build)")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: corrupt index sidecar, not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or any(k not in meta for k in _META_KEYS):
+        missing = [k for k in _META_KEYS if not isinstance(meta, dict) or k not in meta]
+        raise DataError(f"{path}: corrupt index sidecar, missing keys {missing}")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise DataError(
+            f"{path}: index format {meta['format_version']}, this attribnet reads "
+            f"{FORMAT_VERSION}; rebuild the index"
+        )
+    n = meta["ntotal"]
+    lengths = {k: len(meta[k]) for k in ("labels", "video_ids", "qualities")}
+    if any(v != n for v in lengths.values()):
+        raise DataError(f"{path}: corrupt index sidecar, {lengths} rows for {n} vectors")
+    return meta
+
+
+def _read_faiss(path: Path, meta: dict[str, Any]) -> faiss.Index:
+    """Read ``index.faiss`` and check it against the sidecar; DataError naming the file."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing (an interrupted build?); rebuild the index")
+    size = path.stat().st_size
+    if meta["index_bytes"] and size != meta["index_bytes"]:
+        raise DataError(
+            f"{path}: truncated or replaced ({size} bytes, {META_FILE} expects "
+            f"{meta['index_bytes']}); rebuild the index"
+        )
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise DataError(f"{path}: corrupt FAISS index ({_faiss_reason(exc)})") from exc
+    if index.ntotal != meta["ntotal"] or index.d != meta["embedding_dim"]:
+        raise DataError(
+            f"{path}: holds {index.ntotal} vectors of dim {index.d}, {META_FILE} describes "
+            f"{meta['ntotal']} of dim {meta['embedding_dim']}; rebuild the index"
+        )
+    return index
+
+
+def _faiss_reason(exc: BaseException) -> str:
+    """FAISS's error text without its C++ location prefix, on one line."""
+    text = " ".join(str(exc).split())
+    return re.split(r"\.cpp:\d+: ", text)[-1] or type(exc).__name__
+
+
+def _check_checkpoint(
+    index: GeneratorIndex, checkpoint_path: str | os.PathLike[str], embedding_dim: int | None
+) -> None:
+    """IndexMismatchError unless the checkpoint is the index's (dim, then sha256)."""
+    from attribnet.checkpoint import file_sha256, read_checkpoint
+
+    path = Path(checkpoint_path)
+    path = path / "best.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if embedding_dim is None:
+        args = read_checkpoint(path)["args"]
+        embedding_dim = int(args.get("model", {}).get("embedding_dim", 0))
+    index.check_compatible(
+        embedding_dim=embedding_dim, checkpoint_sha256=file_sha256(path), checkpoint_path=path
+    )
+
+
+# ----------------------------------------------------------------------------- embedding
+
+
+def clip_indices(num_frames: int, t: int, num_clips: int) -> np.ndarray:
+    """Frame indices of ``num_clips`` periodic clips of ``t`` frames: (num_clips, t) int64.
+
+    Every clip has training's stride ``num_frames / t``; clip ``j`` starts at phase
+    ``(j + 0.5) / num_clips`` of a stride, so one clip is exactly training's periodic
+    sample and several clips interleave without sharing frames (while the stride allows).
+    """
+    if num_frames < 1 or t < 1 or num_clips < 1:
+        raise ValueError(f"need num_frames, t, num_clips >= 1, got {num_frames, t, num_clips}")
+    phase = (np.arange(num_clips)[:, None] + 0.5) / num_clips
+    positions = (np.arange(t)[None, :] + phase) * num_frames / t
+    return np.minimum(positions.astype(np.int64), num_frames - 1)
+
+
+def clips_for(num_frames: int, t: int, max_clips: int) -> int:
+    """How many clips to take from a video: one per full stride of frames, 1..max_clips."""
+    return int(min(max(num_frames // t, 1), max(max_clips, 1)))
+
+
+class EvalClips(Dataset):
+    """Deterministic evaluation clips of cached videos: ``{"clip" (T, 3, S, S), "label",
+    "index"}``, several per video (see :func:`clip_indices`); ``video_of[i]`` is the
+    position in ``entries`` of item ``i``. No augmentation; frames of another size than
+    ``image_size`` are resized as training resizes them."""
+
+    def __init__(
+        self,
+        cache: FaceCache,
+        entries: Sequence[CacheEntry],
+        labels: Sequence[int],
+        *,
+        num_frames: int,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        max_clips: int = DEFAULT_MAX_CLIPS,
+    ):
+        from attribnet.data.augment import ClipAugment, Normalize
+
+        self.cache, self.entries, self.labels = cache, list(entries), list(labels)
+        self.num_frames, self.image_size = num_frames, image_size
+        self.normalize = Normalize(mean, std)
+        self.resize = ClipAugment(image_size, hflip=0.0, crop_scale=None)
+        self.items: list[tuple[int, np.ndarray]] = []
+        for v, entry in enumerate(self.entries):
+            n = clips_for(entry.num_frames, num_frames, max_clips)
+            self.items.extend((v, idx) for idx in clip_indices(entry.num_frames, num_frames, n))
+        self.video_of = np.array([v for v, _ in self.items], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        v, indices = self.items[i]
+        frames = np.asarray(self.cache.load(self.entries[v])[indices])
+        if frames.shape[1:3] != (self.image_size, self.image_size):
+            frames = self.resize(frames)
+        return {"clip": self.normalize(frames), "label": self.labels[v], "index": i}
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def embed_entries(
+    model: AttributionModel,
+    recipe: Recipe,
+    cache: FaceCache,
+    entries: Sequence[CacheEntry],
+    labels: Sequence[int] | None = None,
+    *,
+    max_clips: int = DEFAULT_MAX_CLIPS,
+    device: torch.device | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embed cached videos (``FaceCache`` entries) with an AttributionModel.
+
+    Each video gives up to ``max_clips`` clips (:func:`clip_indices`); their L2-normalised
+    embeddings are averaged and re-normalised, their softmax probabilities averaged.
+    Returns embeddings (N, D) unit float32, probabilities (N, K) and clips per video (N,).
+    """
+    from attribnet.inference import run_model
+    from attribnet.metrics import softmax
+
+    if not model.embedding_dim:
+        raise CheckpointError("the model has no embedding head (model.embedding_dim is 0)")
+    if not entries:
+        empty = np.zeros((0, model.embedding_dim), np.float32)
+        return empty, np.zeros((0, model.num_classes), np.float32), np.zeros(0, np.int64)
+    data = recipe.data
+    dataset = EvalClips(
+        cache,
+        entries,
+        labels if labels is not None else [-1] * len(entries),
+        num_frames=data.num_frames,
+        image_size=data.image_size,
+        mean=data.mean,
+        std=data.std,
+        max_clips=max_clips,
+    )
+    device = device or default_device()
+    loader = DataLoader(
+        dataset,
+        batch_size=recipe.train.batch_size,
+        shuffle=False,
+        num_workers=data.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    bar = tqdm(loader, desc="embed", unit="batch", disable=not (progress and sys.stderr.isatty()))
+    out = run_model(model.to(device), bar, device)
+    return _per_video(dataset.video_of[out["index"]], out["embedding"], softmax(out["logits"]))
+
+
+def _per_video(
+    video_of: np.ndarray, embeddings: np.ndarray, probabilities: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clip outputs -> per-video mean unit embedding (V, D), mean probabilities (V, K), clip
+    counts (V,); ``video_of`` (N,) maps clips to videos 0..V-1."""
+    num_videos = int(video_of.max()) + 1 if video_of.size else 0
+    counts = np.bincount(video_of, minlength=num_videos)
+    emb = np.zeros((num_videos, embeddings.shape[1]), dtype=np.float64)
+    prob = np.zeros((num_videos, probabilities.shape[1]), dtype=np.float64)
+    np.add.at(emb, video_of, l2_normalize(embeddings))
+    np.add.at(prob, video_of, probabilities)
+    return l2_normalize(emb), (prob / counts[:, None]).astype(np.float32), counts
+
+
+# ----------------------------------------------------------------------------- build for a run
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, or ``<run dir>/best.pt`` for a run folder."""
+    path = Path(path)
+    return path / "best.pt" if path.is_dir() else path
+
+
+def recipe_cache_dir(recipe: Recipe) -> Path:
+    """The face cache of a recipe: ``data.cache``, else ``<data.root or data/demo>/cache``."""
+    data = recipe.data
+    return Path(data.cache) if data.cache else Path(data.root or "data/demo") / "cache"
+
+
+def _training_rows(
+    recipe: Recipe, manifest: str | os.PathLike[str] | None
+) -> tuple[FaceCache, list[tuple[CacheEntry, ManifestRow]]]:
+    """(cache, [(entry, row)]) for the videos to index and calibrate on.
+
+    Without ``manifest``: the finished videos of the recipe's cache (those of the recipe's
+    ``data.manifest`` when it names an existing file), with the splits they were cached
+    with. With one: its rows (split by source_id when unsplit), preprocessed into the cache
+    first when missing.
+    """
+    from attribnet.data.cache import FaceCache
+    from attribnet.data.manifest import assign_splits, read_manifest
+
+    cache_dir = recipe_cache_dir(recipe)
+    if manifest is None:
+        cache = FaceCache(cache_dir)
+        pairs = [(e, e.row) for e in cache.entries]
+        if recipe.data.manifest and Path(recipe.data.manifest).is_file():
+            wanted = {r.path for r in read_manifest(recipe.data.manifest)}
+            pairs = [(e, r) for e, r in pairs if r.path in wanted]
+        return cache, pairs
+    from attribnet.preprocess import preprocess
+
+    rows = read_manifest(manifest)
+    if not all(r.split for r in rows):
+        log.warning("manifest rows without a split: assigning a 70/15/15 split by source_id")
+        rows = assign_splits(rows, seed=recipe.train.seed)
+    data = recipe.data
+    cache = preprocess(
+        rows,
+        cache_dir,
+        detector=data.detector,
+        size=data.image_size,
+        max_frames=data.max_frames,
+        progress=sys.stderr.isatty(),
+    )
+    pairs = [(cache.entry_for(r.path), r) for r in rows]
+    return cache, [(e, r) for e, r in pairs if e is not None]
+
+
+def _split_videos(
+    pairs: list[tuple[CacheEntry, ManifestRow]],
+    split: str,
+    qualities: Sequence[str],
+    class_names: Sequence[str],
+    t: int,
+) -> tuple[list[CacheEntry], list[int], list[ManifestRow]]:
+    """Entries, generator ids and rows of one split: known classes, the given qualities
+    (all when empty), at least ``t`` cached frames (shorter ones are left out, as training
+    leaves them out, with a warning)."""
+    chosen = [
+        (e, r)
+        for e, r in pairs
+        if r.split == split and r.label in class_names and (not qualities or r.quality in qualities)
+    ]
+    usable = [(e, r) for e, r in chosen if e.num_frames >= t]
+    if len(usable) < len(chosen):
+        log.warning("%s split: leaving out %d video(s) shorter than %d frames",
+                    split, len(chosen) - len(usable), t)  # fmt: skip
+    return (
+        [e for e, _ in usable],
+        [list(class_names).index(r.label) for _, r in usable],
+        [r for _, r in usable],
+    )
+
+
+def build_index_for_run(
+    checkpoint_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    manifest: str | os.PathLike[str] | None = None,
+    *,
+    max_clips: int = DEFAULT_MAX_CLIPS,
+    ivf_threshold: int = DEFAULT_IVF_THRESHOLD,
+    nprobe: int = DEFAULT_NPROBE,
+    device: torch.device | None = None,
+) -> Path:
+    """Build and save the generator index of a trained model; returns ``out_dir``.
+
+    Embeds the TRAIN split (the recipe's ``train_qualities``) into the index and calibrates
+    the open-set threshold on the VAL split (``eval_qualities``); videos of classes the
+    model does not know are left out. Data: the recipe's face cache, or ``manifest``'s rows.
+    """
+    from attribnet.checkpoint import file_sha256, load_model
+
+    path = resolve_checkpoint(checkpoint_path)
+    model, recipe, names, _ = load_model(path)
+    if not model.embedding_dim:
+        raise CheckpointError(
+            f"{path}: the model has no embedding head (model.embedding_dim is 0); "
+            "train with model.embedding_dim > 0 to build an index"
+        )
+    cache, pairs = _training_rows(recipe, manifest)
+    data = recipe.data
+    entries, labels, rows = _split_videos(
+        pairs, "train", data.train_qualities, names, data.num_frames
+    )
+    if not entries:
+        raise DataError(f"no training videos of classes {names} in cache {cache.root}")
+    device = device or default_device()
+    kwargs = {"max_clips": max_clips, "device": device, "progress": True}
+    log.info("embedding %d training videos for the index", len(entries))
+    emb, _, _ = embed_entries(model, recipe, cache, entries, labels, **kwargs)
+    index = GeneratorIndex.build(
+        emb,
+        np.asarray(labels),
+        names,
+        video_ids=[r.video_id for r in rows],
+        qualities=[r.quality for r in rows],
+        checkpoint_sha256=file_sha256(path),
+        checkpoint_path=str(path),
+        ivf_threshold=ivf_threshold,
+        nprobe=nprobe,
+    )
+    val_entries, val_labels, _ = _split_videos(
+        pairs, "val", data.eval_qualities, names, data.num_frames
+    )
+    if val_entries:
+        val_emb, _, _ = embed_entries(model, recipe, cache, val_entries, val_labels, **kwargs)
+        index.calibrate(val_emb, split="val")
+    else:
+        log.warning("no validation videos: open-set threshold calibrated on the TRAIN split")
+        index.calibrate(emb, split="train")
+    return index.save(out_dir)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are ConfigErrors (one line, exit code 2)."""
+
+    def error(self, message: str) -> Any:
+        from attribnet.errors import ConfigError
+
+        raise ConfigError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m attribnet.index``."""
+    parser = _Parser(prog="python -m attribnet.index", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    build = sub.add_parser("build", help="embed a run's training videos into an index")
+    build.add_argument("--checkpoint", required=True, help="<run>/best.pt or a run folder")
+    build.add_argument("--out", required=True, help="index folder, e.g. indexes/<name>")
+    build.add_argument("--manifest", help="index these rows instead of the recipe's cache")
+    build.add_argument("--max-clips", type=int, default=DEFAULT_MAX_CLIPS)
+    build.add_argument("--ivf-threshold", type=int, default=DEFAULT_IVF_THRESHOLD)
+    build.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE)
+    info = sub.add_parser("info", help="summarise an index folder")
+    info.add_argument("folder", help="index folder")
+    info.add_argument("--checkpoint", help="also check that this checkpoint matches")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "build":
+        out = build_index_for_run(
+            args.checkpoint,
+            args.out,
+            args.manifest,
+            max_clips=args.max_clips,
+            ivf_threshold=args.ivf_threshold,
+            nprobe=args.nprobe,
+        )
+        print(f"index written to {out}")
+        return
+    index = GeneratorIndex.load(args.folder, args.checkpoint)
+    print(json.dumps(index.info(), indent=2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: 0 done, 2 a user error (one line on stderr)."""
+    from attribnet.logs import setup_logging
+
+    try:
+        args = build_parser().parse_args(argv)
+        setup_logging(args.verbose)
+        _run(args)
+    except (AttribnetError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,231 @@
+"""Querying the generator index end to end on tiny generated videos (CPU, seconds):
+build an index for a checkpoint, attribute videos and frame folders, report bad inputs,
+cluster and plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from attribnet.checkpoint import file_sha256, load_model, save_checkpoint
+from attribnet.config import DataConfig, ModelConfig, Recipe, TrainConfig, to_dict
+from attribnet.data.codec import write_video
+from attribnet.index import GeneratorIndex, build_index_for_run
+from attribnet.index import main as index_main
+from attribnet.models import build_model
+from attribnet.query import (
+    UNKNOWN,
+    cluster_embeddings,
+    describe_clusters,
+    embed_videos,
+    find_videos,
+    query,
+)
+from attribnet.query import main as query_main
+
+NAMES = ["alpha", "beta", "gamma"]
+SPLITS = ["train", "train", "val", "test"]
+FRAMES, SIZE, T, DIM = 12, 32, 4, 16
+
+
+def texture_video(rng: np.random.Generator, label: int) -> np.ndarray:
+    """(FRAMES, SIZE, SIZE, 3) uint8: noise blurred at a class-specific scale, drifting."""
+    base = rng.normal(size=(SIZE * 2, SIZE * 2, 3)).astype(np.float32)
+    base = cv2.GaussianBlur(base, (0, 0), 0.5 + 1.5 * label)
+    base = (base - base.min()) / (np.ptp(base) + 1e-6) * 255
+    frames = [np.roll(base, (i, 2 * i), axis=(0, 1))[:SIZE, :SIZE] for i in range(FRAMES)]
+    return np.stack(frames).astype(np.uint8)
+
+
+def tiny_recipe(cache: Path, manifest: Path) -> Recipe:
+    return Recipe(
+        name="tiny",
+        data=DataConfig(
+            manifest=str(manifest),
+            cache=str(cache),
+            detector="none",
+            num_frames=T,
+            image_size=SIZE,
+            max_frames=16,
+            num_workers=0,
+        ),
+        model=ModelConfig(backbone="resnet10", fusion="mean", num_frames=T, embedding_dim=DIM),
+        train=TrainConfig(batch_size=4, device="cpu", amp=False),
+    )
+
+
+def write_checkpoint(path: Path, recipe: Recipe, seed: int) -> Path:
+    torch.manual_seed(seed)
+    model = build_model(recipe.model, len(NAMES))
+    state = {
+        "model": model.state_dict(),
+        "loss": {},
+        "args": to_dict(recipe),
+        "class_names": NAMES,
+        "epoch": 0,
+    }
+    save_checkpoint(path, state)
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Videos (3 classes x train/train/val/test), a manifest, a checkpoint, its index
+    (built through the command line) and a query folder with a frame folder and a corrupt
+    file."""
+    root = tmp_path_factory.mktemp("world")
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, name in enumerate(NAMES):
+        for i, split in enumerate(SPLITS):
+            path = root / "videos" / name / f"s{i}.mp4"
+            write_video(path, texture_video(rng, label))
+            rows.append([str(path), name, "crf23", f"s{i}", split])
+    manifest = root / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        csv.writer(f).writerows([["path", "label", "quality", "source_id", "split"], *rows])
+
+    queries = root / "queries"
+    for name in NAMES:
+        (queries / "deep").mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / "videos" / name / "s3.mp4", queries / "deep" / f"{name}.mp4")
+    frames = queries / "frame_folder"
+    frames.mkdir()
+    for i, frame in enumerate(texture_video(rng, 0)):
+        cv2.imwrite(str(frames / f"frame{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    good = (root / "videos" / NAMES[0] / "s0.mp4").read_bytes()
+    (queries / "corrupt.mp4").write_bytes(good[: len(good) // 2])
+    (queries / "notes.txt").write_text("not a video\n")
+
+    recipe = tiny_recipe(root / "cache", manifest)
+    checkpoint = write_checkpoint(root / "run" / "best.pt", recipe, seed=0)
+    index_dir = root / "indexes" / "tiny"
+    argv = ["build", "--checkpoint", str(checkpoint), "--manifest", str(manifest)]
+    assert index_main([*argv, "--out", str(index_dir)]) == 0
+    return {
+        "root": root,
+        "manifest": manifest,
+        "checkpoint": checkpoint,
+        "index": index_dir,
+        "queries": queries,
+    }
+
+
+def test_index_built_from_train_split_calibrated_on_val(world: dict[str, Path]) -> None:
+    index = GeneratorIndex.load(world["index"], world["checkpoint"])
+    assert index.ntotal == 2 * len(NAMES)
+    assert all("/s0.mp4" in v or "/s1.mp4" in v for v in index.video_ids)
+    assert set(index.qualities) == {"crf23"} and index.class_names == NAMES
+    assert index.threshold_split == "val" and index.threshold is not None
+    assert index.checkpoint_sha256 == file_sha256(world["checkpoint"])
+
+    # Rebuilding from the recipe's cache and manifest (what training does) gives the same
+    # vectors.
+    again = build_index_for_run(world["checkpoint"], world["root"] / "again")
+    rebuilt = GeneratorIndex.load(again)
+    assert rebuilt.video_ids == index.video_ids
+    np.testing.assert_allclose(rebuilt.vectors(), index.vectors(), atol=1e-5)
+    assert rebuilt.threshold == pytest.approx(index.threshold, abs=1e-5)
+
+
+def test_query_of_an_indexed_video_finds_itself(world: dict[str, Path], tmp_path: Path) -> None:
+    model, recipe, _, _ = load_model(world["checkpoint"])
+    index = GeneratorIndex.load(world["index"], world["checkpoint"])
+    train_video = index.video_ids[3]
+    emb, ok, failures = embed_videos(model, recipe, [train_video], tmp_path / "cache")
+    assert ok == [train_video] and not failures and emb.shape == (1, DIM)
+
+    (record,) = query(index, emb, k=3, video_ids=ok)
+    top = record["neighbors"][0]
+    assert top["video_id"] == train_video and top["similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert top["generator"] == NAMES[index.labels[3]] and top["quality"] == "crf23"
+    assert [n["rank"] for n in record["neighbors"]] == [1, 2, 3]
+    assert record["knn"]["generator"] in NAMES and 0 < record["knn"]["confidence"] <= 1
+    assert record["verdict"] in (*NAMES, UNKNOWN)
+    assert record["is_unknown"] == (record["score"] < index.threshold)
+
+
+def test_query_command_end_to_end(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json, out_png = tmp_path / "out.json", tmp_path / "plot.png"
+    notes = world["queries"] / "notes.txt"
+    argv = [str(world["queries"]), str(notes), str(tmp_path / "missing.mp4")]
+    opts = ["--k", "3", "--json", str(out_json), "--cluster", "--plot", str(out_png)]
+    assert query_main(["--index", str(world["index"]), *argv, *opts]) == 0
+
+    report = json.loads(out_json.read_text())
+    records = {Path(r["video"]).name: r for r in report["videos"]}
+    assert set(records) == {
+        "alpha.mp4", "beta.mp4", "gamma.mp4", "frame_folder", "corrupt.mp4", "notes.txt",
+        "missing.mp4",
+    }  # fmt: skip
+    for name in ("alpha.mp4", "beta.mp4", "gamma.mp4", "frame_folder"):
+        r = records[name]
+        assert r["status"] == "ok" and r["clips"] == FRAMES // T
+        assert len(r["neighbors"]) == 3
+        assert set(r["neighbors"][0]) == {"rank", "video_id", "generator", "quality", "similarity"}
+        assert r["classifier"]["generator"] in NAMES and 0 < r["classifier"]["probability"] <= 1
+        assert r["verdict"] in (*NAMES, UNKNOWN)
+    for name in ("corrupt.mp4", "notes.txt", "missing.mp4"):
+        assert records[name]["status"] == "failed" and records[name]["reason"]
+    assert sum(c["size"] for c in report["clusters"]) == 4
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    table = capsys.readouterr().out
+    assert "FAILED" in table and "4 of 7 videos attributed" in table and "cluster" in table
+
+
+def test_query_refuses_another_checkpoint(
+    world: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = tiny_recipe(world["root"] / "cache", world["manifest"])
+    other = write_checkpoint(world["root"] / "other" / "best.pt", recipe, seed=1)
+    argv = ["--index", str(world["index"]), "--checkpoint", str(other), str(world["queries"])]
+    assert query_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: index was built from checkpoint") and "\n" not in err
+
+
+def test_query_exit_codes_without_usable_videos(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index = ["--index", str(world["index"])]
+    assert query_main([*index, str(world["queries"] / "notes.txt")]) == 1
+    (tmp_path / "empty").mkdir()
+    assert query_main([*index, str(tmp_path / "empty")]) == 2
+    assert "no videos" in capsys.readouterr().err
+
+
+def test_find_videos_recurses_and_keeps_frame_folders(world: dict[str, Path]) -> None:
+    found, missing = find_videos([world["queries"], world["queries"] / "nope"])
+    names = sorted(Path(p).name for p in found)
+    assert names == ["alpha.mp4", "beta.mp4", "corrupt.mp4", "frame_folder", "gamma.mp4"]
+    assert list(missing.values()) == ["no such file or folder"]
+
+
+def test_clustering_separates_two_embedding_sets() -> None:
+    rng = np.random.default_rng(0)
+    protos = np.eye(3, DIM, dtype=np.float32)
+    index = GeneratorIndex.build(protos, np.arange(3), NAMES)
+    a = np.eye(1, DIM, 5) + 0.1 * rng.normal(size=(6, DIM))
+    b = np.eye(1, DIM, 0) + 0.3 * np.eye(1, DIM, 9) + 0.1 * rng.normal(size=(4, DIM))
+    x = np.concatenate([a, b]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+
+    clusters = cluster_embeddings(x, distance_threshold=0.5)
+    np.testing.assert_array_equal(clusters, [0] * 6 + [1] * 4)  # largest group first
+    ids = [f"q{i}" for i in range(10)]
+    groups = describe_clusters(index, x, clusters, ids, np.array([True] * 6 + [False] * 4))
+    assert [g["size"] for g in groups] == [6, 4] and groups[0]["unknown"] == 6
+    assert groups[1]["nearest_generator"] == "alpha" and groups[1]["mean_similarity"] > 0.8
+    assert groups[0]["mean_similarity"] < 0.5
+    assert 0 < groups[0]["spread"] < 0.2 and groups[1]["videos"] == ids[6:]
+    assert cluster_embeddings(x[:1], 0.5).tolist() == [0]
