@@ -17,13 +17,11 @@ from typing import Any
 
 import yaml
 
+from attribnet.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from attribnet.data.sampling import MODES as SAMPLING_MODES
 from attribnet.errors import ConfigError
 from attribnet.models.attention import FUSIONS
 from attribnet.models.encoder import BACKBONES, SAM_PLACEMENTS
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass

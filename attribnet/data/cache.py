@@ -138,8 +138,9 @@ class FaceCache:
         try:
             return np.load(path, mmap_mode="r")
         except (OSError, ValueError) as exc:
-            raise DataError(f"cache file {path} is unreadable ({exc}); delete it and re-run "
-                            "preprocess") from exc
+            raise DataError(
+                f"cache file {path} is unreadable ({exc}); delete it and re-run preprocess"
+            ) from exc
 
     def entry_for(self, path: str) -> CacheEntry | None:
         """The finished entry of a video path, if any."""

@@ -74,15 +74,20 @@ from tqdm import tqdm
 
 from attribnet.atomic import write_json
 from attribnet.data.codec import DFDM_CRFS, write_video
-from attribnet.data.manifest import ManifestRow, read_manifest, write_manifest
+from attribnet.data.manifest import (
+    DEFAULT_SPLIT,
+    ManifestRow,
+    assign_splits,
+    read_manifest,
+    write_manifest,
+)
 from attribnet.errors import DataError
 
 log = logging.getLogger(__name__)
 
 DEMO_CLASSES = ("faceswap", "lightweight", "iae", "dfaker", "dfl")
 UNSEEN_CLASS = "unseen"
-DEMO_FORMAT = 1
-SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
+DEMO_FORMAT = 2
 FPS = 25
 
 
@@ -434,18 +439,6 @@ def quality_tag(crf: int) -> str:
     return f"crf{int(crf)}"
 
 
-def assign_splits(source_ids: Sequence[str], seed: int) -> dict[str, str]:
-    """Shuffle sources with ``seed`` and cut them 70/15/15 into train/val/test.
-
-    With three or more sources, val and test get at least one source each.
-    """
-    order = np.random.default_rng([seed, 7]).permutation(len(source_ids))
-    n = len(source_ids)
-    n_val = n_test = max(1, round(SPLIT_FRACTIONS[1] * n)) if n >= 3 else 0
-    splits = ["train"] * (n - n_val - n_test) + ["val"] * n_val + ["test"] * n_test
-    return {source_ids[i]: split for i, split in zip(order, splits, strict=True)}
-
-
 def _parameters(
     num_sources: int,
     num_frames: int,
@@ -528,7 +521,6 @@ def generate_demo(
 def _write_videos(out_dir: Path, params: dict[str, object]) -> list[ManifestRow]:
     """Render every source through every generator and encode it at every quality."""
     source_ids = [f"src{i:03d}" for i in range(int(params["num_sources"]))]
-    splits = assign_splits(source_ids, int(params["seed"]))
     generators = {name: build_generator(name) for name in params["generators"]}
     seeds = np.random.SeedSequence(int(params["seed"])).spawn(len(source_ids))
     rows = []
@@ -540,9 +532,8 @@ def _write_videos(out_dir: Path, params: dict[str, object]) -> list[ManifestRow]
             for crf in params["qualities"]:
                 path = out_dir / quality_tag(crf) / name / f"{source_ids[i]}.mp4"
                 write_video(path, fake, crf=crf, fps=FPS)
-                split = splits[source_ids[i]]
-                rows.append(ManifestRow(str(path), name, quality_tag(crf), source_ids[i], split))
-    return rows
+                rows.append(ManifestRow(str(path), name, quality_tag(crf), source_ids[i]))
+    return assign_splits(rows, DEFAULT_SPLIT, seed=int(params["seed"]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

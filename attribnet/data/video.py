@@ -40,12 +40,12 @@ import av
 import cv2
 import numpy as np
 
+from attribnet.data.manifest import IMAGE_SUFFIXES
 from attribnet.errors import DataError, VideoError
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "decord", "pyav")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 _T = TypeVar("_T")
 _AV_ERRORS = (av.error.FFmpegError, OSError, ValueError, IndexError, RuntimeError)
