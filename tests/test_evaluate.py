@@ -1,0 +1,326 @@
+"""``python -m attribnet.evaluate`` end to end on a tiny face cache (CPU, seconds): the run
+report and its counts, determinism, open set, the cross-quality table against single
+runs, training through the cross-quality and ablation commands, and user errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from attribnet.checkpoint import save_checkpoint
+from attribnet.config import DataConfig, LossConfig, ModelConfig, Recipe, TrainConfig, to_dict
+from attribnet.data.cache import FaceCache
+from attribnet.data.codec import write_video
+from attribnet.data.manifest import ManifestRow, read_manifest, write_manifest
+from attribnet.evaluate import LoadedModel, ablation_recipe, class_scores, main, quality_variants
+from attribnet.index import main as index_main
+from attribnet.models import build_model
+from attribnet.preprocess import run_preprocess
+
+NAMES = ["alpha", "beta", "real"]
+QUALITIES = ["crf0", "crf23"]
+SPLITS = ["train", "train", "val", "val", "test", "test"]
+FRAMES, SIZE, T, DIM, CLIPS = 6, 32, 4, 8, 3
+TEST_VIDEOS = len(NAMES) * SPLITS.count("test") * len(QUALITIES)
+ABLATIONS = Path(__file__).resolve().parent.parent / "recipes" / "ablations"
+
+
+def texture_video(rng: np.random.Generator, label: int) -> np.ndarray:
+    """(FRAMES, SIZE, SIZE, 3) uint8: noise blurred at a class-specific scale, drifting."""
+    base = rng.normal(size=(SIZE * 2, SIZE * 2, 3)).astype(np.float32)
+    base = cv2.GaussianBlur(base, (0, 0), 0.5 + 1.5 * label)
+    base = (base - base.min()) / (np.ptp(base) + 1e-6) * 255
+    frames = [np.roll(base, (i, 2 * i), axis=(0, 1))[:SIZE, :SIZE] for i in range(FRAMES)]
+    return np.stack(frames).astype(np.uint8)
+
+
+def tiny_recipe(cache: Path, manifest: Path | str = "", name: str = "tiny") -> Recipe:
+    return Recipe(
+        name=name,
+        data=DataConfig(
+            manifest=str(manifest),
+            cache=str(cache),
+            detector="none",
+            num_frames=T,
+            image_size=SIZE,
+            max_frames=16,
+            num_workers=0,
+        ),
+        model=ModelConfig(backbone="resnet10", fusion="mean", num_frames=T, embedding_dim=DIM),
+        train=TrainConfig(batch_size=8, device="cpu", amp=False, build_index=False),
+    )
+
+
+def write_checkpoint(path: Path, recipe: Recipe, seed: int) -> Path:
+    torch.manual_seed(seed)
+    model = build_model(recipe.model, len(NAMES))
+    state = {
+        "model": model.state_dict(),
+        "loss": {},
+        "optimizer": {},
+        "lr_scheduler": {},
+        "epoch": 0,
+        "args": to_dict(recipe),
+        "class_names": NAMES,
+    }
+    save_checkpoint(path, state)
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A face cache (3 classes x 6 sources x 2 qualities, written straight into the cache),
+    a manifest of those rows, two untrained checkpoints, and an unknown-generator manifest
+    of real mp4 files."""
+    root = tmp_path_factory.mktemp("evaluate")
+    cache_dir = root / "cache"
+    run_preprocess([], cache_dir, detector="none", size=SIZE, max_frames=16, progress=False)
+    cache, rng, rows = FaceCache(cache_dir), np.random.default_rng(0), []
+    for label, name in enumerate(NAMES):
+        for quality in QUALITIES:
+            for i, split in enumerate(SPLITS):
+                row = ManifestRow(
+                    str(root / quality / name / f"s{i}.mp4"), name, quality, f"s{i}", split
+                )
+                cache.add(row, texture_video(rng, label))
+                rows.append(row)
+    write_manifest(rows, root / "manifest.csv")
+    unknown = []
+    for quality in QUALITIES:
+        for i in range(2):
+            path = root / "unseen" / quality / f"u{i}.mp4"
+            write_video(path, texture_video(rng, 4))
+            unknown.append(ManifestRow(str(path), "unseen", quality, f"u{i}", "test"))
+    write_manifest(unknown, root / "unknown.csv")
+    recipe = tiny_recipe(cache_dir)
+    return {
+        "root": root,
+        "cache": cache_dir,
+        "manifest": root / "manifest.csv",
+        "unknown": root / "unknown.csv",
+        "ckpt0": write_checkpoint(root / "run0" / "best.pt", recipe, seed=0),
+        "ckpt1": write_checkpoint(root / "run1" / "best.pt", recipe, seed=1),
+    }
+
+
+def evaluate_run(world: dict[str, Path], out: Path, *extra: str) -> dict:
+    argv = ["run", "--checkpoint", str(world["ckpt0"]), "--out", str(out), "--k", "5", *extra]
+    assert main(argv) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def full_run(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("full")
+    evaluate_run(world, out, "--unknown-manifest", str(world["unknown"]))
+    return out
+
+
+def test_run_writes_report_plots_and_counts(full_run: Path) -> None:
+    metrics = json.loads((full_run / "metrics.json").read_text())
+    closed = metrics["closed_set"]
+    assert metrics["data"]["clips"] == TEST_VIDEOS * CLIPS
+    assert np.sum(closed["clip"]["confusion_matrix"]) == TEST_VIDEOS * CLIPS
+    assert np.sum(closed["video"]["confusion_matrix"]) == TEST_VIDEOS
+    assert sum(closed["video"]["support"].values()) == TEST_VIDEOS
+    assert list(closed["per_quality"]) == QUALITIES
+    for q in QUALITIES:
+        assert np.sum(closed["per_quality"][q]["video"]["confusion_matrix"]) == TEST_VIDEOS // 2
+    assert set(closed["clip"]["per_class_accuracy"]) == set(NAMES)
+    assert 0.0 <= closed["video"]["accuracy"] <= 1.0
+
+    for stem in ("confusion_clip", "confusion_video", "confusion_video_crf0"):
+        assert (full_run / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with open(full_run / f"{stem}.csv") as f:
+            table = list(csv.reader(f))
+        assert table[0] == ["true\\predicted", *NAMES] and len(table) == 1 + len(NAMES)
+    assert (full_run / "tsne.png").is_file()
+
+    md = (full_run / "report.md").read_text()
+    assert "](confusion_clip.png)" in md and "](tsne.png)" in md and "Open set" in md
+    for name in NAMES:
+        assert f"| {name} |" in md
+
+    emb = metrics["embedding"]
+    assert emb["fit_on"] == "val" and set(emb["clip"]) >= {"knn", "logreg", "linear_svm"}
+    assert emb["clip"]["knn_k"] == 5
+    det = metrics["detection"]
+    assert det["target_fpr"] == 0.1 and 0.0 <= det["video"]["test_auc"] <= 1.0
+
+
+def test_open_set_reports_auroc(full_run: Path) -> None:
+    ops = json.loads((full_run / "metrics.json").read_text())["open_set"]
+    assert ops["primary"] == "prototype_cosine" and ops["unknown_labels"] == ["unseen"]
+    assert ops["known_videos"] == TEST_VIDEOS and ops["unknown_videos"] == 4
+    for score in ("prototype_cosine", "max_softmax"):
+        assert 0.0 <= ops[score]["auroc"] <= 1.0
+        assert 0.0 <= ops[score]["oscr"] <= ops[score]["known_accuracy"] + 1e-9
+
+
+def test_same_command_same_metrics(world: dict[str, Path], full_run: Path, tmp_path: Path) -> None:
+    evaluate_run(world, tmp_path, "--unknown-manifest", str(world["unknown"]))
+    assert (tmp_path / "metrics.json").read_text() == (full_run / "metrics.json").read_text()
+
+
+def test_cross_quality_diagonal_matches_single_runs(world: dict[str, Path], tmp_path: Path) -> None:
+    given = f"crf0={world['ckpt0']},crf23={world['ckpt1']}"
+    out = tmp_path / "cq"
+    assert main(["cross-quality", "--checkpoints", given, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_rows"] == QUALITIES and metrics["test_qualities"] == QUALITIES
+    assert np.shape(metrics["matrix"]["video"]) == (2, 2)
+    for i, (q, ckpt) in enumerate(zip(QUALITIES, ("ckpt0", "ckpt1"), strict=True)):
+        single = tmp_path / f"single_{q}"
+        argv = ["run", "--checkpoint", str(world[ckpt]), "--qualities", q, "--no-tsne"]
+        assert main([*argv, "--out", str(single)]) == 0
+        closed = json.loads((single / "metrics.json").read_text())["closed_set"]
+        assert metrics["matrix"]["video"][i][i] == closed["video"]["accuracy"]
+        assert metrics["matrix"]["clip"][i][i] == closed["clip"]["accuracy"]
+        assert (
+            metrics["cells"][q][q]["video"]["confusion_matrix"]
+            == (closed["video"]["confusion_matrix"])
+        )
+    assert (out / "cross_quality.png").is_file() and (out / "cross_quality.csv").is_file()
+    assert "| crf0 |" in (out / "report.md").read_text()
+
+
+def test_manifest_rows_decide_the_split(world: dict[str, Path], tmp_path: Path) -> None:
+    """With --manifest, its rows (here: every video in test) override the cached splits;
+    without validation videos the validation-fitted parts are skipped, not guessed."""
+    rows = [replace(r, split="test") for r in read_manifest(world["manifest"])]
+    write_manifest(rows, tmp_path / "all_test.csv")
+    argv = ["--manifest", str(tmp_path / "all_test.csv"), "--qualities", "crf0", "--no-tsne"]
+    metrics = evaluate_run(world, tmp_path / "out", *argv)
+    assert metrics["data"]["videos"] == len(NAMES) * len(SPLITS)
+    assert "skipped" in metrics["embedding"] and "skipped" in metrics["detection"]
+
+
+def test_arcface_only_model_predicts_by_nearest_class_centre() -> None:
+    recipe = replace(
+        tiny_recipe(Path("unused")), loss=LossConfig(ce_weight=0.0, arcface_weight=1.0)
+    )
+    centres = torch.randn(DIM, len(NAMES))
+    model = build_model(recipe.model, len(NAMES))
+    state = {"loss": {"arcface.W": centres}}
+    loaded = LoadedModel(Path("x"), model, recipe, NAMES, state, torch.device("cpu"))
+    emb = np.random.default_rng(0).normal(size=(20, DIM)).astype(np.float32)
+    scores = class_scores(loaded, {"logits": np.zeros((20, len(NAMES))), "embedding": emb})
+    cosine = torch.nn.functional.normalize(torch.from_numpy(emb), dim=1) @ (
+        torch.nn.functional.normalize(centres, dim=0)
+    )
+    np.testing.assert_allclose(scores, recipe.loss.arcface_scale * cosine.numpy(), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def index_dir(world: dict[str, Path]) -> Path:
+    out = world["root"] / "index0"
+    assert index_main(["build", "--checkpoint", str(world["ckpt0"]), "--out", str(out)]) == 0
+    return out
+
+
+def test_run_with_the_generator_index(
+    world: dict[str, Path], index_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = ["--index", str(index_dir), "--unknown-manifest", str(world["unknown"])]
+    metrics = evaluate_run(world, tmp_path, *opts, "--qualities", "crf23", "--no-tsne")
+    index = metrics["embedding"]["index"]
+    assert 0.0 <= index["knn_accuracy"] <= 1.0 and 0.0 <= index["prototype_accuracy"] <= 1.0
+    assert "index" in metrics["open_set"]["prototypes_from"]
+    assert metrics["open_set"]["unknown_videos"] == 2 and metrics["data"]["qualities"] == ["crf23"]
+
+    other = ["run", "--checkpoint", str(world["ckpt1"]), "--index", str(index_dir)]
+    assert main([*other, "--out", str(tmp_path / "other")]) == 2
+    assert "index was built from checkpoint" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("path", sorted(ABLATIONS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_demo_variant_keeps_the_ablation(path: Path) -> None:
+    full = ablation_recipe(str(path), [], None)
+    demo = ablation_recipe(str(path), ["train.epochs=2"], "")
+    assert demo.name == f"{full.name}_demo" and demo.data.demo and demo.train.epochs == 2
+    assert demo.model.backbone == "resnet10" and demo.model.num_frames == demo.data.num_frames
+    for key in ("sam", "channel_attention", "fusion", "embedding_dim"):
+        assert getattr(demo.model, key) == getattr(full.model, key)
+    assert demo.loss == full.loss
+
+
+def test_quality_variants_per_quality_and_augmented(world: dict[str, Path]) -> None:
+    base = tiny_recipe(world["cache"])
+    per = quality_variants(base, QUALITIES, "per-quality")
+    assert list(per) == QUALITIES and [r.name for r in per.values()] == ["tiny_crf0", "tiny_crf23"]
+    assert all(r.data.train_qualities == r.data.eval_qualities == [q] for q, r in per.items())
+    (aug,) = quality_variants(base, QUALITIES, "augmented").values()
+    assert aug.name == "tiny_augmented" and aug.data.train_qualities == QUALITIES
+
+
+def write_yaml_recipe(path: Path, recipe: Recipe, **model: object) -> Path:
+    raw = to_dict(recipe)
+    raw["model"].update(model)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_cross_quality_trains_then_reuses(world: dict[str, Path], tmp_path: Path) -> None:
+    recipe = tiny_recipe(world["cache"], world["manifest"])
+    path = write_yaml_recipe(tmp_path / "tiny.yaml", recipe)
+    argv = ["cross-quality", "--recipe", str(path), "--qualities", ",".join(QUALITIES)]
+    sets = ["--set", "train.epochs=1", "--set", f"train.out_dir={tmp_path / 'runs'}"]
+    assert main([*argv, *sets, "--out", str(tmp_path / "cq")]) == 0
+    bests = [tmp_path / "runs" / f"tiny_{q}" / "best.pt" for q in QUALITIES]
+    stamps = [p.stat().st_mtime_ns for p in bests]
+    trained = yaml.safe_load((bests[0].parent / "recipe.yaml").read_text())
+    assert trained["data"]["train_qualities"] == ["crf0"]
+
+    assert main([*argv, *sets, "--out", str(tmp_path / "again")]) == 0
+    assert [p.stat().st_mtime_ns for p in bests] == stamps
+    first = json.loads((tmp_path / "cq" / "metrics.json").read_text())
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert first["matrix"] == again["matrix"] and first["train_mode"] == "per-quality"
+
+
+def test_ablations_table(world: dict[str, Path], tmp_path: Path) -> None:
+    recipe = tiny_recipe(world["cache"], world["manifest"])
+    plain = write_yaml_recipe(tmp_path / "plain.yaml", replace(recipe, name="plain"), sam="none")
+    sam = write_yaml_recipe(tmp_path / "sam.yaml", replace(recipe, name="sam"), sam="last")
+    sets = ["--set", "train.epochs=1", "--set", f"train.out_dir={tmp_path / 'runs'}"]
+    out = tmp_path / "ablations"
+    assert main(["ablations", "--recipes", str(plain), str(sam), *sets, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["name"] for r in metrics["recipes"]] == ["plain", "sam"]
+    assert [r["model"]["sam"] for r in metrics["recipes"]] == ["none", "last"]
+    for entry in metrics["recipes"]:
+        assert sum(entry["video"]["support"].values()) == TEST_VIDEOS
+    md = (out / "report.md").read_text()
+    assert "| plain | none |" in md and "| sam | last |" in md
+    assert (out / "ablations.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--checkpoint", "missing/best.pt"], "checkpoint not found"),
+        (["run", "--checkpoint", "{ckpt0}", "--qualities", "crf99"], "no test videos of quality"),
+        (["cross-quality", "--checkpoints", "crf0"], "--checkpoints expects row=path"),
+        (["run", "--checkpoint", "{ckpt0}", "--clips-per-video", "0"], "--clips-per-video"),
+    ],
+)
+def test_user_errors_are_one_line(
+    world: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    argv = [a.format(ckpt0=world["ckpt0"]) for a in argv]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1]
+    assert not any("Traceback" in line for line in lines)
