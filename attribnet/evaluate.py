@@ -25,8 +25,9 @@ Robustness evaluation of attribution models; every command writes its numbers to
     accuracy. ``--demo`` runs demo-sized variants on the built-in synthetic data.
 
 Evaluation is deterministic: periodic frame sampling, no augmentation, ``clips_per_video``
-evenly spaced windows per video, seeded classifiers and t-SNE; the same command gives the
-same ``metrics.json``. Undefined numbers (a class without test videos) are ``null`` there.
+phase-shifted periodic clips per video (training's frame stride), seeded classifiers and
+t-SNE; the same command gives the same ``metrics.json``. Undefined numbers (a class
+without test videos) are ``null`` there.
 
 Exit codes: 0 done, 2 a user error (one line ``error: ...`` on stderr).
 """
@@ -55,9 +56,18 @@ from attribnet.config import Recipe, apply_overrides, load_recipe, recipe_from_d
 from attribnet.data.augment import Normalize
 from attribnet.data.cache import CacheEntry, FaceCache
 from attribnet.data.clips import ClipDataset
-from attribnet.data.manifest import ManifestRow, assign_splits, read_manifest
+from attribnet.data.manifest import ManifestRow, read_manifest
+from attribnet.data.sources import (
+    preprocess_rows,
+    read_rows,
+    recipe_cache_dir,
+    recipe_manifest,
+    recipe_videos,
+    with_rows,
+)
+from attribnet.embedding import l2_normalize
 from attribnet.errors import AttribnetError, ConfigError, DataError
-from attribnet.index import GeneratorIndex, class_prototypes, l2_normalize, recipe_cache_dir
+from attribnet.index import GeneratorIndex, class_prototypes
 from attribnet.inference import run_model
 from attribnet.logs import setup_logging
 from attribnet.metrics import (
@@ -150,69 +160,18 @@ class EvalSource:
     entries: list[CacheEntry]
 
 
-def read_rows(path: str | Path, seed: int) -> list[ManifestRow]:
-    """A manifest's rows; unsplit rows get training's 70/15/15 split by source_id."""
-    rows = read_manifest(path)
-    if not all(r.split for r in rows):
-        log.warning("manifest %s has rows without a split: assigning 70/15/15 by source_id", path)
-        rows = assign_splits(rows, seed=seed)
-    return rows
-
-
-def recipe_manifest(recipe: Recipe) -> Path | None:
-    """The manifest a recipe trained on, when that file exists."""
-    data = recipe.data
-    if data.demo:
-        path = Path(data.root or "data/demo") / "manifest.csv"
-    elif data.manifest:
-        path = Path(data.manifest)
-    else:
-        return None
-    return path if path.is_file() else None
-
-
-def _with_rows(cache: FaceCache, rows: Sequence[ManifestRow]) -> list[CacheEntry]:
-    """The cache entries of ``rows`` (in row order, once each), carrying those rows."""
-    entries, seen = [], set()
-    for row in rows:
-        entry = cache.entry_for(row.path)
-        if entry is not None and row.path not in seen:
-            seen.add(row.path)
-            entries.append(replace(entry, row=row))
-    if len(entries) < len(set(r.path for r in rows)):
-        missing = len(set(r.path for r in rows)) - len(entries)
-        log.warning("%d manifest video(s) are not in cache %s (skipped?)", missing, cache.root)
-    return entries
-
-
-def preprocess_rows(rows: list[ManifestRow], cache_dir: Path, recipe: Recipe) -> EvalSource:
-    """Crop the faces of ``rows`` into ``cache_dir`` as the recipe's training did."""
-    from attribnet.preprocess import preprocess
-
-    data = recipe.data
-    cache = preprocess(
-        rows,
-        cache_dir,
-        detector=data.detector,
-        size=data.image_size,
-        max_frames=data.max_frames,
-        progress=sys.stderr.isatty(),
-    )
-    return EvalSource(cache, _with_rows(cache, rows))
-
-
 def open_source(recipe: Recipe, opts: EvalOptions) -> EvalSource:
     """The videos to evaluate: ``opts.manifest``'s rows (preprocessed when missing), else
-    the recipe's cache restricted to the recipe's manifest (when it exists)."""
-    cache_dir = Path(opts.cache) if opts.cache else recipe_cache_dir(recipe)
+    the recipe's cached videos (:func:`attribnet.data.sources.recipe_videos`)."""
     if opts.manifest:
-        return preprocess_rows(read_rows(opts.manifest, recipe.train.seed), cache_dir, recipe)
-    cache = FaceCache(cache_dir)
-    manifest = recipe_manifest(recipe)
-    if manifest is None:
-        log.info("recipe manifest not found: evaluating every video of cache %s", cache_dir)
-        return EvalSource(cache, cache.entries)
-    return EvalSource(cache, _with_rows(cache, read_rows(manifest, recipe.train.seed)))
+        return manifest_source(read_rows(opts.manifest, recipe.train.seed), recipe, opts)
+    return EvalSource(*recipe_videos(recipe, opts.cache))
+
+
+def manifest_source(rows: list[ManifestRow], recipe: Recipe, opts: EvalOptions) -> EvalSource:
+    """``rows`` preprocessed into the evaluation cache (``--cache`` or the recipe's)."""
+    cache = preprocess_rows(rows, opts.cache or recipe_cache_dir(recipe), recipe)
+    return EvalSource(cache, with_rows(cache, rows))
 
 
 def select(
@@ -251,8 +210,9 @@ def clip_dataset(
     recipe: Recipe,
     opts: EvalOptions,
 ) -> ClipDataset:
-    """Evaluation clips: periodic sampling inside ``clips_per_video`` evenly spaced windows
-    per video, the recipe's frame count, face size and normalisation, no augmentation."""
+    """Evaluation clips: ``clips_per_video`` phase-shifted periodic clips per video
+    (:func:`attribnet.data.sampling.clip_indices`), the recipe's frame count, face size and
+    normalisation, no augmentation."""
     data = recipe.data
     return ClipDataset(
         source.cache,
@@ -619,8 +579,7 @@ def _unknown(loaded: LoadedModel, opts: EvalOptions) -> tuple[Outputs, VideoOutp
     """Outputs over the unknown manifest's videos (every split; the selected qualities;
     rows of classes the model knows are left out)."""
     recipe, names = loaded.recipe, loaded.class_names
-    cache_dir = Path(opts.cache) if opts.cache else recipe_cache_dir(recipe)
-    source = preprocess_rows(read_manifest(opts.unknown_manifest), cache_dir, recipe)
+    source = manifest_source(read_manifest(opts.unknown_manifest), recipe, opts)
     entries = [
         e
         for e in source.entries

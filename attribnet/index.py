@@ -25,9 +25,9 @@ scores of the known-generator VALIDATION videos, i.e. the highest value that kee
 least 95% of them; a video scoring below it is an ``unknown generator``. Without a
 validation split the training videos are used, and the sidecar says so.
 
-Videos are embedded as in :func:`embed_entries`: the same face cache and normalisation as
-training, periodic sampling, and up to ``max_clips`` phase-shifted clips per video whose
-embeddings are averaged and re-normalised.
+Videos are embedded by :func:`attribnet.embedding.embed_entries`: the same face cache and
+normalisation as training, periodic sampling, and up to ``max_clips`` phase-shifted clips
+per video whose embeddings are averaged and re-normalised.
 """
 
 from __future__ import annotations
@@ -47,18 +47,18 @@ from typing import TYPE_CHECKING, Any
 import faiss
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from attribnet import __version__
 from attribnet.atomic import atomic_path
+from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
+from attribnet.embedding import embed_entries, l2_normalize
 from attribnet.errors import AttribnetError, CheckpointError, DataError, IndexMismatchError
+from attribnet.inference import default_device
 
 if TYPE_CHECKING:
     from attribnet.config import Recipe
     from attribnet.data.cache import CacheEntry, FaceCache
     from attribnet.data.manifest import ManifestRow
-    from attribnet.models import AttributionModel
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +68,11 @@ FORMAT_VERSION = 1
 DEFAULT_IVF_THRESHOLD = 1_000_000
 DEFAULT_NPROBE = 16
 DEFAULT_KEEP = 0.95
-DEFAULT_MAX_CLIPS = 4
 THRESHOLD_SCORE = "prototype_cosine"
 _META_KEYS = (
     "format_version", "embedding_dim", "ntotal", "index_bytes", "class_names", "labels",
     "video_ids", "qualities", "prototypes", "prototype_counts", "threshold", "checkpoint",
 )  # fmt: skip
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    """(N, D) -> (N, D) float32, C-contiguous, rows scaled to unit length (zero rows stay 0).
-
-    Raises ValueError for a non-2-D array or non-finite values.
-    """
-    x = np.asarray(vectors, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"expected embeddings of shape (N, D), got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("embeddings hold NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def ivf_nlist(num_vectors: int) -> int:
@@ -574,137 +559,6 @@ def _check_checkpoint(
     )
 
 
-# ----------------------------------------------------------------------------- embedding
-
-
-def clip_indices(num_frames: int, t: int, num_clips: int) -> np.ndarray:
-    """Frame indices of ``num_clips`` periodic clips of ``t`` frames: (num_clips, t) int64.
-
-    Every clip has training's stride ``num_frames / t``; clip ``j`` starts at phase
-    ``(j + 0.5) / num_clips`` of a stride, so one clip is exactly training's periodic
-    sample and several clips interleave without sharing frames (while the stride allows).
-    """
-    if num_frames < 1 or t < 1 or num_clips < 1:
-        raise ValueError(f"need num_frames, t, num_clips >= 1, got {num_frames, t, num_clips}")
-    phase = (np.arange(num_clips)[:, None] + 0.5) / num_clips
-    positions = (np.arange(t)[None, :] + phase) * num_frames / t
-    return np.minimum(positions.astype(np.int64), num_frames - 1)
-
-
-def clips_for(num_frames: int, t: int, max_clips: int) -> int:
-    """How many clips to take from a video: one per full stride of frames, 1..max_clips."""
-    return int(min(max(num_frames // t, 1), max(max_clips, 1)))
-
-
-class EvalClips(Dataset):
-    """Deterministic evaluation clips of cached videos: ``{"clip" (T, 3, S, S), "label",
-    "index"}``, several per video (see :func:`clip_indices`); ``video_of[i]`` is the
-    position in ``entries`` of item ``i``. No augmentation; frames of another size than
-    ``image_size`` are resized as training resizes them."""
-
-    def __init__(
-        self,
-        cache: FaceCache,
-        entries: Sequence[CacheEntry],
-        labels: Sequence[int],
-        *,
-        num_frames: int,
-        image_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        max_clips: int = DEFAULT_MAX_CLIPS,
-    ):
-        from attribnet.data.augment import ClipAugment, Normalize
-
-        self.cache, self.entries, self.labels = cache, list(entries), list(labels)
-        self.num_frames, self.image_size = num_frames, image_size
-        self.normalize = Normalize(mean, std)
-        self.resize = ClipAugment(image_size, hflip=0.0, crop_scale=None)
-        self.items: list[tuple[int, np.ndarray]] = []
-        for v, entry in enumerate(self.entries):
-            n = clips_for(entry.num_frames, num_frames, max_clips)
-            self.items.extend((v, idx) for idx in clip_indices(entry.num_frames, num_frames, n))
-        self.video_of = np.array([v for v, _ in self.items], dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        v, indices = self.items[i]
-        frames = np.asarray(self.cache.load(self.entries[v])[indices])
-        if frames.shape[1:3] != (self.image_size, self.image_size):
-            frames = self.resize(frames)
-        return {"clip": self.normalize(frames), "label": self.labels[v], "index": i}
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def embed_entries(
-    model: AttributionModel,
-    recipe: Recipe,
-    cache: FaceCache,
-    entries: Sequence[CacheEntry],
-    labels: Sequence[int] | None = None,
-    *,
-    max_clips: int = DEFAULT_MAX_CLIPS,
-    device: torch.device | None = None,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Embed cached videos (``FaceCache`` entries) with an AttributionModel.
-
-    Each video gives up to ``max_clips`` clips (:func:`clip_indices`); their L2-normalised
-    embeddings are averaged and re-normalised, their softmax probabilities averaged.
-    Returns embeddings (N, D) unit float32, probabilities (N, K) and clips per video (N,).
-    """
-    from attribnet.inference import run_model
-    from attribnet.metrics import softmax
-
-    if not model.embedding_dim:
-        raise CheckpointError("the model has no embedding head (model.embedding_dim is 0)")
-    if not entries:
-        empty = np.zeros((0, model.embedding_dim), np.float32)
-        return empty, np.zeros((0, model.num_classes), np.float32), np.zeros(0, np.int64)
-    data = recipe.data
-    dataset = EvalClips(
-        cache,
-        entries,
-        labels if labels is not None else [-1] * len(entries),
-        num_frames=data.num_frames,
-        image_size=data.image_size,
-        mean=data.mean,
-        std=data.std,
-        max_clips=max_clips,
-    )
-    device = device or default_device()
-    loader = DataLoader(
-        dataset,
-        batch_size=recipe.train.batch_size,
-        shuffle=False,
-        num_workers=data.num_workers,
-        pin_memory=device.type == "cuda",
-    )
-    bar = tqdm(loader, desc="embed", unit="batch", disable=not (progress and sys.stderr.isatty()))
-    out = run_model(model.to(device), bar, device)
-    return _per_video(dataset.video_of[out["index"]], out["embedding"], softmax(out["logits"]))
-
-
-def _per_video(
-    video_of: np.ndarray, embeddings: np.ndarray, probabilities: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clip outputs -> per-video mean unit embedding (V, D), mean probabilities (V, K), clip
-    counts (V,); ``video_of`` (N,) maps clips to videos 0..V-1."""
-    num_videos = int(video_of.max()) + 1 if video_of.size else 0
-    counts = np.bincount(video_of, minlength=num_videos)
-    emb = np.zeros((num_videos, embeddings.shape[1]), dtype=np.float64)
-    prob = np.zeros((num_videos, probabilities.shape[1]), dtype=np.float64)
-    np.add.at(emb, video_of, l2_normalize(embeddings))
-    np.add.at(prob, video_of, probabilities)
-    return l2_normalize(emb), (prob / counts[:, None]).astype(np.float32), counts
-
-
 # ----------------------------------------------------------------------------- build for a run
 
 
@@ -714,50 +568,29 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     return path / "best.pt" if path.is_dir() else path
 
 
-def recipe_cache_dir(recipe: Recipe) -> Path:
-    """The face cache of a recipe: ``data.cache``, else ``<data.root or data/demo>/cache``."""
-    data = recipe.data
-    return Path(data.cache) if data.cache else Path(data.root or "data/demo") / "cache"
-
-
 def _training_rows(
     recipe: Recipe, manifest: str | os.PathLike[str] | None
 ) -> tuple[FaceCache, list[tuple[CacheEntry, ManifestRow]]]:
     """(cache, [(entry, row)]) for the videos to index and calibrate on.
 
-    Without ``manifest``: the finished videos of the recipe's cache (those of the recipe's
-    ``data.manifest`` when it names an existing file), with the splits they were cached
-    with. With one: its rows (split by source_id when unsplit), preprocessed into the cache
-    first when missing.
+    Without ``manifest``: the recipe's cached videos (:func:`recipe_videos`). With one: its
+    rows (split by source_id when unsplit), preprocessed into the cache first when missing.
     """
-    from attribnet.data.cache import FaceCache
-    from attribnet.data.manifest import assign_splits, read_manifest
-
-    cache_dir = recipe_cache_dir(recipe)
-    if manifest is None:
-        cache = FaceCache(cache_dir)
-        pairs = [(e, e.row) for e in cache.entries]
-        if recipe.data.manifest and Path(recipe.data.manifest).is_file():
-            wanted = {r.path for r in read_manifest(recipe.data.manifest)}
-            pairs = [(e, r) for e, r in pairs if r.path in wanted]
-        return cache, pairs
-    from attribnet.preprocess import preprocess
-
-    rows = read_manifest(manifest)
-    if not all(r.split for r in rows):
-        log.warning("manifest rows without a split: assigning a 70/15/15 split by source_id")
-        rows = assign_splits(rows, seed=recipe.train.seed)
-    data = recipe.data
-    cache = preprocess(
-        rows,
-        cache_dir,
-        detector=data.detector,
-        size=data.image_size,
-        max_frames=data.max_frames,
-        progress=sys.stderr.isatty(),
+    from attribnet.data.sources import (
+        preprocess_rows,
+        read_rows,
+        recipe_cache_dir,
+        recipe_videos,
+        with_rows,
     )
-    pairs = [(cache.entry_for(r.path), r) for r in rows]
-    return cache, [(e, r) for e, r in pairs if e is not None]
+
+    if manifest is None:
+        cache, entries = recipe_videos(recipe)
+    else:
+        rows = read_rows(manifest, recipe.train.seed)
+        cache = preprocess_rows(rows, recipe_cache_dir(recipe), recipe)
+        entries = with_rows(cache, rows)
+    return cache, [(e, e.row) for e in entries]
 
 
 def _split_videos(

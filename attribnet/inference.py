@@ -11,6 +11,11 @@ from torch.utils.data import DataLoader
 from attribnet.models import AttributionModel
 
 
+def default_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
     if enabled and device.type == "cuda":

@@ -41,8 +41,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attribnet.atomic import atomic_path, write_json
+from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
+from attribnet.embedding import embed_entries
 from attribnet.errors import AttribnetError, ConfigError
-from attribnet.index import DEFAULT_MAX_CLIPS, GeneratorIndex, embed_entries, resolve_checkpoint
+from attribnet.index import GeneratorIndex, resolve_checkpoint
 
 if TYPE_CHECKING:
     import torch
@@ -292,7 +294,7 @@ def describe_clusters(
     """Per cluster: id, size, members, how many were flagged unknown, the nearest known
     generator (the prototype nearest to the group's mean direction), the members' mean
     cosine to that prototype, and the spread (mean pairwise cosine distance, 0 for one)."""
-    from attribnet.index import l2_normalize
+    from attribnet.embedding import l2_normalize
 
     x = l2_normalize(embeddings)
     flagged = np.zeros(len(x), bool) if is_unknown is None else np.asarray(is_unknown, bool)

@@ -31,15 +31,16 @@ from attribnet.atomic import write_text
 from attribnet.checkpoint import read_checkpoint, save_checkpoint
 from attribnet.config import Recipe, dump_recipe, load_recipe, to_dict
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
+from attribnet.data.cache import FaceCache
 from attribnet.data.clips import ClipDataset, select_entries
-from attribnet.data.manifest import assign_splits, class_names, read_manifest
+from attribnet.data.manifest import class_names
+from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
 from attribnet.errors import AttribnetError, ConfigError, DataError
 from attribnet.inference import autocast, run_model
 from attribnet.logs import setup_logging
 from attribnet.losses import AttributionLoss
 from attribnet.metrics import closed_set_report
 from attribnet.models import build_model
-from attribnet.preprocess import preprocess
 from attribnet.task import AttributionTask
 
 log = logging.getLogger(__name__)
@@ -61,44 +62,19 @@ class Data:
 # ----------------------------------------------------------------------------- data
 
 
-def _manifest_path(recipe: Recipe) -> Path:
-    data = recipe.data
-    if data.demo:
-        from attribnet.data.synthetic import generate_demo
-
-        return Path(generate_demo(data.root or "data/demo", seed=recipe.train.seed))
-    if not data.manifest:
-        raise ConfigError("data.manifest is empty: set it in the recipe or with --set")
-    path = Path(data.manifest)
-    if not path.exists():
-        raise ConfigError(
-            f"data.manifest {path} does not exist. For DFDM, see README section "
-            "'Getting DFDM'; or build one: python -m attribnet.data.manifest build <tree> "
-            f"--out {path}"
-        )
-    return path
-
-
 def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
     """Manifest -> splits -> face cache (made or completed here) -> datasets."""
     cfg = recipe.data
-    rows = read_manifest(_manifest_path(recipe))
-    if not all(r.split for r in rows):
-        log.warning("manifest rows without a split: assigning a 70/15/15 split by source_id")
-        rows = assign_splits(rows, seed=recipe.train.seed)
+    rows = read_rows(training_manifest(recipe), recipe.train.seed)
     names = list(cfg.classes) or class_names(rows)
     stray = sorted({r.label for r in rows} - set(names))
     if stray:
         raise DataError(f"labels {stray} are not in data.classes {names}")
-    cache_dir = cfg.cache or str(Path(cfg.root or "data/demo") / "cache")
+    cache_dir = recipe_cache_dir(recipe)
     if is_main:
-        preprocess(
-            rows, cache_dir, detector=cfg.detector, size=cfg.image_size, max_frames=cfg.max_frames
-        )
+        preprocess_rows(rows, cache_dir, recipe)
     if dist.is_initialized():
         dist.barrier()
-    from attribnet.data.cache import FaceCache
-
     cache = FaceCache(cache_dir)
     wanted = {r.path for r in rows}
     normalize = Normalize(cfg.mean, cfg.std)

@@ -12,8 +12,9 @@ from torch.utils.data import DataLoader
 
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
 from attribnet.data.cache import FaceCache
-from attribnet.data.clips import ClipDataset, segment_starts, select_entries
+from attribnet.data.clips import ClipDataset, select_entries
 from attribnet.data.manifest import ManifestRow
+from attribnet.data.sampling import clip_indices, sample_indices
 from attribnet.errors import DataError
 
 CLASSES = ["dfl", "iae", "liae"]
@@ -127,11 +128,12 @@ def test_clips_per_video_covers_the_video(cache: FaceCache) -> None:
     entries = select_entries(cache, split="train")
     dataset = ClipDataset(cache, entries, CLASSES, num_frames=4, normalize=RAW, clips_per_video=2)
     assert len(dataset) == 6
-    assert frames_of(dataset[0]["clip"]) == [1, 3, 6, 8]
-    assert frames_of(dataset[1]["clip"]) == [11, 13, 16, 18]
+    assert frames_of(dataset[0]["clip"]) == [1, 6, 11, 16]  # training's stride 20 / 4
+    assert frames_of(dataset[1]["clip"]) == [3, 8, 13, 18]  # shifted by half a stride
     assert dataset.labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert dataset.video_indices.tolist() == [0, 0, 1, 1, 2, 2]
-    np.testing.assert_array_equal(segment_starts(5, 4, 3), [0, 0, 1])
+    np.testing.assert_array_equal(clip_indices(5, 4, 3), [[0, 1, 2, 3], [0, 1, 3, 4], [1, 2, 3, 4]])
+    np.testing.assert_array_equal(clip_indices(20, 4, 1)[0], sample_indices(20, 4, "periodic"))
 
 
 def test_short_videos_are_dropped_with_a_warning(

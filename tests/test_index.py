@@ -12,15 +12,13 @@ import pytest
 import torch
 
 from attribnet.checkpoint import save_checkpoint
-from attribnet.data.sampling import sample_indices
+from attribnet.data.sampling import clip_indices, clips_for, sample_indices
 from attribnet.errors import DataError, IndexMismatchError
 from attribnet.index import (
     INDEX_FILE,
     META_FILE,
     GeneratorIndex,
     calibrate_threshold,
-    clip_indices,
-    clips_for,
     ivf_nlist,
     main,
 )

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
 from attribnet.data.cache import CacheEntry, FaceCache
-from attribnet.data.sampling import MODES, sample_indices
+from attribnet.data.sampling import MODES, clip_indices, sample_indices
 from attribnet.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -54,24 +54,14 @@ def select_entries(
     ]
 
 
-def segment_starts(num_frames: int, length: int, count: int) -> np.ndarray:
-    """Start frames of ``count`` windows of ``length`` frames, evenly spaced over a video.
-
-    The first window starts at frame 0 and the last ends at the last frame; windows overlap
-    when the video is shorter than ``count * length``.
-    """
-    if count == 1:
-        return np.zeros(1, dtype=np.int64)
-    return np.round(np.linspace(0, num_frames - length, count)).astype(np.int64)
-
-
 class ClipDataset(Dataset):
     """Clips of T frames from cached face videos, labelled with generator ids.
 
     Items are dicts ``{"clip": float32 (T, 3, H, W), "label": int, "index": int}``; the
-    label is the row's position in ``class_names``. With ``clips_per_video = k > 1`` each
-    video gives k items, one per evenly spaced window of ``max(T, N // k)`` frames
-    (sampling applies inside the window), for evaluation over the whole video.
+    label is the row's position in ``class_names``. With ``clips_per_video = k > 1`` (periodic
+    sampling only) each video gives k items, the phase-shifted periodic clips of
+    :func:`attribnet.data.sampling.clip_indices` (training's frame stride, interleaved),
+    for evaluation over the whole video.
 
     Frames come out ``spatial.size`` when ``spatial`` is given, else ``image_size`` (frames
     of another size are resized), else the cache's size. ``normalize`` defaults to
@@ -167,10 +157,10 @@ class ClipDataset(Dataset):
     def frame_indices(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """The frames (increasing ints) that item ``index`` reads from its video."""
         entry = self.entries[index // self.clips_per_video]
-        n, k = entry.num_frames, self.clips_per_video
-        length = n if k == 1 else max(self.num_frames, n // k)
-        start = segment_starts(n, length, k)[index % k]
-        return start + sample_indices(length, self.num_frames, self.sampling, rng)
+        if self.clips_per_video == 1:
+            return sample_indices(entry.num_frames, self.num_frames, self.sampling, rng)
+        clips = clip_indices(entry.num_frames, self.num_frames, self.clips_per_video)
+        return clips[index % self.clips_per_video]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
@@ -208,6 +198,8 @@ def _check_arguments(num_frames: int, sampling: str, seed: int, clips_per_video:
         raise ValueError(
             f"num_frames and clips_per_video must be >= 1, got {num_frames}, {clips_per_video}"
         )
+    if clips_per_video > 1 and sampling != "periodic":
+        raise ValueError(f"clips_per_video > 1 needs periodic sampling, got {sampling!r}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
 

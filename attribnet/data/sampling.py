@@ -36,3 +36,23 @@ def sample_indices(
         return ((np.arange(t) + 0.5) * num_frames / t).astype(np.int64)
     start = int(rng.integers(0, num_frames - t + 1)) if rng is not None else 0
     return np.arange(start, start + t)
+
+
+def clip_indices(num_frames: int, t: int, num_clips: int) -> np.ndarray:
+    """Frame indices of ``num_clips`` periodic clips of ``t`` frames: (num_clips, t) int64.
+
+    The evaluation rule: every clip has training's stride ``num_frames / t``; clip ``j``
+    starts at phase ``(j + 0.5) / num_clips`` of a stride, so one clip is exactly
+    training's periodic sample and several clips interleave without sharing frames (while
+    the stride allows).
+    """
+    if num_frames < 1 or t < 1 or num_clips < 1:
+        raise ValueError(f"need num_frames, t, num_clips >= 1, got {num_frames, t, num_clips}")
+    phase = (np.arange(num_clips)[:, None] + 0.5) / num_clips
+    positions = (np.arange(t)[None, :] + phase) * num_frames / t
+    return np.minimum(positions.astype(np.int64), num_frames - 1)
+
+
+def clips_for(num_frames: int, t: int, max_clips: int) -> int:
+    """How many clips to take from a video: one per full stride of frames, 1..max_clips."""
+    return int(min(max(num_frames // t, 1), max(max_clips, 1)))

@@ -1,0 +1,125 @@
+"""Where a recipe's videos come from: its manifest, its face cache, and the cached videos.
+
+One place for what train, index and evaluate all need to agree on:
+
+- the recipe's manifest: ``data.manifest``, or for a demo recipe
+  ``<data.root or data/demo>/manifest.csv`` (generated only when training asks for it);
+- the recipe's face cache: ``data.cache``, else ``<data.root or data/demo>/cache``;
+- a manifest's rows with splits (unsplit rows get a 70/15/15 split by source_id);
+- preprocessing rows into the cache with the recipe's detector, face size and frame cap;
+- the cached videos of a recipe, carrying their manifest rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from attribnet.config import Recipe
+from attribnet.data.cache import CacheEntry, FaceCache
+from attribnet.data.manifest import ManifestRow, assign_splits, read_manifest
+from attribnet.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEMO_ROOT = "data/demo"
+
+
+def recipe_root(recipe: Recipe) -> Path:
+    """``data.root``, else ``data/demo``."""
+    return Path(recipe.data.root or DEMO_ROOT)
+
+
+def recipe_cache_dir(recipe: Recipe) -> Path:
+    """The face cache of a recipe: ``data.cache``, else ``<data.root or data/demo>/cache``."""
+    return Path(recipe.data.cache) if recipe.data.cache else recipe_root(recipe) / "cache"
+
+
+def recipe_manifest(recipe: Recipe) -> Path | None:
+    """The manifest a recipe trained on, when that file exists."""
+    data = recipe.data
+    if data.demo:
+        path = recipe_root(recipe) / "manifest.csv"
+    elif data.manifest:
+        path = Path(data.manifest)
+    else:
+        return None
+    return path if path.is_file() else None
+
+
+def training_manifest(recipe: Recipe) -> Path:
+    """The manifest to train on: the demo's (generated when missing) or ``data.manifest``.
+
+    Raises ConfigError when ``data.manifest`` is empty or names no file.
+    """
+    data = recipe.data
+    if data.demo:
+        from attribnet.data.synthetic import generate_demo
+
+        return Path(generate_demo(recipe_root(recipe), seed=recipe.train.seed))
+    if not data.manifest:
+        raise ConfigError("data.manifest is empty: set it in the recipe or with --set")
+    path = Path(data.manifest)
+    if not path.exists():
+        raise ConfigError(
+            f"data.manifest {path} does not exist. For DFDM, see README section "
+            "'Getting DFDM'; or build one: python -m attribnet.data.manifest build <tree> "
+            f"--out {path}"
+        )
+    return path
+
+
+def read_rows(path: str | Path, seed: int) -> list[ManifestRow]:
+    """A manifest's rows; unsplit rows get training's 70/15/15 split by source_id."""
+    rows = read_manifest(path)
+    if not all(r.split for r in rows):
+        log.warning("manifest %s has rows without a split: assigning 70/15/15 by source_id", path)
+        rows = assign_splits(rows, seed=seed)
+    return rows
+
+
+def preprocess_rows(rows: list[ManifestRow], cache_dir: str | Path, recipe: Recipe) -> FaceCache:
+    """Crop the faces of ``rows`` into ``cache_dir`` as the recipe's training did (its
+    detector, face size and frame cap); videos already cached are not redone."""
+    from attribnet.preprocess import preprocess
+
+    data = recipe.data
+    return preprocess(
+        rows, cache_dir, detector=data.detector, size=data.image_size, max_frames=data.max_frames
+    )
+
+
+def with_rows(cache: FaceCache, rows: Sequence[ManifestRow]) -> list[CacheEntry]:
+    """The cache entries of ``rows`` (in row order, once each), carrying those rows."""
+    entries, seen = [], set()
+    for row in rows:
+        entry = cache.entry_for(row.path)
+        if entry is not None and row.path not in seen:
+            seen.add(row.path)
+            entries.append(replace(entry, row=row))
+    _warn_missing(cache, len(set(r.path for r in rows)) - len(entries))
+    return entries
+
+
+def recipe_videos(
+    recipe: Recipe, cache_dir: str | Path | None = None
+) -> tuple[FaceCache, list[CacheEntry]]:
+    """(cache, entries): the finished videos of the recipe's cache (or ``cache_dir``), in
+    cache order, restricted to the rows of the recipe's manifest when that file exists and
+    then carrying those rows (splits as the manifest assigns them)."""
+    cache = FaceCache(cache_dir or recipe_cache_dir(recipe))
+    manifest = recipe_manifest(recipe)
+    if manifest is None:
+        log.info("recipe manifest not found: using every video of cache %s", cache.root)
+        return cache, list(cache.entries)
+    by_path = {r.path: r for r in read_rows(manifest, recipe.train.seed)}
+    entries = [replace(e, row=by_path[e.row.path]) for e in cache.entries if e.row.path in by_path]
+    _warn_missing(cache, len(by_path) - len(entries))
+    return cache, entries
+
+
+def _warn_missing(cache: FaceCache, missing: int) -> None:
+    if missing > 0:
+        log.warning("%d manifest video(s) are not in cache %s (skipped?)", missing, cache.root)

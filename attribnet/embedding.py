@@ -1,0 +1,101 @@
+"""Video embeddings: a model's unit clip embeddings, averaged per video.
+
+Videos are embedded from the same face cache and normalisation as training, with up to
+``max_clips`` phase-shifted periodic clips per video (:class:`EvalClips`); the clips' unit
+embeddings are averaged and re-normalised, their softmax probabilities averaged.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS, EvalClips
+from attribnet.errors import CheckpointError
+from attribnet.inference import default_device, run_model
+from attribnet.metrics import softmax
+
+if TYPE_CHECKING:
+    from attribnet.config import Recipe
+    from attribnet.data.cache import CacheEntry, FaceCache
+    from attribnet.models import AttributionModel
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """(N, D) -> (N, D) float32, C-contiguous, rows scaled to unit length (zero rows stay 0).
+
+    Raises ValueError for a non-2-D array or non-finite values.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"expected embeddings of shape (N, D), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("embeddings hold NaN or infinite values")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def embed_entries(
+    model: AttributionModel,
+    recipe: Recipe,
+    cache: FaceCache,
+    entries: Sequence[CacheEntry],
+    labels: Sequence[int] | None = None,
+    *,
+    max_clips: int = DEFAULT_MAX_CLIPS,
+    device: torch.device | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embed cached videos (``FaceCache`` entries) with an AttributionModel.
+
+    Each video gives up to ``max_clips`` clips (:class:`EvalClips`); their L2-normalised
+    embeddings are averaged and re-normalised, their softmax probabilities averaged.
+    Returns embeddings (N, D) unit float32, probabilities (N, K) and clips per video (N,).
+    """
+    if not model.embedding_dim:
+        raise CheckpointError("the model has no embedding head (model.embedding_dim is 0)")
+    if not entries:
+        empty = np.zeros((0, model.embedding_dim), np.float32)
+        return empty, np.zeros((0, model.num_classes), np.float32), np.zeros(0, np.int64)
+    data = recipe.data
+    dataset = EvalClips(
+        cache,
+        entries,
+        labels if labels is not None else [-1] * len(entries),
+        num_frames=data.num_frames,
+        image_size=data.image_size,
+        mean=data.mean,
+        std=data.std,
+        max_clips=max_clips,
+    )
+    device = device or default_device()
+    loader = DataLoader(
+        dataset,
+        batch_size=recipe.train.batch_size,
+        shuffle=False,
+        num_workers=data.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    bar = tqdm(loader, desc="embed", unit="batch", disable=not (progress and sys.stderr.isatty()))
+    out = run_model(model.to(device), bar, device)
+    return _per_video(dataset.video_of[out["index"]], out["embedding"], softmax(out["logits"]))
+
+
+def _per_video(
+    video_of: np.ndarray, embeddings: np.ndarray, probabilities: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clip outputs -> per-video mean unit embedding (V, D), mean probabilities (V, K), clip
+    counts (V,); ``video_of`` (N,) maps clips to videos 0..V-1."""
+    num_videos = int(video_of.max()) + 1 if video_of.size else 0
+    counts = np.bincount(video_of, minlength=num_videos)
+    emb = np.zeros((num_videos, embeddings.shape[1]), dtype=np.float64)
+    prob = np.zeros((num_videos, probabilities.shape[1]), dtype=np.float64)
+    np.add.at(emb, video_of, l2_normalize(embeddings))
+    np.add.at(prob, video_of, probabilities)
+    return l2_normalize(emb), (prob / counts[:, None]).astype(np.float32), counts
