@@ -67,9 +67,14 @@ def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
     cfg = recipe.data
     rows = read_rows(training_manifest(recipe), recipe.train.seed)
     names = list(cfg.classes) or class_names(rows)
-    stray = sorted({r.label for r in rows} - set(names))
-    if stray:
-        raise DataError(f"labels {stray} are not in data.classes {names}")
+    absent = sorted(set(names) - {r.label for r in rows})
+    if absent:
+        raise DataError(f"data.classes {absent} have no videos in the manifest")
+    held_out = sorted({r.label for r in rows} - set(names))
+    if held_out:
+        # data.classes names a subset: the other generators are held out (open-set runs)
+        log.warning("holding out generators not in data.classes: %s", held_out)
+        rows = [r for r in rows if r.label in names]
     cache_dir = recipe_cache_dir(recipe)
     if is_main:
         preprocess_rows(rows, cache_dir, recipe)

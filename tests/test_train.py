@@ -119,3 +119,14 @@ def test_two_processes_with_gloo(tiny_demo, tmp_path):
     assert state["epoch"] == 1
     lines = (tmp_path / "runs/demo/metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # written by rank 0 only
+
+
+def test_data_classes_subset_holds_out_the_other_generators(tiny_demo, tmp_path, capsys):
+    classes = "[dfaker,faceswap,iae,lightweight]"
+    extra = {"train.max_steps_per_epoch": 1, "data.classes": classes}
+    assert train.main(args(ROOT / "recipes/demo.yaml", tiny_demo, tmp_path, **extra)) == 0
+    state = read_checkpoint(tmp_path / "runs/demo/last.pt")
+    assert state["class_names"] == ["dfaker", "faceswap", "iae", "lightweight"]
+    assert "holding out generators not in data.classes: ['dfl']" in capsys.readouterr().err
+    typo = {"train.max_steps_per_epoch": 1, "data.classes": "[dfaker,fsaceswap]"}
+    assert train.main(args(ROOT / "recipes/demo.yaml", tiny_demo, tmp_path / "b", **typo)) == 2
