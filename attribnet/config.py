@@ -295,8 +295,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Load, override and validate a recipe file."""
+def read_recipe_yaml(path: str | Path) -> dict[str, Any]:
+    """A recipe file's raw mapping; ConfigError when missing, malformed or not a mapping."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
@@ -304,7 +304,14 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    raw = apply_overrides(raw, overrides or [])
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe in {path}: expected a mapping")
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load, override and validate a recipe file."""
+    raw = apply_overrides(read_recipe_yaml(path), overrides or [])
     source = str(path) + (" (with --set overrides)" if overrides else "")
     return validate(_build(Recipe, raw, "", source), source)
 

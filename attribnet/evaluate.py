@@ -46,13 +46,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
 from attribnet import report
 from attribnet.atomic import write_json, write_text
 from attribnet.checkpoint import file_sha256, load_model, read_checkpoint
-from attribnet.config import Recipe, apply_overrides, load_recipe, recipe_from_dict, to_dict
+from attribnet.config import (
+    Recipe,
+    apply_overrides,
+    load_recipe,
+    read_recipe_yaml,
+    recipe_from_dict,
+    to_dict,
+)
 from attribnet.data.augment import Normalize
 from attribnet.data.cache import CacheEntry, FaceCache
 from attribnet.data.clips import ClipDataset
@@ -823,20 +829,6 @@ def write_cross_quality(out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any
 # ----------------------------------------------------------------------------- ablations
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from a file; ConfigError when missing or malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a recipe is a mapping")
-    return raw
-
-
 def default_demo_recipe() -> Path:
     """recipes/demo.yaml of the working directory, else of the source checkout."""
     here = Path("recipes/demo.yaml")
@@ -861,9 +853,9 @@ def demo_variant(raw: dict[str, Any], demo: dict[str, Any]) -> dict[str, Any]:
 
 def ablation_recipe(path: str, overrides: list[str], demo: str | None) -> Recipe:
     """One ablation recipe, with ``--demo`` applied first and then the ``--set`` overrides."""
-    raw = read_yaml(path)
+    raw = read_recipe_yaml(path)
     if demo is not None:
-        raw = demo_variant(raw, read_yaml(demo or default_demo_recipe()))
+        raw = demo_variant(raw, read_recipe_yaml(demo or default_demo_recipe()))
     raw = apply_overrides(raw, overrides)
     source = path + (" (with --demo/--set)" if demo is not None or overrides else "")
     return recipe_from_dict(raw, source)

@@ -146,36 +146,14 @@ def _log_report(report: dict[str, Any]) -> None:
 
 
 def preprocess(
-    rows: list[ManifestRow],
-    cache_dir: str | os.PathLike[str],
-    *,
-    detector: str | FaceDetector = "haar",
-    size: int = 224,
-    margin: float = 0.3,
-    max_frames: int = 64,
-    backend: str = "auto",
-    timeout_s: float | None = 60.0,
-    progress: bool = True,
+    rows: list[ManifestRow], cache_dir: str | os.PathLike[str], **settings: Any
 ) -> FaceCache:
     """Crop the faces of every video in ``rows`` into the cache at ``cache_dir``.
 
-    ``detector`` is a name (``haar``, ``none``) or a detector object. Videos already done
-    or skipped in the cache are not touched. Clips are (K, size, size, 3) uint8 with
-    K = min(frames, max_frames). Writes ``<cache_dir>/report.json``. Raises ConfigError
-    for bad settings and DataError when the cache was made with other settings.
+    Takes the keyword settings of :func:`run_preprocess` (detector, size, margin,
+    max_frames, backend, timeout_s, progress) and returns the cache only.
     """
-    cache, _ = run_preprocess(
-        rows,
-        cache_dir,
-        detector=detector,
-        size=size,
-        margin=margin,
-        max_frames=max_frames,
-        backend=backend,
-        timeout_s=timeout_s,
-        progress=progress,
-    )
-    return cache
+    return run_preprocess(rows, cache_dir, **settings)[0]
 
 
 def run_preprocess(
@@ -190,7 +168,13 @@ def run_preprocess(
     timeout_s: float | None = 60.0,
     progress: bool = True,
 ) -> tuple[FaceCache, dict[str, Any]]:
-    """:func:`preprocess`, also returning the report written to ``report.json``."""
+    """Crop the faces of every video in ``rows`` into the cache; return it and the report.
+
+    ``detector`` is a name (``haar``, ``none``) or a detector object. Videos already done
+    or skipped in the cache are not touched. Clips are (K, size, size, 3) uint8 with
+    K = min(frames, max_frames). Writes ``<cache_dir>/report.json``. Raises ConfigError
+    for bad settings and DataError when the cache was made with other settings.
+    """
     _check_settings(size, margin, max_frames, backend)
     det = build_detector(detector) if isinstance(detector, str) else detector
     settings = {
