@@ -11,7 +11,7 @@ import numpy as np
 from attribnet import evaluate, query, train
 from attribnet.data.manifest import read_manifest
 from attribnet.data.synthetic import generate_demo
-from tests.conftest import tiny_overrides
+from tests.builders import tiny_overrides
 
 ROOT = Path(__file__).parents[1]
 

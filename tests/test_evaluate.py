@@ -9,14 +9,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from attribnet.checkpoint import save_checkpoint
-from attribnet.config import DataConfig, LossConfig, ModelConfig, Recipe, TrainConfig, to_dict
+from attribnet.config import LossConfig, Recipe, to_dict
 from attribnet.data.cache import FaceCache
 from attribnet.data.codec import write_video
 from attribnet.data.manifest import ManifestRow, read_manifest, write_manifest
@@ -24,6 +22,8 @@ from attribnet.evaluate import LoadedModel, ablation_recipe, class_scores, main,
 from attribnet.index import main as index_main
 from attribnet.models import build_model
 from attribnet.preprocess import run_preprocess
+from tests.builders import texture_video, write_checkpoint
+from tests.builders import tiny_recipe as _tiny_recipe
 
 NAMES = ["alpha", "beta", "real"]
 QUALITIES = ["crf0", "crf23"]
@@ -33,46 +33,11 @@ TEST_VIDEOS = len(NAMES) * SPLITS.count("test") * len(QUALITIES)
 ABLATIONS = Path(__file__).resolve().parent.parent / "recipes" / "ablations"
 
 
-def texture_video(rng: np.random.Generator, label: int) -> np.ndarray:
-    """(FRAMES, SIZE, SIZE, 3) uint8: noise blurred at a class-specific scale, drifting."""
-    base = rng.normal(size=(SIZE * 2, SIZE * 2, 3)).astype(np.float32)
-    base = cv2.GaussianBlur(base, (0, 0), 0.5 + 1.5 * label)
-    base = (base - base.min()) / (np.ptp(base) + 1e-6) * 255
-    frames = [np.roll(base, (i, 2 * i), axis=(0, 1))[:SIZE, :SIZE] for i in range(FRAMES)]
-    return np.stack(frames).astype(np.uint8)
-
-
 def tiny_recipe(cache: Path, manifest: Path | str = "", name: str = "tiny") -> Recipe:
-    return Recipe(
-        name=name,
-        data=DataConfig(
-            manifest=str(manifest),
-            cache=str(cache),
-            detector="none",
-            num_frames=T,
-            image_size=SIZE,
-            max_frames=16,
-            num_workers=0,
-        ),
-        model=ModelConfig(backbone="resnet10", fusion="mean", num_frames=T, embedding_dim=DIM),
-        train=TrainConfig(batch_size=8, device="cpu", amp=False, build_index=False),
-    )
-
-
-def write_checkpoint(path: Path, recipe: Recipe, seed: int) -> Path:
-    torch.manual_seed(seed)
-    model = build_model(recipe.model, len(NAMES))
-    state = {
-        "model": model.state_dict(),
-        "loss": {},
-        "optimizer": {},
-        "lr_scheduler": {},
-        "epoch": 0,
-        "args": to_dict(recipe),
-        "class_names": NAMES,
-    }
-    save_checkpoint(path, state)
-    return path
+    return _tiny_recipe(
+        cache, manifest, num_frames=T, size=SIZE, embedding_dim=DIM, name=name,
+        batch_size=8, build_index=False,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +55,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 row = ManifestRow(
                     str(root / quality / name / f"s{i}.mp4"), name, quality, f"s{i}", split
                 )
-                cache.add(row, texture_video(rng, label))
+                cache.add(row, texture_video(rng, label, FRAMES, SIZE))
                 rows.append(row)
     write_manifest(rows, root / "manifest.csv")
     unknown = []
     for quality in QUALITIES:
         for i in range(2):
             path = root / "unseen" / quality / f"u{i}.mp4"
-            write_video(path, texture_video(rng, 4))
+            write_video(path, texture_video(rng, 4, FRAMES, SIZE))
             unknown.append(ManifestRow(str(path), "unseen", quality, f"u{i}", "test"))
     write_manifest(unknown, root / "unknown.csv")
     recipe = tiny_recipe(cache_dir)
@@ -106,8 +71,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cache": cache_dir,
         "manifest": root / "manifest.csv",
         "unknown": root / "unknown.csv",
-        "ckpt0": write_checkpoint(root / "run0" / "best.pt", recipe, seed=0),
-        "ckpt1": write_checkpoint(root / "run1" / "best.pt", recipe, seed=1),
+        "ckpt0": write_checkpoint(root / "run0" / "best.pt", recipe, NAMES, seed=0),
+        "ckpt1": write_checkpoint(root / "run1" / "best.pt", recipe, NAMES, seed=1),
     }
 
 

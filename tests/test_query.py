@@ -12,14 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from attribnet.checkpoint import file_sha256, load_model, save_checkpoint
-from attribnet.config import DataConfig, ModelConfig, Recipe, TrainConfig, to_dict
+from attribnet.checkpoint import file_sha256, load_model
 from attribnet.data.codec import write_video
 from attribnet.index import GeneratorIndex, build_index_for_run
 from attribnet.index import main as index_main
-from attribnet.models import build_model
 from attribnet.query import (
     UNKNOWN,
     cluster_embeddings,
@@ -29,50 +26,11 @@ from attribnet.query import (
     query,
 )
 from attribnet.query import main as query_main
+from tests.builders import texture_video, tiny_recipe, write_checkpoint
 
 NAMES = ["alpha", "beta", "gamma"]
 SPLITS = ["train", "train", "val", "test"]
 FRAMES, SIZE, T, DIM = 12, 32, 4, 16
-
-
-def texture_video(rng: np.random.Generator, label: int) -> np.ndarray:
-    """(FRAMES, SIZE, SIZE, 3) uint8: noise blurred at a class-specific scale, drifting."""
-    base = rng.normal(size=(SIZE * 2, SIZE * 2, 3)).astype(np.float32)
-    base = cv2.GaussianBlur(base, (0, 0), 0.5 + 1.5 * label)
-    base = (base - base.min()) / (np.ptp(base) + 1e-6) * 255
-    frames = [np.roll(base, (i, 2 * i), axis=(0, 1))[:SIZE, :SIZE] for i in range(FRAMES)]
-    return np.stack(frames).astype(np.uint8)
-
-
-def tiny_recipe(cache: Path, manifest: Path) -> Recipe:
-    return Recipe(
-        name="tiny",
-        data=DataConfig(
-            manifest=str(manifest),
-            cache=str(cache),
-            detector="none",
-            num_frames=T,
-            image_size=SIZE,
-            max_frames=16,
-            num_workers=0,
-        ),
-        model=ModelConfig(backbone="resnet10", fusion="mean", num_frames=T, embedding_dim=DIM),
-        train=TrainConfig(batch_size=4, device="cpu", amp=False),
-    )
-
-
-def write_checkpoint(path: Path, recipe: Recipe, seed: int) -> Path:
-    torch.manual_seed(seed)
-    model = build_model(recipe.model, len(NAMES))
-    state = {
-        "model": model.state_dict(),
-        "loss": {},
-        "args": to_dict(recipe),
-        "class_names": NAMES,
-        "epoch": 0,
-    }
-    save_checkpoint(path, state)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +44,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for label, name in enumerate(NAMES):
         for i, split in enumerate(SPLITS):
             path = root / "videos" / name / f"s{i}.mp4"
-            write_video(path, texture_video(rng, label))
+            write_video(path, texture_video(rng, label, FRAMES, SIZE))
             rows.append([str(path), name, "crf23", f"s{i}", split])
     manifest = root / "manifest.csv"
     with open(manifest, "w", newline="") as f:
@@ -98,14 +56,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         shutil.copy(root / "videos" / name / "s3.mp4", queries / "deep" / f"{name}.mp4")
     frames = queries / "frame_folder"
     frames.mkdir()
-    for i, frame in enumerate(texture_video(rng, 0)):
+    for i, frame in enumerate(texture_video(rng, 0, FRAMES, SIZE)):
         cv2.imwrite(str(frames / f"frame{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     good = (root / "videos" / NAMES[0] / "s0.mp4").read_bytes()
     (queries / "corrupt.mp4").write_bytes(good[: len(good) // 2])
     (queries / "notes.txt").write_text("not a video\n")
 
-    recipe = tiny_recipe(root / "cache", manifest)
-    checkpoint = write_checkpoint(root / "run" / "best.pt", recipe, seed=0)
+    recipe = tiny_recipe(root / "cache", manifest, num_frames=T, size=SIZE, embedding_dim=DIM)
+    checkpoint = write_checkpoint(root / "run" / "best.pt", recipe, NAMES, seed=0)
     index_dir = root / "indexes" / "tiny"
     argv = ["build", "--checkpoint", str(checkpoint), "--manifest", str(manifest)]
     assert index_main([*argv, "--out", str(index_dir)]) == 0
@@ -186,8 +144,10 @@ def test_query_command_end_to_end(
 def test_query_refuses_another_checkpoint(
     world: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    recipe = tiny_recipe(world["root"] / "cache", world["manifest"])
-    other = write_checkpoint(world["root"] / "other" / "best.pt", recipe, seed=1)
+    recipe = tiny_recipe(
+        world["root"] / "cache", world["manifest"], num_frames=T, size=SIZE, embedding_dim=DIM
+    )
+    other = write_checkpoint(world["root"] / "other" / "best.pt", recipe, NAMES, seed=1)
     argv = ["--index", str(world["index"]), "--checkpoint", str(other), str(world["queries"])]
     assert query_main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -14,7 +14,7 @@ import torch
 
 from attribnet import train
 from attribnet.checkpoint import read_checkpoint
-from tests.conftest import tiny_overrides
+from tests.builders import tiny_overrides
 
 ROOT = Path(__file__).parents[1]
 RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
