@@ -7,6 +7,7 @@ from the command line (the value is parsed as YAML: ``--set train.epochs=3``).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import types
@@ -277,6 +278,18 @@ def validate(recipe: Recipe, source: str) -> Recipe:
     if not 0 < lo <= hi <= 1:
         raise ConfigError(f"data.augment.crop_scale in {source}: need 0 < min <= max <= 1")
     return recipe
+
+
+def add_overrides_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, for :func:`load_recipe`."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field (repeatable)",
+    )
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

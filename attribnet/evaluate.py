@@ -53,6 +53,7 @@ from attribnet.atomic import write_json, write_text
 from attribnet.checkpoint import file_sha256, load_model, read_checkpoint
 from attribnet.config import (
     Recipe,
+    add_overrides_argument,
     apply_overrides,
     load_recipe,
     read_recipe_yaml,
@@ -936,17 +937,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
-def _recipe_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe field (repeatable)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m attribnet.evaluate``."""
     parser = _Parser(prog="python -m attribnet.evaluate", description=__doc__.split("\n")[0])
@@ -965,7 +955,7 @@ def build_parser() -> argparse.ArgumentParser:
     cq.add_argument("--recipe", help="recipe to train one model per quality from")
     cq.add_argument("--train-mode", choices=("per-quality", "augmented"), default="per-quality")
     cq.add_argument("--checkpoints", help="row=path,... of trained models (skips training)")
-    _recipe_args(cq)
+    add_overrides_argument(cq)
     _common(cq)
     ab = sub.add_parser("ablations", help="train/evaluate several recipes (Table 3)")
     ab.add_argument("--recipes", nargs="+", required=True, help="recipe YAML files")
@@ -977,7 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DEMO_YAML",
         help="demo-sized variants on the synthetic data (default recipes/demo.yaml)",
     )
-    _recipe_args(ab)
+    add_overrides_argument(ab)
     _common(ab)
     return parser
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from attribnet.atomic import write_text
 from attribnet.checkpoint import read_checkpoint, save_checkpoint
-from attribnet.config import Recipe, dump_recipe, load_recipe, to_dict
+from attribnet.config import Recipe, add_overrides_argument, dump_recipe, load_recipe, to_dict
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
 from attribnet.data.cache import FaceCache
 from attribnet.data.clips import ClipDataset, select_entries
@@ -454,14 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("recipe", help="YAML recipe, e.g. recipes/demo.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe field (repeatable)",
-    )
+    add_overrides_argument(parser)
     parser.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
