@@ -57,7 +57,16 @@ def encode_h264(
     try:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-        stream.options = {"crf": str(int(crf)), "preset": preset}
+        # mbtree=0: with x264's macroblock-tree rate control the same frames gave a
+        # different bitstream about 1 call in 20 inside a training process (crf 10 and 23,
+        # one thread or many), which broke bit-exact resume; without it 0 in 276 differed.
+        # One thread: a loader worker should not spawn x264's per-core thread pool.
+        stream.options = {
+            "crf": str(int(crf)),
+            "preset": preset,
+            "threads": "1",
+            "x264-params": "mbtree=0",
+        }
         for frame in frames_thwc:
             # convert to the stream's pixel format before encoding: left to the encoder,
             # the RGB->YUV conversion made crf>0 output differ between processes
