@@ -17,10 +17,13 @@ from attribnet.errors import DataError, IndexMismatchError
 from attribnet.index import (
     INDEX_FILE,
     META_FILE,
+    TARGET_RECALL,
     GeneratorIndex,
     calibrate_threshold,
     ivf_nlist,
     main,
+    recall_at_k,
+    tune_nprobe,
 )
 
 DIM = 16
@@ -53,6 +56,32 @@ def fake_checkpoint(path: Path, embedding_dim: int = DIM, tag: int = 0) -> Path:
         },
     )
     return path
+
+
+def test_recall_at_k_counts_found_exact_ids() -> None:
+    exact = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    found = np.array([[4, 3, 9, 9], [5, 6, 7, 8]])
+    assert recall_at_k(found, exact) == pytest.approx((2 / 4 + 1) / 2)
+
+
+def test_build_tunes_nprobe_to_the_smallest_power_of_two_reaching_the_target(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, DIM))
+    x = (centres[rng.integers(0, 40, 6000)] + 0.6 * rng.normal(size=(6000, DIM))).astype("f4")
+    index = GeneratorIndex.build(x, rng.integers(0, len(NAMES), 6000), NAMES, ivf_threshold=500)
+    assert index.kind == "ivf" and index.nprobe_recall >= TARGET_RECALL
+    # the same tuning from scratch, then one power of two lower must miss the target
+    raw = faiss.read_index(str(index.save(tmp_path / "idx") / "index.faiss"))
+    vectors = index.vectors()
+    assert tune_nprobe(raw, vectors) == (index.nprobe, index.nprobe_recall)
+    assert 1 < index.nprobe < faiss.extract_index_ivf(raw).nlist
+    faiss.extract_index_ivf(raw).nprobe = index.nprobe // 2
+    _, exact = faiss.knn(vectors[:256], vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    assert recall_at_k(raw.search(vectors[:256], 10)[1], exact) < TARGET_RECALL
+    loaded = GeneratorIndex.load(tmp_path / "idx")
+    assert (loaded.nprobe, loaded.nprobe_recall) == (index.nprobe, index.nprobe_recall)
 
 
 @pytest.mark.parametrize("ivf_threshold", [10**6, 500], ids=["flat", "ivf"])
