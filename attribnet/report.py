@@ -393,6 +393,52 @@ def cross_quality_header(metrics: dict[str, Any]) -> list[str]:
     return ["train", "test", *metrics["class_names"], "overall", "macro_f1", "count"]
 
 
+def _cell_confusion_section(metrics: dict[str, Any]) -> list[str]:
+    """Links to the confusion matrix (PNG, CSV) of every train -> test cell."""
+    files = metrics["files"].get("confusion")
+    if not files:
+        return []
+    tests = metrics["test_qualities"]
+    rows = [
+        [row, *(f"[PNG]({files[row][q]['png']}), [CSV]({files[row][q]['csv']})" for q in tests)]
+        for row in metrics["train_rows"]
+    ]
+    return [
+        "## Confusion matrices per cell (video level)",
+        "",
+        "Rows of each matrix = true class, columns = predicted class.",
+        "",
+        md_table(["train \\ test", *tests], rows),
+        "",
+    ]
+
+
+def _training_section(metrics: dict[str, Any]) -> list[str]:
+    """How many trainings were run or reused, from which recipe and overrides."""
+    training = metrics.get("training")
+    if training is None:
+        return []
+    lines = ["## Training", ""]
+    if not training["runs"]:
+        return [*lines, "No training: the models were given with `--checkpoints`.", ""]
+    counts = training["counts"]
+    overrides = ", ".join(f"`{o}`" for o in training["overrides"]) or "none"
+    lines.append(
+        f"{len(training['runs'])} training run(s) of recipe `{training['recipe']}`, `--set` "
+        f"overrides: {overrides}. Trained from scratch: {counts['trained']}, resumed: "
+        f"{counts['resumed']}, reused (finished before, not retrained): {counts['reused']}."
+    )
+    rows = []
+    for row, run in training["runs"].items():
+        action = run["action"]
+        if run["differs"]:
+            action += f" (trained with other {', '.join(run['differs'])})"
+        changes = ", ".join(f"`{c}`" for c in run["recipe_changes"]) or "-"
+        rows.append([row, f"`{run['run_dir']}`", action, changes])
+    header = ["train row", "run", "done", "the row's changes to the recipe"]
+    return [*lines, "", md_table(header, rows), ""]
+
+
 def cross_quality_markdown(metrics: dict[str, Any]) -> str:
     """The ``report.md`` of ``evaluate cross-quality``."""
     tests, rows = metrics["test_qualities"], metrics["train_rows"]
@@ -418,6 +464,8 @@ def cross_quality_markdown(metrics: dict[str, Any]) -> str:
         "",
         md_table(cross_quality_header(metrics), cross_quality_rows(metrics, "video")),
         "",
+        *_cell_confusion_section(metrics),
+        *_training_section(metrics),
         "Checkpoints: " + ", ".join(f"{r} = `{p}`" for r, p in metrics["checkpoints"].items()),
         "",
         f"Tables: [CSV]({metrics['files']['csv']}), [metrics.json](metrics.json).",

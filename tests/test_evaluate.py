@@ -1,6 +1,7 @@
 """``python -m attribnet.evaluate`` end to end on a tiny face cache (CPU, seconds): the run
 report and its counts, determinism, open set, the cross-quality table against single
-runs, training through the cross-quality and ablation commands, and user errors."""
+runs and its per-cell confusion matrices, training through the cross-quality and ablation
+commands (and what the report says was trained), and user errors."""
 
 from __future__ import annotations
 
@@ -154,7 +155,35 @@ def test_cross_quality_diagonal_matches_single_runs(world: dict[str, Path], tmp_
             == (closed["video"]["confusion_matrix"])
         )
     assert (out / "cross_quality.png").is_file() and (out / "cross_quality.csv").is_file()
-    assert "| crf0 |" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "| crf0 |" in md and "No training: the models were given with `--checkpoints`" in md
+    assert metrics["training"]["counts"] == {"trained": 0, "resumed": 0, "reused": 0}
+
+
+def test_cross_quality_writes_a_confusion_matrix_per_cell(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    given = f"crf0={world['ckpt0']},crf23={world['ckpt1']}"
+    assert main(["cross-quality", "--checkpoints", given, "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    files, md = metrics["files"]["confusion"], (tmp_path / "report.md").read_text()
+    assert "## Confusion matrices per cell (video level)" in md
+    for train in QUALITIES:
+        for test in QUALITIES:
+            png, csv_name = files[train][test]["png"], files[train][test]["csv"]
+            assert (png, csv_name) == (
+                f"confusion_{train}_to_{test}.png",
+                f"confusion_{train}_to_{test}.csv",
+            )
+            assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert f"[PNG]({png})" in md and f"[CSV]({csv_name})" in md
+            with open(tmp_path / csv_name) as f:
+                header, *rows = list(csv.reader(f))
+            assert header == ["true\\predicted", *NAMES]
+            assert [r[0] for r in rows] == NAMES
+            counts = [[int(c) for c in r[1:]] for r in rows]
+            assert counts == metrics["cells"][train][test]["video"]["confusion_matrix"]
+            assert np.sum(counts) == TEST_VIDEOS // len(QUALITIES)
 
 
 def test_manifest_rows_decide_the_split(world: dict[str, Path], tmp_path: Path) -> None:
@@ -249,6 +278,17 @@ def test_cross_quality_trains_then_reuses(world: dict[str, Path], tmp_path: Path
     first = json.loads((tmp_path / "cq" / "metrics.json").read_text())
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert first["matrix"] == again["matrix"] and first["train_mode"] == "per-quality"
+
+    assert first["training"]["counts"] == {"trained": 2, "resumed": 0, "reused": 0}
+    assert again["training"]["counts"] == {"trained": 0, "resumed": 0, "reused": 2}
+    assert first["training"]["overrides"] == sets[1::2]
+    row = first["training"]["runs"]["crf0"]
+    assert row["action"] == "trained" and row["run_dir"] == str(bests[0].parent)
+    assert "data.train_qualities=[crf0]" in row["recipe_changes"]
+    md = (tmp_path / "again" / "report.md").read_text()
+    assert "2 training run(s) of recipe" in md and f"`{sets[1]}`" in md
+    assert "Trained from scratch: 0, resumed: 0, reused (finished before, not retrained): 2" in md
+    assert "| crf23 | " in md and "`data.train_qualities=[crf23]`" in md
 
 
 def test_ablations_table(world: dict[str, Path], tmp_path: Path) -> None:

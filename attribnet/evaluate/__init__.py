@@ -1,0 +1,116 @@
+"""Robustness evaluation of attribution models: ``python -m attribnet.evaluate
+{run,cross-quality,ablations} ... --out <dir>`` (the command line: :mod:`.cli`).
+
+One concept per module, in the order data flows through them:
+
+- :mod:`.options`       :class:`EvalOptions`, how to evaluate (split, qualities, clips per video)
+- :mod:`.loaded_model`  :class:`LoadedModel`, a checkpoint loaded for evaluation
+- :mod:`.source`        :class:`EvalSource`, the videos to evaluate and their clips
+- :mod:`.predictions`   model outputs per clip and per video (:func:`infer`, :func:`to_videos`)
+- :mod:`.protocols`     closed-set, embedding, index, detection and open-set metrics
+- :mod:`.output`        JSON-ready metrics and confusion-matrix PNG + CSV files
+- :mod:`.run`           ``evaluate run``: one checkpoint, its report folder
+- :mod:`.training`      reuse / resume / train the runs behind the table commands
+- :mod:`.cross_quality_table`  ``evaluate cross-quality`` (the paper's Table 5)
+- :mod:`.ablation_table`       ``evaluate ablations`` (the paper's Table 3)
+- :mod:`.cli`           argument parsing and :func:`main`
+
+Markdown, plots and CSV tables come from :mod:`attribnet.report`.
+"""
+
+from attribnet.evaluate.ablation_table import (
+    DEMO_MODEL_KEYS,
+    DEMO_SECTIONS,
+    ablation_recipe,
+    ablations,
+    default_demo_recipe,
+    demo_variant,
+    write_ablations,
+)
+from attribnet.evaluate.cli import COMMANDS, build_parser, main
+from attribnet.evaluate.cross_quality_table import (
+    cross_quality,
+    quality_variants,
+    write_cross_quality,
+)
+from attribnet.evaluate.loaded_model import LoadedModel, load_checkpoint, resolve_device
+from attribnet.evaluate.options import DEFAULT_CLIPS_PER_VIDEO, DEFAULT_K, EvalOptions
+from attribnet.evaluate.output import json_ready
+from attribnet.evaluate.predictions import (
+    Outputs,
+    VideoOutputs,
+    class_scores,
+    evaluate_entries,
+    infer,
+    prediction_rule,
+    to_videos,
+)
+from attribnet.evaluate.protocols import (
+    DETECTION_FPR,
+    REAL,
+    closed_set_metrics,
+    detection,
+    embedding_metrics,
+    index_metrics,
+    open_set,
+    prototype_scores,
+    quality_order,
+)
+from attribnet.evaluate.run import UNKNOWN, RunResult, evaluate_model, write_run
+from attribnet.evaluate.source import (
+    EvalSource,
+    clip_dataset,
+    manifest_source,
+    open_source,
+    select,
+)
+from attribnet.evaluate.training import train_or_reuse
+
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_CLIPS_PER_VIDEO",
+    "DEFAULT_K",
+    "DEMO_MODEL_KEYS",
+    "DEMO_SECTIONS",
+    "DETECTION_FPR",
+    "REAL",
+    "UNKNOWN",
+    "EvalOptions",
+    "EvalSource",
+    "LoadedModel",
+    "Outputs",
+    "RunResult",
+    "VideoOutputs",
+    "ablation_recipe",
+    "ablations",
+    "build_parser",
+    "class_scores",
+    "clip_dataset",
+    "closed_set_metrics",
+    "cross_quality",
+    "default_demo_recipe",
+    "demo_variant",
+    "detection",
+    "embedding_metrics",
+    "evaluate_entries",
+    "evaluate_model",
+    "index_metrics",
+    "infer",
+    "json_ready",
+    "load_checkpoint",
+    "main",
+    "manifest_source",
+    "open_set",
+    "open_source",
+    "prediction_rule",
+    "prototype_scores",
+    "quality_order",
+    "quality_variants",
+    "resolve_device",
+    "select",
+    "to_videos",
+    "train_or_reuse",
+    "write_ablations",
+    "write_cross_quality",
+    "write_run",
+]

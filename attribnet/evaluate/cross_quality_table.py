@@ -1,0 +1,153 @@
+"""``evaluate cross-quality``, the paper's Table 5: models trained per quality (or one on
+every quality), each tested on every quality's test split."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from attribnet import report
+from attribnet.atomic import write_json, write_text
+from attribnet.config import Recipe
+from attribnet.errors import DataError
+from attribnet.evaluate.loaded_model import load_checkpoint
+from attribnet.evaluate.options import EvalOptions
+from attribnet.evaluate.output import file_tag, json_ready, write_confusion
+from attribnet.evaluate.run import evaluate_model
+from attribnet.evaluate.training import ACTIONS, TrainedRun
+
+log = logging.getLogger(__name__)
+
+CELL_LEVEL = "video"
+
+
+def quality_variants(base: Recipe, qualities: Sequence[str], mode: str) -> dict[str, Recipe]:
+    """Training recipes of the cross-quality table: row label -> recipe.
+
+    ``per-quality``: one per quality q, trained and validated on q only, named
+    ``<name>_<q>``. ``augmented``: one on every quality (with the recipe's compression
+    augmentation), named ``<name>_augmented``.
+    """
+    if mode == "augmented":
+        aug = base.data.augment
+        if not (aug.h264_p or aug.jpeg_p):
+            log.warning("augmented mode but data.augment.h264_p and jpeg_p are 0")
+        data = replace(base.data, train_qualities=list(qualities), eval_qualities=list(qualities))
+        return {"augmented": replace(base, name=f"{base.name}_augmented", data=data)}
+    return {
+        q: replace(
+            base,
+            name=f"{base.name}_{q}",
+            data=replace(base.data, train_qualities=[q], eval_qualities=[q]),
+        )
+        for q in qualities
+    }
+
+
+def cross_quality(
+    checkpoints: dict[str, Path], qualities: Sequence[str], opts: EvalOptions, device: str
+) -> dict[str, Any]:
+    """Metrics of the train -> test table: ``cells[row][quality]`` = {"clip", "video"}
+    closed-set reports; ``matrix[level]`` (rows x qualities) overall accuracies."""
+    cells: dict[str, dict[str, Any]] = {}
+    class_names: list[str] | None = None
+    for row, path in checkpoints.items():
+        loaded = load_checkpoint(path, device)
+        if class_names is not None and loaded.class_names != class_names:
+            raise DataError(f"{path} knows classes {loaded.class_names}, not {class_names}")
+        class_names = loaded.class_names
+        cells[row] = {}
+        for q in qualities:
+            result = evaluate_model(loaded, replace(opts, qualities=[q], closed_set_only=True))
+            cells[row][q] = result.metrics["closed_set"]
+            log.info("%s -> %s: video accuracy %.4f", row, q, cells[row][q]["video"]["accuracy"])
+    matrix = {
+        level: [[cells[r][q][level]["accuracy"] for q in qualities] for r in checkpoints]
+        for level in ("clip", "video")
+    }
+    return {
+        "class_names": class_names,
+        "train_rows": list(checkpoints),
+        "test_qualities": list(qualities),
+        "clips_per_video": opts.clips_per_video,
+        "checkpoints": {r: str(p) for r, p in checkpoints.items()},
+        "matrix": matrix,
+        "cells": cells,
+    }
+
+
+def training_summary(
+    runs: dict[str, TrainedRun],
+    changes: dict[str, dict[str, Any]],
+    recipe: str | None = None,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """``metrics["training"]``: the base recipe and its ``--set`` overrides; per row its
+    run, what was done to it (:data:`~attribnet.evaluate.training.ACTIONS`) and the row's
+    own ``changes`` to the recipe (``key=value``); ``counts`` per action."""
+    rows = {
+        row: {
+            "name": run.name,
+            "run_dir": str(run.run_dir),
+            "action": run.action,
+            "recipe_changes": [f"{k}={_setting(v)}" for k, v in changes.get(row, {}).items()],
+            "differs": list(run.differs),
+        }
+        for row, run in runs.items()
+    }
+    counts = {action: sum(run.action == action for run in runs.values()) for action in ACTIONS}
+    return {"recipe": recipe, "overrides": list(overrides), "runs": rows, "counts": counts}
+
+
+def _setting(value: Any) -> str:
+    """A recipe value as ``--set`` takes it (YAML): lists as ``[a, b]``, None as ``null``."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_setting, value)) + "]"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def write_cell_confusions(out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """confusion_<train>_to_<test>.png/.csv (video level) of every cell; returns
+    ``{train: {test: {"png", "csv"}}}`` file names."""
+    names = metrics["class_names"]
+    files: dict[str, Any] = {}
+    for row, cells in metrics["cells"].items():
+        files[row] = {}
+        for quality, cell in cells.items():
+            stem = f"confusion_{file_tag(row)}_to_{file_tag(quality)}"
+            title = f"train {row} -> test {quality}, {CELL_LEVEL} level"
+            png, csv = write_confusion(out_dir, stem, title, cell[CELL_LEVEL], names)
+            files[row][quality] = {"png": png, "csv": csv}
+    return files
+
+
+def write_cross_quality(out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """cross_quality.png (video-level heatmap), cross_quality.csv, one confusion matrix
+    PNG + CSV per cell, metrics.json, report.md."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    confusions = write_cell_confusions(out_dir, metrics)
+    metrics = json_ready(metrics)
+    title = f"video-level accuracy, train -> test ({metrics['train_mode']})"
+    rows, tests = metrics["train_rows"], metrics["test_qualities"]
+    heatmap = out_dir / "cross_quality.png"
+    report.plot_heatmap(metrics["matrix"]["video"], rows, tests, heatmap, title)
+    table = [
+        [level, *row]
+        for level in ("video", "clip")
+        for row in report.cross_quality_rows(metrics, level)
+    ]
+    report.write_csv(
+        out_dir / "cross_quality.csv", ["level", *report.cross_quality_header(metrics)], table
+    )
+    metrics["files"] = {
+        "heatmap": heatmap.name,
+        "csv": "cross_quality.csv",
+        "confusion": confusions,
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    write_text(out_dir / "report.md", report.cross_quality_markdown(metrics))
+    return metrics
