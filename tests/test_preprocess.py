@@ -303,6 +303,22 @@ def test_resume_after_kill(tmp_path: Path, four_videos: list[ManifestRow], monke
     assert run("whole")[0] == []  # a finished cache decodes nothing
 
 
+def test_a_rewritten_video_is_cropped_again(tmp_path: Path, four_videos: list[ManifestRow]):
+    settings = {"detector": "none", "size": SIZE, "max_frames": MAX_FRAMES, "progress": False}
+    good = next(r for r in four_videos if Path(r.path).stem == "good")
+    first = _by_name(prep.preprocess([good], tmp_path / "cache", **settings))["good"]
+    write_video(good.path, _moving(20, 1)[:, ::-1].copy(), crf=10)  # same path, new content
+
+    stale = FaceCache(tmp_path / "cache")
+    assert stale.entries == [] and stale.entry_for(good.path) is None
+    assert not stale.done(good.path)
+    again = _by_name(prep.preprocess([good], tmp_path / "cache", **settings))["good"]
+    assert not np.array_equal(again, first)
+    reopened = FaceCache(tmp_path / "cache")
+    assert len(reopened.entries) == 1 and reopened.done(good.path)
+    np.testing.assert_array_equal(np.asarray(reopened.load(reopened.entries[0])), again)
+
+
 def test_cli_interrupt_exits_130(tmp_path: Path, four_videos, monkeypatch, capsys):
     monkeypatch.setattr(prep, "open_clip_source", _CountingOpen(prep.open_clip_source, 1))
     argv = [str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "c"), "--detector", "none"]

@@ -4,11 +4,17 @@ Layout of a cache folder::
 
     meta.json       crop settings the cache was made with (size, margin, detector)
     clips/<key>.npy one array (N, S, S, 3) uint8 RGB per finished video
-    index.jsonl     one line per finished video (its manifest row + frame count)
+    index.jsonl     one line per finished video (its manifest row, frame count, and the
+                    video file's size and mtime when it was cropped)
     skipped.jsonl   one line per video that was skipped, with the reason
 
 A clip file is renamed into place before its index line is appended, so a killed run
 loses at most the video in progress and a re-run skips everything already listed.
+
+A video is keyed by its resolved path. When the file at that path has since changed (other
+size or mtime), its entry is stale: it is not listed, not found and not ``done``, so the
+next preprocess crops it again and the new line replaces the old one. When the video file
+is absent (a cache moved to another machine), the entry is used as it is.
 """
 
 from __future__ import annotations
@@ -32,16 +38,32 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """A finished video in the cache: its manifest row, file key and frame count."""
+    """A finished video in the cache: its manifest row, file key and frame count, and the
+    video file's (size, mtime_ns) when it was cropped (None in caches made before)."""
 
     key: str
     row: ManifestRow
     num_frames: int
+    stamp: tuple[int, int] | None = None
+
+    def is_current(self) -> bool:
+        """False when the video file exists and changed since it was cropped."""
+        now = file_stamp(self.row.path)
+        return self.stamp is None or now is None or now == self.stamp
 
 
 def video_key(path: str) -> str:
     """The cache key of a video: a hash of its resolved path."""
     return hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:20]
+
+
+def file_stamp(path: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a file, None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -95,13 +117,22 @@ class FaceCache:
         self._entries: dict[str, CacheEntry] = {}
         for record in _read_jsonl(self.root / "index.jsonl"):
             row = ManifestRow(**record["row"])
-            self._entries[record["key"]] = CacheEntry(record["key"], row, record["num_frames"])
+            stamp = tuple(record["stamp"]) if record.get("stamp") else None
+            self._entries[record["key"]] = CacheEntry(
+                record["key"], row, record["num_frames"], stamp
+            )
         self._skipped = {r["path"]: r["reason"] for r in _read_jsonl(self.root / "skipped.jsonl")}
 
     @property
     def entries(self) -> list[CacheEntry]:
-        """Finished videos, in the order they were added."""
-        return list(self._entries.values())
+        """Finished videos whose files did not change since, in the order they were added."""
+        current = [e for e in self._entries.values() if e.is_current()]
+        if len(current) < len(self._entries):
+            log.warning(
+                "cache %s: %d video(s) changed since they were cropped; preprocess again",
+                self.root, len(self._entries) - len(current),
+            )  # fmt: skip
+        return current
 
     @property
     def skipped(self) -> dict[str, str]:
@@ -110,7 +141,7 @@ class FaceCache:
 
     def done(self, path: str) -> bool:
         """Whether a video is finished or was skipped (a re-run need not touch it)."""
-        return video_key(path) in self._entries or path in self._skipped
+        return self.entry_for(path) is not None or path in self._skipped
 
     def add(self, row: ManifestRow, frames_nhwc: np.ndarray) -> CacheEntry:
         """Store a video's face crops (N, S, S, 3) uint8 and list it in the index."""
@@ -119,11 +150,12 @@ class FaceCache:
         key = video_key(row.path)
         with atomic_path(self.root / "clips" / f"{key}.npy") as tmp:
             np.save(tmp, np.ascontiguousarray(frames_nhwc))
-        entry = CacheEntry(key, row, int(frames_nhwc.shape[0]))
+        entry = CacheEntry(key, row, int(frames_nhwc.shape[0]), file_stamp(row.path))
         _append_jsonl(
             self.root / "index.jsonl",
-            {"key": key, "row": asdict(row), "num_frames": entry.num_frames},
-        )
+            {"key": key, "row": asdict(row), "num_frames": entry.num_frames,
+             "stamp": entry.stamp},
+        )  # fmt: skip
         self._entries[key] = entry
         return entry
 
@@ -143,5 +175,6 @@ class FaceCache:
             ) from exc
 
     def entry_for(self, path: str) -> CacheEntry | None:
-        """The finished entry of a video path, if any."""
-        return self._entries.get(video_key(path))
+        """The finished, current entry of a video path, if any."""
+        entry = self._entries.get(video_key(path))
+        return entry if entry is not None and entry.is_current() else None

@@ -3,7 +3,8 @@
 One place for what train, index and evaluate all need to agree on:
 
 - the recipe's manifest: ``data.manifest``, or for a demo recipe
-  ``<data.root or data/demo>/manifest.csv`` (generated only when training asks for it);
+  ``<data.root or data/demo>/manifest.csv`` (generated, with seed 0 whatever
+  ``train.seed`` is, only when training asks for it);
 - the recipe's face cache: ``data.cache``, else ``<data.root or data/demo>/cache``;
 - a manifest's rows with splits (unsplit rows get a 70/15/15 split by source_id);
 - preprocessing rows into the cache with the recipe's detector, face size and frame cap;
@@ -58,7 +59,9 @@ def training_manifest(recipe: Recipe) -> Path:
     if data.demo:
         from attribnet.data.synthetic import generate_demo
 
-        return Path(generate_demo(recipe_root(recipe), seed=recipe.train.seed))
+        # the demo set is always made with seed 0: train.seed varies the model's run, not
+        # the data (another seed would regenerate data/demo under runs that share it)
+        return Path(generate_demo(recipe_root(recipe)))
     if not data.manifest:
         raise ConfigError("data.manifest is empty: set it in the recipe or with --set")
     path = Path(data.manifest)
