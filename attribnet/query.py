@@ -13,14 +13,16 @@ softmax probabilities averaged. Reported per video:
 - the ``--k`` nearest indexed training videos (video id, generator, quality, cosine);
 - the similarity-weighted k-NN vote (generator and its share of the vote);
 - the classifier head's generator and softmax probability;
-- the open-set score (cosine to the nearest class prototype) and the verdict: the k-NN
-  generator, or ``unknown generator`` when the score is below the index's threshold.
+- the open-set score (the index's: the classifier's max softmax, or the cosine to the
+  nearest class prototype for a model without a trained classifier) and the verdict: the
+  k-NN generator, or ``unknown generator`` when the score is below the index's threshold.
 
 Videos that cannot be read, have no face or are too short are reported with the reason;
 they do not stop the run. ``--cluster`` groups the query videos into candidate generators
 (average-linkage agglomerative clustering on cosine distance, cut at a distance threshold;
-by default ``2 (1 - open-set threshold)``, i.e. as wide as a known class may spread, within
-[0.05, 1]). ``--plot`` draws a 2-D PCA of the indexed and the query embeddings.
+by default twice the 95th percentile of the indexed videos' cosine distance to their own
+class prototype, i.e. as wide as a known class spreads, within [0.05, 1]). ``--plot`` draws
+a 2-D PCA of the indexed and the query embeddings.
 
 Exit codes: 0 at least one video was attributed, 1 none could be, 2 a usage error.
 """
@@ -116,7 +118,7 @@ class EmbeddedVideos:
     failures: dict[str, str] = field(default_factory=dict)
 
 
-def embed_videos_detailed(
+def embed_videos(
     model: AttributionModel,
     recipe: Recipe,
     paths: Sequence[str],
@@ -165,19 +167,6 @@ def embed_videos_detailed(
     return EmbeddedVideos(emb, prob, clips, ok, {p: failures[p] for p in paths if p in failures})
 
 
-def embed_videos(
-    model: AttributionModel,
-    recipe: Recipe,
-    paths: Sequence[str],
-    cache_dir: str | os.PathLike[str],
-    **kwargs: Any,
-) -> tuple[np.ndarray, list[str], dict[str, str]]:
-    """(embeddings (N, D) unit float32, the N embedded paths, failed path -> reason); see
-    :func:`embed_videos_detailed` for the keyword arguments."""
-    out = embed_videos_detailed(model, recipe, paths, cache_dir, **kwargs)
-    return out.embeddings, out.paths, out.failures
-
-
 # ----------------------------------------------------------------------------- attribution
 
 
@@ -192,7 +181,8 @@ def query(
     """Attribute query embeddings (Q, D): one JSON-ready dict per query.
 
     Keys: ``video``, ``status`` ("ok"), ``verdict`` (k-NN generator or ``unknown
-    generator``), ``is_unknown``, ``score`` (cosine to the nearest prototype), ``threshold``,
+    generator``), ``is_unknown``, ``score`` (the index's open-set score, named in
+    ``score_name``; see :meth:`GeneratorIndex.knownness`), ``threshold``,
     ``knn`` {generator, confidence, votes}, ``prototype`` {generator, similarity},
     ``neighbors`` [{rank, video_id, generator, quality, similarity}] and, with
     ``probabilities`` (Q, K) from the classifier head, ``classifier`` {generator,
@@ -204,7 +194,8 @@ def query(
         return []
     sims, rows = index.search(embeddings, k)
     knn_pred, knn_conf, votes = index.knn_predict(embeddings, k)
-    proto_pred, scores = index.prototype_predict(embeddings)
+    proto_pred, proto_sims = index.prototype_predict(embeddings)
+    scores = index.knownness(embeddings, probabilities)
     unknown = index.is_unknown(scores)
     records = []
     for q, video in enumerate(ids):
@@ -214,13 +205,17 @@ def query(
             "verdict": UNKNOWN if unknown[q] else names[knn_pred[q]],
             "is_unknown": bool(unknown[q]),
             "score": float(scores[q]),
+            "score_name": index.threshold_score,
             "threshold": index.threshold,
             "knn": {
                 "generator": names[knn_pred[q]],
                 "confidence": float(knn_conf[q]),
                 "votes": {n: float(v) for n, v in zip(names, votes[q], strict=True) if v > 0},
             },
-            "prototype": {"generator": names[proto_pred[q]], "similarity": float(scores[q])},
+            "prototype": {
+                "generator": names[proto_pred[q]],
+                "similarity": float(proto_sims[q]),
+            },
             "neighbors": _neighbors(index, sims[q], rows[q]),
         }
         if probabilities is not None:
@@ -252,12 +247,13 @@ def _neighbors(index: GeneratorIndex, sims: np.ndarray, rows: np.ndarray) -> lis
 
 
 def default_cluster_threshold(index: GeneratorIndex) -> float:
-    """Cosine-distance cut for clustering: ``2 (1 - open-set threshold)`` in [0.05, 1]
-    (0.5 without a threshold). A known video lies within ``1 - threshold`` of its prototype,
-    so two videos of one known class lie within about twice that of each other."""
-    if index.threshold is None:
-        return 0.5
-    return float(np.clip(2.0 * (1.0 - index.threshold), 0.05, 1.0))
+    """Cosine-distance cut for clustering, in [0.05, 1]: twice the 95th percentile of the
+    indexed videos' cosine distance to their own class prototype. 95% of a known class
+    lies within that distance of its prototype, so two of its videos lie within about
+    twice that of each other."""
+    vectors = index.vectors()
+    distance = 1.0 - np.einsum("nd,nd->n", vectors, index.prototypes[index.labels])
+    return float(np.clip(2.0 * np.percentile(distance, 95), 0.05, 1.0))
 
 
 def cluster_embeddings(embeddings: np.ndarray, distance_threshold: float) -> np.ndarray:
@@ -521,7 +517,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"no videos or frame folders found in {list(args.inputs)}")
     progress = sys.stderr.isatty()
     with _cache_dir(args.cache) as cache_dir:
-        emb = embed_videos_detailed(
+        emb = embed_videos(
             model, recipe, paths, cache_dir, max_clips=args.max_clips, progress=progress
         )
     ok = query(index, emb.embeddings, args.k, probabilities=emb.probabilities, video_ids=emb.paths)
@@ -537,6 +533,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "index": str(args.index),
         "checkpoint": str(checkpoint),
         "threshold": index.threshold,
+        "score_name": index.threshold_score,
         "k": args.k,
         "videos": records,
     }

@@ -319,7 +319,8 @@ def _open_set_section(ops: dict[str, Any]) -> list[str]:
         f"generators ({', '.join(ops['unknown_labels'])}), at video level. Knownness scores: "
         "`prototype_cosine` = max cosine similarity to the class prototypes (mean embedding "
         f"of each class's {ops.get('prototypes_from', 'training videos')}); `max_softmax` = the "
-        f"largest class probability. Primary: **{ops['primary']}**.",
+        f"largest class probability. Primary (the score of the index's unknown verdict when "
+        f"an index is given): **{ops['primary']}**.",
         "",
     ]
     keys = ("auroc", "oscr", "tnr_at_95tpr", "threshold_at_95tpr", "known_accuracy")

@@ -8,7 +8,7 @@ Stages are timed separately with the library's functions, in the order attribnet
 them: decode (open_clip_source + get_frames of preprocess.frame_indices), face detection +
 crop (crop_faces), embedding (index.embed_entries: up to --max-clips clips per video), and
 search (query.query on a flat GeneratorIndex of --index-size random vectors). Then the real
-entry point (embed_videos_detailed + query) is timed end to end. The model is untrained
+entry point (embed_videos + query) is timed end to end. The model is untrained
 (random weights): speed does not depend on them.
 """
 
@@ -36,7 +36,7 @@ from attribnet.index import GeneratorIndex
 from attribnet.inference import autocast, default_device
 from attribnet.models import build_model
 from attribnet.preprocess import frame_indices
-from attribnet.query import embed_videos_detailed, query
+from attribnet.query import embed_videos, query
 
 MODELS = {"full": ("resnet50", 224), "tiny": ("resnet10", 112)}
 CLASSES = ["faceswap", "lightweight", "iae", "dfaker", "dfl"]
@@ -157,7 +157,7 @@ def print_pipeline(seconds: dict[str, float], e2e: float, videos: int) -> None:
     rows.append(["sum of stages", total / videos * 1000, 100.0, f"{videos / total:.3g} videos/s"])
     rows.append(
         [
-            "end to end (embed_videos_detailed + query)",
+            "end to end (embed_videos + query)",
             e2e / videos * 1000,
             100 * e2e / total,
             f"{videos / e2e:.3g} videos/s",
@@ -191,9 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_rows = model_rates(model, args, recipe.data.image_size)  # also warms the model
         seconds, clips = stages(paths, model, recipe, index, Path(tmp) / "stages", args.max_clips)
         start = time.perf_counter()
-        out = embed_videos_detailed(
-            model, recipe, paths, Path(tmp) / "e2e", max_clips=args.max_clips
-        )
+        out = embed_videos(model, recipe, paths, Path(tmp) / "e2e", max_clips=args.max_clips)
         query(index, out.embeddings, probabilities=out.probabilities)
         e2e = time.perf_counter() - start
     per_s = clips / seconds["embed"]

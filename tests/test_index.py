@@ -171,6 +171,26 @@ def test_threshold_keeps_95_percent_of_val_knowns_and_rejects_unseen(
     assert index.is_unknown(index.scores(unseen)).mean() > 0.9
 
 
+def test_threshold_on_max_softmax_when_calibrated_with_probabilities(
+    tmp_path: Path, centres: np.ndarray
+) -> None:
+    rng = np.random.default_rng(5)
+    x, y = blobs(rng, centres, 30)
+    index = GeneratorIndex.build(x, y, NAMES)
+    probs = rng.dirichlet(np.ones(len(NAMES)), size=40)
+    threshold = index.calibrate(x[:40], probs)
+    assert index.threshold_score == "max_softmax"
+    assert threshold == pytest.approx(np.sort(probs.max(1))[2])  # floor(0.05 * 40)
+    np.testing.assert_allclose(index.knownness(x[:40], probs), probs.max(1))
+    with pytest.raises(ValueError, match="pass the classifier probabilities"):
+        index.knownness(x[:40])
+    loaded = GeneratorIndex.load(index.save(tmp_path / "idx"))
+    assert (loaded.threshold_score, loaded.threshold) == ("max_softmax", threshold)
+    index.calibrate(x[:40])  # without probabilities: back to prototype cosine
+    assert index.threshold_score == "prototype_cosine"
+    np.testing.assert_allclose(index.knownness(x[:40]), index.scores(x[:40]))
+
+
 def test_threshold_survives_save_and_load(tmp_path: Path, centres: np.ndarray) -> None:
     rng = np.random.default_rng(4)
     x, y = blobs(rng, centres, 30)

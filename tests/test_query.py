@@ -97,16 +97,20 @@ def test_query_of_an_indexed_video_finds_itself(world: dict[str, Path], tmp_path
     model, recipe, _, _ = load_model(world["checkpoint"])
     index = GeneratorIndex.load(world["index"], world["checkpoint"])
     train_video = index.video_ids[3]
-    emb, ok, failures = embed_videos(model, recipe, [train_video], tmp_path / "cache")
-    assert ok == [train_video] and not failures and emb.shape == (1, DIM)
+    out = embed_videos(model, recipe, [train_video], tmp_path / "cache")
+    assert out.paths == [train_video] and not out.failures and out.embeddings.shape == (1, DIM)
 
-    (record,) = query(index, emb, k=3, video_ids=ok)
+    (record,) = query(
+        index, out.embeddings, k=3, probabilities=out.probabilities, video_ids=out.paths
+    )
     top = record["neighbors"][0]
     assert top["video_id"] == train_video and top["similarity"] == pytest.approx(1.0, abs=1e-4)
     assert top["generator"] == NAMES[index.labels[3]] and top["quality"] == "crf23"
     assert [n["rank"] for n in record["neighbors"]] == [1, 2, 3]
     assert record["knn"]["generator"] in NAMES and 0 < record["knn"]["confidence"] <= 1
     assert record["verdict"] in (*NAMES, UNKNOWN)
+    assert record["score_name"] == index.threshold_score == "max_softmax"
+    assert record["score"] == pytest.approx(out.probabilities[0].max())
     assert record["is_unknown"] == (record["score"] < index.threshold)
 
 

@@ -137,12 +137,15 @@ def open_set(
     test: VideoOutputs,
     unknown: VideoOutputs,
     prototypes: tuple[np.ndarray, np.ndarray, str] | None,
+    primary: str | None = None,
 ) -> dict[str, Any]:
     """Open-set metrics at video level, known = test videos, unknown = unseen generators.
 
-    Knownness: ``prototype_cosine`` (max cosine to class prototypes; primary when
-    ``prototypes`` = (prototypes (K, D), counts (K,), where from) is given) and
-    ``max_softmax`` (largest class probability). ``known_correct`` = video prediction right.
+    Knownness: ``prototype_cosine`` (max cosine to class prototypes, when ``prototypes`` =
+    (prototypes (K, D), counts (K,), where from) is given) and ``max_softmax`` (largest
+    class probability). ``primary`` names the score the verdict uses (an index's
+    ``threshold_score``); by default ``prototype_cosine`` when computed, else
+    ``max_softmax``. ``known_correct`` = video prediction right.
     """
     correct = test.probs.argmax(1) == test.label
     result: dict[str, Any] = {
@@ -161,4 +164,6 @@ def open_set(
         result["scores"] = ["prototype_cosine", "max_softmax"]
         result["primary"] = "prototype_cosine"
         result["prototypes_from"] = origin
+    if primary is not None and primary in result["scores"]:
+        result["primary"] = primary
     return result

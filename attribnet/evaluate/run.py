@@ -114,7 +114,8 @@ def evaluate_model(loaded: LoadedModel, opts: EvalOptions) -> RunResult:
     if opts.unknown_manifest:
         unknown = _unknown(loaded, opts)
         protos = _prototypes(loaded, source, opts, index) if test[1].embedding is not None else None
-        metrics["open_set"] = open_set(test[1], unknown[1], protos)
+        verdict = index.threshold_score if index is not None else None
+        metrics["open_set"] = open_set(test[1], unknown[1], protos, verdict)
         metrics["open_set"]["unknown_labels"] = sorted({e.row.label for e in unknown[0].entries})
     return RunResult(metrics, test, unknown)
 
