@@ -270,11 +270,6 @@ def validate(recipe: Recipe, source: str) -> Recipe:
             f"model.embedding_dim in {source}: ArcFace/triplet losses need an embedding head "
             "(set model.embedding_dim > 0)"
         )
-    if m.embedding_dim and recipe.train.batch_size < 2:
-        raise ConfigError(
-            f"train.batch_size in {source}: the embedding head's batch norm needs >= 2 clips "
-            "per batch (or set model.embedding_dim: 0)"
-        )
     if loss.triplet_weight and recipe.train.m_per_class < 2:
         raise ConfigError(
             f"train.m_per_class in {source}: triplet loss needs >= 2 clips per class in a batch"

@@ -47,10 +47,6 @@ def test_unknown_section(tmp_path):
             "model:\n  embedding_dim: 8\nloss:\n  triplet_weight: 1.0\n",
             r"train.m_per_class .* triplet",
         ),
-        (
-            "model:\n  embedding_dim: 8\ntrain:\n  batch_size: 1\n",
-            r"train.batch_size .* batch norm needs >= 2",
-        ),
         ("- just\n- a list\n", r"expected a mapping"),
     ],
 )
