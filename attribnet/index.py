@@ -26,7 +26,7 @@ classifier head (``loss.ce_weight > 0``), its largest softmax probability
 (``prototype_cosine``; a prototype averages over every training video of its class, so the
 score does not depend on how many videos the index holds, nor on one atypical neighbour).
 On the demo's leave-one-generator-out runs max softmax separated the held-out generator
-better in each of four trainings (AUROC 0.54-0.75 against 0.26-0.45). The threshold is the
+better in each of five trainings (AUROC 0.54-0.75 against 0.26-0.45). The threshold is the
 5th percentile of the scores of the known-generator VALIDATION videos, i.e. the highest
 value that keeps at least 95% of them; a video scoring below it is an ``unknown
 generator``. Without a validation split the training videos are used, and the sidecar says

@@ -109,18 +109,16 @@ def with_rows(cache: FaceCache, rows: Sequence[ManifestRow]) -> list[CacheEntry]
 def recipe_videos(
     recipe: Recipe, cache_dir: str | Path | None = None
 ) -> tuple[FaceCache, list[CacheEntry]]:
-    """(cache, entries): the finished videos of the recipe's cache (or ``cache_dir``), in
-    cache order, restricted to the rows of the recipe's manifest when that file exists and
-    then carrying those rows (splits as the manifest assigns them)."""
+    """(cache, entries): the finished videos of the recipe's cache (or ``cache_dir``). With
+    the recipe's manifest: its rows' videos in MANIFEST order, carrying those rows (splits as
+    the manifest assigns them), so that training does not depend on the order in which the
+    cache happened to be filled. Without one: every cached video, in cache order."""
     cache = FaceCache(cache_dir or recipe_cache_dir(recipe))
     manifest = recipe_manifest(recipe)
     if manifest is None:
         log.info("recipe manifest not found: using every video of cache %s", cache.root)
         return cache, list(cache.entries)
-    by_path = {r.path: r for r in read_rows(manifest, recipe.train.seed)}
-    entries = [replace(e, row=by_path[e.row.path]) for e in cache.entries if e.row.path in by_path]
-    _warn_missing(cache, len(by_path) - len(entries))
-    return cache, entries
+    return cache, with_rows(cache, read_rows(manifest, recipe.train.seed))
 
 
 def _warn_missing(cache: FaceCache, missing: int) -> None:
