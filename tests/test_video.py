@@ -223,6 +223,9 @@ def _write_faststart(path: Path, frames: np.ndarray) -> None:
     with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as container:
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        # the same bitstream every run (see attribnet.data.codec): with x264's mbtree the
+        # cut file differed between runs and about 1 run in 10 decoded it without error
+        stream.options = {"threads": "1", "x264-params": "mbtree=0"}
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
