@@ -143,7 +143,11 @@ def cache_pipelines(
     return [
         ("memmap read, uint8 (FaceCache.load)", raw),
         ("+ Normalize (= inference input)", items(augment=False)),
-        ("+ spatial aug (crop, flip, jitter)", items()),
+        (
+            f"+ spatial aug (recipe's flip {aug.hflip:g}, crop {aug.crop_scale[0]:g}-"
+            f"{aug.crop_scale[1]:g}, jitter {aug.color_jitter:g})",
+            items(),
+        ),
         *[
             (f"+ spatial + H.264 crf {c}", items(CompressionAugment(h264_p=1.0, crf_choices=[c])))
             for c in (0, 10, 23)
