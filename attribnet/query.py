@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from attribnet.atomic import atomic_path, write_json
+from attribnet.atomic import write_json
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
 from attribnet.embedding import embed_entries
 from attribnet.errors import AttribnetError, ConfigError
@@ -333,11 +333,11 @@ def plot_embeddings(
 ) -> Path:
     """PCA to 2-D of indexed (coloured by generator, up to ``max_points``) and query (black,
     labelled by cluster) embeddings; saved as PNG at ``out_path`` (Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
+
+    from attribnet.report import _pyplot, save_figure
+
+    plt = _pyplot()
 
     rng = np.random.default_rng(seed)
     rows = np.arange(index.ntotal)
@@ -348,17 +348,14 @@ def plot_embeddings(
     points = np.concatenate([known, queries])
     pca = PCA(n_components=2, random_state=seed).fit(points) if len(points) > 2 else None
     xy = pca.transform(points) if pca is not None else np.zeros((len(points), 2))
-    fig, ax = plt.subplots(figsize=(8, 7))
+    fig, ax = plt.subplots(figsize=(9.5, 7))
     _scatter_known(ax, index, xy[: len(known)], index.labels[rows])
     _scatter_queries(ax, xy[len(known) :], clusters)
     ax.set_title(f"generator embeddings (PCA): {len(known)} indexed, {len(queries)} queries")
-    ax.legend(loc="best", fontsize=8, markerscale=1.5)
+    # outside the axes, so that the legend hides no points
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, markerscale=1.5)
     fig.tight_layout()
-    out_path = Path(out_path)
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)
 
 
 def _scatter_known(ax: Any, index: GeneratorIndex, xy: np.ndarray, labels: np.ndarray) -> None:

@@ -192,7 +192,7 @@ def plot_tsne(
     xy = tsne_points(embeddings[keep], seed)
     true_ids, pred_ids = np.asarray(true_ids)[keep], np.asarray(pred_ids)[keep]
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 7))
+    fig, ax = plt.subplots(figsize=(9.5, 7))
     palette = colours(len(pred_names))
     for t in range(len(true_names)):
         for p in range(len(pred_names)):
@@ -233,9 +233,22 @@ def _tsne_legend(
         for t, name in enumerate(true_names)
         if t in present
     ]
-    first = ax.legend(handles=colour_handles, title="predicted", loc="upper left", fontsize=8)
+    # outside the axes, right of the plot, so that no legend hides points
+    first = ax.legend(
+        handles=colour_handles,
+        title="predicted",
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        fontsize=8,
+    )
     ax.add_artist(first)
-    ax.legend(handles=marker_handles, title="true", loc="lower right", fontsize=8)
+    ax.legend(
+        handles=marker_handles,
+        title="true",
+        loc="lower left",
+        bbox_to_anchor=(1.02, 0.0),
+        fontsize=8,
+    )
 
 
 # ----------------------------------------------------------------------------- evaluate run
