@@ -335,9 +335,9 @@ def plot_embeddings(
     labelled by cluster) embeddings; saved as PNG at ``out_path`` (Agg backend)."""
     from sklearn.decomposition import PCA
 
-    from attribnet.report import _pyplot, save_figure
+    from attribnet.report import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
 
     rng = np.random.default_rng(seed)
     rows = np.arange(index.ntotal)

@@ -28,7 +28,7 @@ MIN_TSNE_POINTS = 5
 # ----------------------------------------------------------------------------- basics
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     """matplotlib.pyplot on the non-interactive Agg backend."""
     import matplotlib
 
@@ -43,7 +43,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -98,7 +98,7 @@ def plot_confusion(
 ) -> Path:
     """Confusion matrix (K, K) counts, rows = true, columns = predicted, as a PNG: colour =
     row-normalised rate (recall on the diagonal), text = count."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(matrix, dtype=np.int64)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     k = len(class_names)
@@ -138,7 +138,7 @@ def plot_heatmap(
     ylabel: str = "train",
 ) -> Path:
     """A (R, C) table of values in [0, 1] (None shown blank) as an annotated heatmap PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     grid = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
     rows, cols = grid.shape
     fig, ax = plt.subplots(figsize=(3.5 + 1.1 * cols, 2.0 + 0.8 * rows))
@@ -191,7 +191,7 @@ def plot_tsne(
         keep = np.sort(np.random.default_rng(seed).choice(n, MAX_TSNE_POINTS, replace=False))
     xy = tsne_points(embeddings[keep], seed)
     true_ids, pred_ids = np.asarray(true_ids)[keep], np.asarray(pred_ids)[keep]
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 7))
     palette = colours(len(pred_names))
     for t in range(len(true_names)):
