@@ -1,0 +1,103 @@
+"""benchmarks/bench_realistic.py's bookkeeping: run names per seed, per-cell means and
+standard deviations over seeds, the goals judged on the means, and the results file. No
+training: the cross-quality metrics are made up here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_realistic
+
+        yield bench_realistic
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+Q = ("crf0", "crf10", "crf23")
+
+
+def metrics(video: list[list[float]], support: int = 10) -> dict:
+    """A cross-quality metrics.json as ``bench_realistic.matrix`` reads it."""
+    per_class = {"a": support // 2, "b": support - support // 2}
+    return {
+        "train_rows": list(Q),
+        "test_qualities": list(Q),
+        "matrix": {"video": video, "clip": video},
+        "cells": {r: {q: {"video": {"support": per_class}} for q in Q} for r in Q},
+    }
+
+
+FLAT = [[0.9, 0.9, 0.9], [0.9, 0.9, 0.9], [0.9, 0.9, 0.9]]
+DROP = [[0.9, 0.9, 0.9], [0.9, 1.0, 0.8], [0.9, 0.9, 0.9]]  # crf10 -> crf23: 20 points
+
+
+def test_mean_and_sd_over_seeds(bench):
+    a, b = bench.matrix(metrics(FLAT)), bench.matrix(metrics(DROP))
+    mean, sd = bench.mean_matrix([a, b]), bench.sd_matrix([a, b])
+    assert mean[("crf10", "crf23")] == pytest.approx(0.85)
+    assert mean[("crf10", "crf10")] == pytest.approx(0.95)
+    assert sd[("crf10", "crf23")] == pytest.approx(0.1 / 2**0.5)  # sample sd of 0.9, 0.8
+    assert sd[("crf0", "crf0")] == pytest.approx(0.0)
+    assert set(bench.sd_matrix([a]).values()) == {0.0}
+
+
+def test_worst_drop_is_the_largest_fall_below_a_rows_diagonal(bench):
+    drop, cell = bench.worst_drop(bench.matrix(metrics(DROP)))
+    assert drop == pytest.approx(0.2)
+    assert cell == ("crf10", "crf23")
+
+
+def test_seed_zero_keeps_the_one_seed_run_names(tmp_path, bench):
+    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[])
+    manifest = tmp_path / "m.csv"
+    first = bench.overrides_for(args, "quick", "main", manifest, "cpu", seed=0)
+    third = bench.overrides_for(args, "quick", "main", manifest, "cpu", seed=2)
+    assert "name=realistic_main_quick" in first and "train.seed=0" in first
+    assert "name=realistic_main_quick_s2" in third and "train.seed=2" in third
+
+
+def test_zero_seeds_is_refused(bench, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.parse_args(["--faces", "f", "--work", "w", "--seeds", "0"])
+    assert exc.value.code == 2
+    assert "--seeds" in capsys.readouterr().err
+
+
+def test_report_judges_the_goals_on_the_means(tmp_path, bench, capsys):
+    data = tmp_path / "dataset_quick"
+    data.mkdir()
+    (data / "build.json").write_text(json.dumps({"videos": 6, "seconds": 1.0, "settings": {}}))
+    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[], seeds=2)
+    main_runs = [metrics(FLAT), metrics(DROP)]  # mean drop 10 points: goal missed
+    dmasta_runs = [metrics([[0.5] * 3] * 3), metrics([[0.5] * 3] * 3)]
+    bench.report(
+        args, "quick", data / "manifest.csv", 0.0,
+        {"main": main_runs, "DMA-STA": dmasta_runs}, {"main": 1.0, "DMA-STA": 1.0},
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "0.850 ± 0.071" in out
+    assert "seed 0: 0.0 (" in out and "seed 1: 20.0 (crf10 -> crf23)" in out
+    result = json.loads((tmp_path / "results_quick.json").read_text())
+    assert result["seeds"] == 2
+    assert result["test_videos_per_cell"] == 10
+    assert result["video_accuracy"]["main"]["crf10->crf23"] == pytest.approx(0.85)
+    assert result["video_accuracy_per_seed"]["main"][1]["crf10->crf23"] == pytest.approx(0.8)
+    goals = result["goals"]
+    drop_goal = next(ok for goal, ok in goals.items() if "below its row's diagonal" in goal)
+    beats_goal = next(ok for goal, ok in goals.items() if "beats DMA-STA" in goal)
+    assert drop_goal is False and beats_goal is True
+    # the table's columns and difference are in a fixed order whatever --recipes said
+    assert out.index("DMA-STA accuracy") < out.index("main accuracy")
+    assert "+40.0" in out  # 0.9 - 0.5 on crf0 -> crf0
