@@ -291,6 +291,29 @@ def test_cross_quality_trains_then_reuses(world: dict[str, Path], tmp_path: Path
     assert "| crf23 | " in md and "`data.train_qualities=[crf23]`" in md
 
 
+def test_cross_quality_reads_the_recipes_cache_not_the_reused_runs(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """Runs trained on a cache that was moved since are reused and tested on the cache the
+    recipe names now (the old path is gone: reading it would fail)."""
+    import shutil
+
+    old, new = tmp_path / "cache_old", tmp_path / "cache_new"
+    shutil.copytree(world["cache"], old)
+    recipe = tiny_recipe(old, world["manifest"])
+    path = write_yaml_recipe(tmp_path / "tiny.yaml", recipe)
+    argv = ["cross-quality", "--recipe", str(path), "--qualities", ",".join(QUALITIES)]
+    sets = ["--set", "train.epochs=1", "--set", f"train.out_dir={tmp_path / 'runs'}"]
+    assert main([*argv, *sets, "--out", str(tmp_path / "first")]) == 0
+    old.rename(new)
+    moved = [*sets, "--set", f"data.cache={new}"]
+    assert main([*argv, *moved, "--out", str(tmp_path / "moved")]) == 0
+    first = json.loads((tmp_path / "first" / "metrics.json").read_text())
+    again = json.loads((tmp_path / "moved" / "metrics.json").read_text())
+    assert again["training"]["counts"]["reused"] == 2
+    assert first["matrix"] == again["matrix"]
+
+
 def test_ablations_table(world: dict[str, Path], tmp_path: Path) -> None:
     recipe = tiny_recipe(world["cache"], world["manifest"])
     plain = write_yaml_recipe(tmp_path / "plain.yaml", replace(recipe, name="plain"), sam="none")

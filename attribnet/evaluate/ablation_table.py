@@ -15,6 +15,7 @@ from attribnet.evaluate.loaded_model import load_checkpoint
 from attribnet.evaluate.options import EvalOptions
 from attribnet.evaluate.output import json_ready
 from attribnet.evaluate.run import evaluate_model
+from attribnet.evaluate.source import recipe_data
 from attribnet.evaluate.training import train_or_reuse
 
 DEMO_SECTIONS = ("data", "optim", "train")
@@ -62,7 +63,8 @@ def ablations(recipes: list[Recipe], opts: EvalOptions, device: str, demo: bool)
     for recipe in recipes:
         loaded = load_checkpoint(train_or_reuse(recipe), device)
         qualities = opts.qualities or loaded.recipe.data.eval_qualities or None
-        result = evaluate_model(loaded, replace(opts, qualities=qualities, closed_set_only=True))
+        cell = replace(recipe_data(recipe, opts), qualities=qualities, closed_set_only=True)
+        result = evaluate_model(loaded, cell)
         closed = result.metrics["closed_set"]
         if class_names is not None and loaded.class_names != class_names:
             raise DataError(f"{recipe.name} knows classes {loaded.class_names}, not {class_names}")

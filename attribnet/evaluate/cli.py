@@ -18,7 +18,9 @@ Robustness evaluation of attribution models; every command writes its numbers to
 ``cross-quality --recipe r.yaml --qualities crf0,crf10,crf23 [--train-mode per-quality]``
     The paper's Table 5: one model per training quality (trained with ``train.fit``, or
     reused when its run already finished; an interrupted run is resumed), each tested on
-    every quality's test split; a video-level confusion matrix (PNG + CSV) per cell, and
+    every quality's test split of the data the recipe names (its ``data.cache`` and
+    ``data.manifest``, also for a reused run trained where they were before); a
+    video-level confusion matrix (PNG + CSV) per cell, and
     the report says which runs were trained, resumed or reused, with which overrides.
     ``--train-mode augmented`` trains one model on all qualities.
     ``--checkpoints crf0=a.pt,crf23=b.pt`` skips training.
@@ -55,6 +57,7 @@ from attribnet.evaluate.cross_quality_table import (
 from attribnet.evaluate.loaded_model import load_checkpoint
 from attribnet.evaluate.options import DEFAULT_CLIPS_PER_VIDEO, DEFAULT_K, EvalOptions
 from attribnet.evaluate.run import evaluate_model, write_run
+from attribnet.evaluate.source import recipe_data
 from attribnet.evaluate.training import prepare_run, recipe_changes
 from attribnet.logs import setup_logging
 
@@ -180,6 +183,7 @@ def _cross_quality(args: argparse.Namespace, opts: EvalOptions) -> dict[str, Any
         changes = {row: recipe_changes(base, r) for row, r in variants.items()}
         training = training_summary(runs, changes, args.recipe, args.overrides)
         qualities = opts.qualities
+        opts = recipe_data(base, opts)
     metrics = cross_quality(checkpoints, qualities, opts, args.device)
     metrics["train_mode"] = args.train_mode if not args.checkpoints else "given checkpoints"
     metrics["training"] = training

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from attribnet.config import Recipe
 from attribnet.data.augment import Normalize
@@ -16,6 +16,7 @@ from attribnet.data.sources import (
     preprocess_rows,
     read_rows,
     recipe_cache_dir,
+    recipe_manifest,
     recipe_videos,
     with_rows,
 )
@@ -40,6 +41,20 @@ def open_source(recipe: Recipe, opts: EvalOptions) -> EvalSource:
     if opts.manifest:
         return manifest_source(read_rows(opts.manifest, recipe.train.seed), recipe, opts)
     return EvalSource(*recipe_videos(recipe, opts.cache))
+
+
+def recipe_data(recipe: Recipe, opts: EvalOptions) -> EvalOptions:
+    """``opts`` pointed at ``recipe``'s data, its face cache and (when that file exists) its
+    manifest, unless ``opts`` names others. The cross-quality and ablation tables train
+    or REUSE a run per recipe, and a reused run's checkpoint may record another
+    ``data.cache``/``data.manifest`` (moved or renamed since): the table is of the data
+    the recipe names now, not of whatever the checkpoint remembers."""
+    manifest = recipe_manifest(recipe)
+    return replace(
+        opts,
+        cache=opts.cache or str(recipe_cache_dir(recipe)),
+        manifest=opts.manifest or (str(manifest) if manifest else None),
+    )
 
 
 def manifest_source(rows: list[ManifestRow], recipe: Recipe, opts: EvalOptions) -> EvalSource:
