@@ -51,7 +51,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import faiss
 import numpy as np
 import torch
 
@@ -60,6 +59,7 @@ from attribnet.atomic import atomic_path
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
 from attribnet.embedding import embed_entries, l2_normalize
 from attribnet.errors import AttribnetError, CheckpointError, DataError, IndexMismatchError
+from attribnet.faiss_import import faiss
 from attribnet.inference import default_device
 
 if TYPE_CHECKING:

@@ -16,11 +16,11 @@ import argparse
 import time
 from collections.abc import Sequence
 
-import faiss
 import numpy as np
 import torch
 from common import machine_line, median, print_table, timed
 
+from attribnet.faiss_import import faiss
 from attribnet.index import GeneratorIndex, gpu_available, ivf_nlist, recall_at_k
 
 
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if gpu_available():
         places.append(True)
     elif torch.cuda.is_available():
-        print("no FAISS GPU support (pip install faiss-gpu-cu12): skipping GPU search")
+        print("no FAISS GPU support (install attribnet[gpu] instead of [cpu]): skipping GPU search")
     else:
         print("no CUDA GPU: skipping GPU search")
     headers = [
