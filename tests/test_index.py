@@ -20,6 +20,7 @@ from attribnet.index import (
     TARGET_RECALL,
     GeneratorIndex,
     calibrate_threshold,
+    gpu_available,
     ivf_nlist,
     main,
     recall_at_k,
@@ -104,6 +105,35 @@ def test_save_load_returns_identical_neighbours(tmp_path: Path, ivf_threshold: i
     np.testing.assert_allclose(loaded.prototypes, index.prototypes, atol=1e-6)
     if ivf_threshold < 2000:
         assert faiss.extract_index_ivf(loaded._index).nlist == ivf_nlist(2000)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs faiss-gpu and a CUDA device")
+@pytest.mark.parametrize("ivf_threshold", [10**6, 500], ids=["flat", "ivf"])
+def test_gpu_search_matches_cpu_search(tmp_path: Path, ivf_threshold: int) -> None:
+    """On a GPU machine: the index is searched on the GPU, finds what the CPU finds, and
+    comes back from disk on the GPU with its nprobe."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, DIM)).astype(np.float32)
+    labels = rng.integers(0, len(NAMES), 2000)
+    build = dict(ivf_threshold=ivf_threshold, nprobe=4)
+    gpu = GeneratorIndex.build(x, labels, NAMES, **build)
+    cpu = GeneratorIndex.build(x, labels, NAMES, use_gpu=False, **build)
+    assert gpu.on_gpu and not cpu.on_gpu
+    queries = rng.normal(size=(50, DIM)).astype(np.float32)
+    sims, rows = gpu.search(queries, 10)
+    sims_cpu, rows_cpu = cpu.search(queries, 10)
+    assert recall_at_k(rows, rows_cpu) >= 0.99  # float ties may swap an equal neighbour
+    np.testing.assert_allclose(sims, sims_cpu, rtol=0, atol=1e-4)
+    loaded = GeneratorIndex.load(gpu.save(tmp_path / "idx"))
+    assert loaded.on_gpu and loaded.nprobe == gpu.nprobe
+    np.testing.assert_array_equal(loaded.search(queries, 10)[1], rows)
+    if gpu.kind == "ivf":  # nprobe reaches the GPU index through IndexIDMap2
+        exact = GeneratorIndex.build(x, labels, NAMES, use_gpu=False).search(queries, 10)[1]
+        gpu.nprobe = 1
+        one = recall_at_k(gpu.search(queries, 10)[1], exact)
+        gpu.nprobe = ivf_nlist(len(x))
+        assert recall_at_k(gpu.search(queries, 10)[1], exact) >= 0.99 > one
 
 
 def test_flat_search_is_exact_cosine() -> None:
