@@ -37,11 +37,11 @@ def install_problem(installed: Collection[str], error: BaseException | None = No
             "pip install 'attribnet[cpu]' (or 'attribnet[gpu]' with CUDA 12)"
         )
     if len(installed) > 1:
-        names = " ".join(sorted(installed))
+        names = sorted(installed)
         return (
-            f"several FAISS builds are installed ({', '.join(sorted(installed))}); they "
+            f"several FAISS builds are installed ({', '.join(names)}); they "
             "overwrite each other's 'faiss' module. Keep one: "
-            f"pip uninstall -y {names} && pip install faiss-cpu (or faiss-gpu-cu12)"
+            f"pip uninstall -y {' '.join(names)} && pip install faiss-cpu (or faiss-gpu-cu12)"
         )
     (name,) = installed
     return (

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -127,12 +128,17 @@ def seed_suffix(seed: int) -> str:
     return f"_s{seed}" if seed else ""
 
 
+def run_name(tag: str, mode: str, seed: int) -> str:
+    """The recipe name of one seed's cross-quality runs (each run adds ``_<quality>``)."""
+    return f"realistic_{tag}_{mode}{seed_suffix(seed)}"
+
+
 def overrides_for(
     args: argparse.Namespace, mode: str, tag: str, manifest: Path, device: str, seed: int = 0
 ) -> list[str]:
     work = args.work.resolve()
     return [
-        f"name=realistic_{tag}_{mode}{seed_suffix(seed)}",
+        f"name={run_name(tag, mode, seed)}",
         f"train.seed={seed}",
         f"data.manifest={manifest.resolve()}",
         f"data.cache={work / f'cache_{mode}'}",
@@ -170,18 +176,14 @@ def matrix(metrics: dict, level: str = "video") -> dict[tuple[str, str], float]:
 
 
 def mean_matrix(accs: list[dict[tuple[str, str], float]]) -> dict[tuple[str, str], float]:
-    return {cell: sum(a[cell] for a in accs) / len(accs) for cell in accs[0]}
+    return {cell: statistics.fmean(a[cell] for a in accs) for cell in accs[0]}
 
 
 def sd_matrix(accs: list[dict[tuple[str, str], float]]) -> dict[tuple[str, str], float]:
     """Per-cell sample standard deviation over seeds (0 for one seed)."""
     if len(accs) < 2:
         return {cell: 0.0 for cell in accs[0]}
-    mean = mean_matrix(accs)
-    return {
-        cell: (sum((a[cell] - mean[cell]) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5
-        for cell in mean
-    }
+    return {cell: statistics.stdev(a[cell] for a in accs) for cell in accs[0]}
 
 
 def worst_drop(acc: dict[tuple[str, str], float]) -> tuple[float, tuple[str, str]]:
@@ -266,7 +268,7 @@ def report(
     print(f"- face cache: {cache_report(args.work, mode)}")
     for label, secs in seconds.items():
         for seed in range(seeds):
-            name = f"realistic_{RECIPES[label][0]}_{mode}{seed_suffix(seed)}"
+            name = run_name(RECIPES[label][0], mode, seed)
             print(f"- {label} seed {seed}: {training_summary(args.work, name)}")
         print(f"- {label}: this call (training what was not finished + {9 * seeds} "
               f"evaluations) {secs / 60:.1f} min")  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -296,8 +297,6 @@ def test_cross_quality_reads_the_recipes_cache_not_the_reused_runs(
 ) -> None:
     """Runs trained on a cache that was moved since are reused and tested on the cache the
     recipe names now (the old path is gone: reading it would fail)."""
-    import shutil
-
     old, new = tmp_path / "cache_old", tmp_path / "cache_new"
     shutil.copytree(world["cache"], old)
     recipe = tiny_recipe(old, world["manifest"])
