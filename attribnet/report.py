@@ -427,6 +427,37 @@ def _cell_confusion_section(metrics: dict[str, Any]) -> list[str]:
     ]
 
 
+def drop_cell(drop: dict[str, Any] | None) -> str:
+    """A :func:`attribnet.metrics.paired_accuracy_drop` in points: ``drop [low, high]``;
+    ``-`` for none (a diagonal cell)."""
+    if drop is None:
+        return "-"
+    return f"{100 * drop['drop']:.1f} [{100 * drop['low']:.1f}, {100 * drop['high']:.1f}]"
+
+
+def _drops_section(metrics: dict[str, Any]) -> list[str]:
+    """Per row, each cell's video-level drop from the row's diagonal with its interval."""
+    drops = {row: cells for row, cells in (metrics.get("drops") or {}).items() if cells}
+    if not drops:
+        return []
+    tests = metrics["test_qualities"]
+    first = next(d for cells in drops.values() for d in cells.values())
+    return [
+        "## Drop from the training quality (video level, points)",
+        "",
+        "Accuracy on the row's own quality minus accuracy on the column's, on the same test "
+        f"videos, with a {100 * first['confidence']:.0f}% paired bootstrap interval that "
+        f"resamples source groups ({first['videos']} videos in {first['groups']} groups). "
+        "Positive = worse than on the training quality.",
+        "",
+        md_table(
+            ["train \\ test", *tests],
+            [[row, *(drop_cell(cells.get(q)) for q in tests)] for row, cells in drops.items()],
+        ),
+        "",
+    ]
+
+
 def _training_section(metrics: dict[str, Any]) -> list[str]:
     """How many trainings were run or reused, from which recipe and overrides."""
     training = metrics.get("training")
@@ -478,6 +509,7 @@ def cross_quality_markdown(metrics: dict[str, Any]) -> str:
         "",
         md_table(cross_quality_header(metrics), cross_quality_rows(metrics, "video")),
         "",
+        *_drops_section(metrics),
         *_cell_confusion_section(metrics),
         *_training_section(metrics),
         "Checkpoints: " + ", ".join(f"{r} = `{p}`" for r, p in metrics["checkpoints"].items()),

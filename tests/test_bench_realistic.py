@@ -1,6 +1,7 @@
 """benchmarks/bench_realistic.py's bookkeeping: run names per seed, per-cell means and
-standard deviations over seeds, the goals judged on the means, and the results file. No
-training: the cross-quality metrics are made up here."""
+standard deviations over seeds, the goals judged on the means, the drop intervals and
+whether they settle the drop goal, and the results file. No training: the cross-quality
+metrics are made up here."""
 
 from __future__ import annotations
 
@@ -29,14 +30,28 @@ Q = ("crf0", "crf10", "crf23")
 
 
 def metrics(video: list[list[float]], support: int = 10) -> dict:
-    """A cross-quality metrics.json as ``bench_realistic.matrix`` reads it."""
+    """A cross-quality metrics.json as ``bench_realistic`` reads it: per cell, the first
+    ``accuracy * support`` of the same ``support`` test videos (two per source) are right."""
     per_class = {"a": support // 2, "b": support - support // 2}
+
+    def videos(acc: float) -> dict:
+        right = round(acc * support)
+        return {
+            "key": [f"a/s{i // 2}/v{i}.mp4" for i in range(support)],
+            "group": [f"s{i // 2}" for i in range(support)],
+            "correct": [i < right for i in range(support)],
+        }
+
     return {
         "train_rows": list(Q),
         "test_qualities": list(Q),
         "matrix": {"video": video, "clip": video},
-        "cells": {r: {q: {"video": {"support": per_class}} for q in Q} for r in Q},
-    }
+        "cells": {
+            r: {q: {"video": {"support": per_class}, "videos": videos(video[i][j])}
+                for j, q in enumerate(Q)}
+            for i, r in enumerate(Q)
+        },
+    }  # fmt: skip
 
 
 FLAT = [[0.9, 0.9, 0.9], [0.9, 0.9, 0.9], [0.9, 0.9, 0.9]]
@@ -98,6 +113,34 @@ def test_report_judges_the_goals_on_the_means(tmp_path, bench, capsys):
     drop_goal = next(ok for goal, ok in goals.items() if "below its row's diagonal" in goal)
     beats_goal = next(ok for goal, ok in goals.items() if "beats DMA-STA" in goal)
     assert drop_goal is False and beats_goal is True
+    drop = result["video_accuracy_drops"]["main"]["crf10"]["crf23"]
+    assert drop["drop"] == pytest.approx(0.1)  # seeds: 0 and 20 points
+    assert drop["low"] <= 0.1 <= drop["high"] and drop["groups"] == 5
+    assert "crf10 -> crf23), 95% interval [" in out
+    # 2 of 10 videos (one source) differ, in one seed of two: the interval reaches 0
+    assert result["drop_goal_by_intervals"] == "not settled"
     # the table's columns and difference are in a fixed order whatever --recipes said
     assert out.index("DMA-STA accuracy") < out.index("main accuracy")
     assert "+40.0" in out  # 0.9 - 0.5 on crf0 -> crf0
+
+
+def drops(cells: dict[tuple[str, str], tuple[float, float]]) -> dict:
+    """``quality_drops``-shaped drops from ``{(row, test): (low, high)}``."""
+    out: dict = {}
+    for (r, q), (low, high) in cells.items():
+        out.setdefault(r, {})[q] = {"drop": (low + high) / 2, "low": low, "high": high}
+    return out
+
+
+def test_the_intervals_settle_the_drop_goal_only_when_they_decide_it(bench):
+    assert bench.drop_verdict(drops({("crf0", "crf10"): (0.0, 0.04)})) == "met"
+    assert bench.drop_verdict(drops({("crf0", "crf10"): (0.0, 0.05)})) == "met"
+    both = {("crf0", "crf10"): (0.0, 0.04), ("crf0", "crf23"): (0.06, 0.2)}
+    assert bench.drop_verdict(drops(both)) == "missed"
+    assert bench.drop_verdict(drops({("crf0", "crf10"): (-0.02, 0.12)})) == "not settled"
+    assert bench.drop_verdict({}) == "not settled"
+
+
+def test_drop_table_marks_the_diagonal(bench):
+    table = bench.drop_table(drops({("crf10", "crf23"): (0.0, 0.2)}))
+    assert "| crf10 | - | - | 10.0 [0.0, 20.0] |" in table

@@ -161,6 +161,30 @@ def test_cross_quality_diagonal_matches_single_runs(world: dict[str, Path], tmp_
     assert metrics["training"]["counts"] == {"trained": 0, "resumed": 0, "reused": 0}
 
 
+def test_cross_quality_drops_pair_the_same_videos(world: dict[str, Path], tmp_path: Path) -> None:
+    given = f"crf0={world['ckpt0']},crf23={world['ckpt1']}"
+    assert main(["cross-quality", "--checkpoints", given, "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    per_quality = TEST_VIDEOS // len(QUALITIES)
+    for i, row in enumerate(QUALITIES):
+        for j, test in enumerate(QUALITIES):
+            videos = metrics["cells"][row][test]["videos"]
+            assert len(videos["key"]) == len(set(videos["key"])) == per_quality
+            assert np.mean(videos["correct"]) == pytest.approx(metrics["matrix"]["video"][i][j])
+            assert set(videos["group"]) == {"s4", "s5"}  # the test sources
+        other = QUALITIES[1 - i]
+        keys = [metrics["cells"][row][q]["videos"]["key"] for q in QUALITIES]
+        assert keys[0] == keys[1]  # one video at both qualities: the same key
+        drop = metrics["drops"][row][other]
+        diagonal, off = metrics["matrix"]["video"][i][i], metrics["matrix"]["video"][i][1 - i]
+        assert drop["drop"] == pytest.approx(diagonal - off)
+        assert drop["low"] <= drop["drop"] <= drop["high"]
+        assert (drop["videos"], drop["groups"]) == (per_quality, 2)
+        assert row not in metrics["drops"][row]
+    md = (tmp_path / "report.md").read_text()
+    assert "## Drop from the training quality" in md and "(6 videos in 2 groups)" in md
+
+
 def test_cross_quality_writes_a_confusion_matrix_per_cell(
     world: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from attribnet.metrics import (
     embedding_protocols,
     open_set_metrics,
     oscr,
+    paired_accuracy_drop,
 )
 
 
@@ -194,3 +195,77 @@ def test_embedding_protocols_caps_k_and_is_deterministic() -> None:
     assert first["knn_k"] == 9
     assert first == second
     assert first["logreg"]["accuracy"] < 1.0  # overlapping blobs: a non-trivial result
+
+
+# ----------------------------------------------------------------------------- paired drop
+
+
+def test_paired_drop_of_identical_and_opposite_results() -> None:
+    right = np.array([1, 1, 0, 1, 0, 1])
+    same = paired_accuracy_drop(right, right)
+    assert (same["drop"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    assert (same["videos"], same["groups"]) == (6, 6)
+    flip = paired_accuracy_drop(np.ones(6, bool), np.zeros(6, bool))
+    assert (flip["drop"], flip["low"], flip["high"]) == (1.0, 1.0, 1.0)
+
+
+def test_paired_drop_cancels_videos_right_at_both_qualities() -> None:
+    # 40 videos, 36 right at both qualities, 4 right only at the reference: the drop is
+    # 0.1. Paired, only the 4 discordant videos vary between resamples, so the interval
+    # is bounded by 0 below; an unpaired reading (two accuracies 1.0 and 0.9 with their
+    # own resampling) would reach below 0.
+    ref = np.ones(40, bool)
+    other = ref.copy()
+    other[:4] = False
+    d = paired_accuracy_drop(ref, other)
+    assert d["drop"] == pytest.approx(0.1)
+    assert d["low"] >= 0.0 and 0.1 < d["high"] < 0.25
+
+
+def test_paired_drop_resamples_groups_whole() -> None:
+    # The same 4 discordant videos, now all from one source of 10 (4 videos each): a
+    # resample holds that source 0, 1, 2, ... times, so the interval is wider than with
+    # 40 independent videos (binomial 97.5% points: 3 of 10 groups = 0.3 vs 8 of 40 = 0.2).
+    ref = np.ones(40, bool)
+    other = ref.copy()
+    other[:4] = False
+    groups = np.repeat(np.arange(10), 4)
+    grouped = paired_accuracy_drop(ref, other, groups)
+    single = paired_accuracy_drop(ref, other)
+    assert grouped["groups"] == 10 and grouped["drop"] == pytest.approx(0.1)
+    assert grouped["low"] == 0.0 and grouped["high"] == pytest.approx(0.3)
+    assert single["high"] == pytest.approx(0.2)
+
+
+def test_paired_drop_averages_models_over_the_same_videos() -> None:
+    ref = np.array([[1, 1, 1, 1], [1, 1, 1, 0]])
+    other = np.array([[1, 0, 1, 1], [0, 1, 1, 0]])
+    d = paired_accuracy_drop(ref, other)
+    assert d["drop"] == pytest.approx((0.25 + 0.25) / 2) and d["videos"] == 4
+    assert d["low"] <= d["drop"] <= d["high"]
+
+
+def test_paired_drop_is_seeded() -> None:
+    rng = np.random.default_rng(3)
+    ref, other = rng.random(30) < 0.8, rng.random(30) < 0.6
+    assert paired_accuracy_drop(ref, other, seed=1) == paired_accuracy_drop(ref, other, seed=1)
+
+
+def test_paired_drop_needs_two_groups_for_an_interval() -> None:
+    d = paired_accuracy_drop([1, 1, 0], [0, 1, 0], groups=["a", "a", "a"])
+    assert d["drop"] == pytest.approx(1 / 3) and d["groups"] == 1
+    assert math.isnan(d["low"]) and math.isnan(d["high"])
+
+
+@pytest.mark.parametrize(
+    ("reference", "other", "groups", "message"),
+    [
+        ([1, 0, 1], [1, 0], None, "alike"),
+        ([], [], None, "no videos"),
+        ([1, 2, 0], [1, 0, 0], None, "correctness"),
+        ([1, 0, 1], [1, 0, 0], ["a", "b"], "length mismatch"),
+    ],
+)
+def test_paired_drop_rejects_bad_input(reference, other, groups, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        paired_accuracy_drop(reference, other, groups)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -13,16 +14,19 @@ from typing import Any
 from attribnet import report
 from attribnet.atomic import write_json, write_text
 from attribnet.config import Recipe
+from attribnet.data.manifest import ManifestRow
 from attribnet.errors import DataError
 from attribnet.evaluate.loaded_model import load_checkpoint
 from attribnet.evaluate.options import EvalOptions
 from attribnet.evaluate.output import file_tag, json_ready, write_confusion
-from attribnet.evaluate.run import evaluate_model
+from attribnet.evaluate.run import RunResult, evaluate_model
 from attribnet.evaluate.training import ACTIONS, TrainedRun
+from attribnet.metrics import paired_accuracy_drop
 
 log = logging.getLogger(__name__)
 
 CELL_LEVEL = "video"
+CONFIDENCE = 0.95
 
 
 def quality_variants(base: Recipe, qualities: Sequence[str], mode: str) -> dict[str, Recipe]:
@@ -52,7 +56,8 @@ def cross_quality(
     checkpoints: dict[str, Path], qualities: Sequence[str], opts: EvalOptions, device: str
 ) -> dict[str, Any]:
     """Metrics of the train -> test table: ``cells[row][quality]`` = {"clip", "video"}
-    closed-set reports; ``matrix[level]`` (rows x qualities) overall accuracies."""
+    closed-set reports and ``videos`` (:func:`video_results`); ``matrix[level]`` (rows x
+    qualities) overall accuracies; ``drops`` (:func:`quality_drops`)."""
     cells: dict[str, dict[str, Any]] = {}
     class_names: list[str] | None = None
     for row, path in checkpoints.items():
@@ -63,7 +68,7 @@ def cross_quality(
         cells[row] = {}
         for q in qualities:
             result = evaluate_model(loaded, replace(opts, qualities=[q], closed_set_only=True))
-            cells[row][q] = result.metrics["closed_set"]
+            cells[row][q] = {**result.metrics["closed_set"], "videos": video_results(result)}
             log.info("%s -> %s: video accuracy %.4f", row, q, cells[row][q]["video"]["accuracy"])
     matrix = {
         level: [[cells[r][q][level]["accuracy"] for q in qualities] for r in checkpoints]
@@ -77,6 +82,70 @@ def cross_quality(
         "checkpoints": {r: str(p) for r, p in checkpoints.items()},
         "matrix": matrix,
         "cells": cells,
+        "drops": quality_drops([cells]),
+    }
+
+
+def pairing_key(row: ManifestRow) -> str:
+    """What a test video shares with its renderings at the other qualities: its class,
+    source and file name (the quality lives in its folder)."""
+    return f"{row.label}/{row.source_id}/{Path(row.path).name}"
+
+
+def video_results(result: RunResult) -> dict[str, list]:
+    """Per test video of one cell: ``key`` (:func:`pairing_key`), ``group`` (its source,
+    which the bootstrap resamples whole) and ``correct`` (video-level prediction right)."""
+    out, videos = result.test
+    rows = [out.entries[v].row for v in videos.video]
+    return {
+        "key": [pairing_key(r) for r in rows],
+        "group": [r.source_id or r.path for r in rows],
+        "correct": (videos.probs.argmax(axis=1) == videos.label).tolist(),
+    }
+
+
+def quality_drops(models: Sequence[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """``drops[row][quality]``: how far a model trained on quality ``row`` falls from its own
+    quality's accuracy (the row's diagonal) on ``quality``: ``drop`` with a paired bootstrap
+    interval (:func:`attribnet.metrics.paired_accuracy_drop`, ``CONFIDENCE``) over the test
+    videos present at both qualities.
+
+    ``models``: the ``cells`` of one or more cross-quality tables of the same test data
+    (e.g. one per training seed); ``drop`` is then the mean over them, and the resampling
+    keeps a video's results in every table together. Rows that are not a test quality
+    (``augmented`` mode) have no diagonal and no drops.
+    """
+    drops: dict[str, Any] = {}
+    for row, tests in models[0].items():
+        if row not in tests:
+            continue
+        drops[row] = {}
+        for q in tests:
+            if q == row:
+                continue
+            pairs = [(_by_key(m[row][row]), _by_key(m[row][q])) for m in models]
+            keys = sorted(set.intersection(*(set(a) & set(b) for a, b in pairs)))
+            if not keys:
+                log.warning("%s: no test video is both at %s and at %s: no drop", row, row, q)
+                continue
+            reference = [[a[k][0] for k in keys] for a, _ in pairs]
+            other = [[b[k][0] for k in keys] for _, b in pairs]
+            groups = [pairs[0][0][k][1] for k in keys]
+            drops[row][q] = paired_accuracy_drop(
+                reference, other, groups, confidence=CONFIDENCE, seed=seed
+            )
+    return drops
+
+
+def _by_key(cell: dict[str, Any]) -> dict[str, tuple[bool, str]]:
+    """``{key: (correct, group)}`` of a cell's videos; a key that is not unique (two test
+    videos that :func:`pairing_key` cannot tell apart) is left out."""
+    videos = cell["videos"]
+    count = Counter(videos["key"])
+    return {
+        k: (bool(c), g)
+        for k, g, c in zip(videos["key"], videos["group"], videos["correct"], strict=True)
+        if count[k] == 1
     }
 
 

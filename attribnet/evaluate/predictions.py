@@ -40,12 +40,14 @@ class Outputs:
 class VideoOutputs:
     """Per-video outputs, videos in order of first clip: ``probs`` (V, K) mean of clip
     probabilities; ``label`` (V,); ``quality`` (V,) str; ``embedding`` (V, D) mean of the
-    unit clip embeddings, re-normalised, or None."""
+    unit clip embeddings, re-normalised, or None; ``video`` (V,) position of each video in
+    :attr:`Outputs.entries`."""
 
     probs: np.ndarray
     label: np.ndarray
     quality: np.ndarray
     embedding: np.ndarray | None
+    video: np.ndarray
 
 
 def prediction_rule(loaded: LoadedModel) -> str:
@@ -97,7 +99,7 @@ def to_videos(out: Outputs) -> VideoOutputs:
         sums = np.zeros((len(videos), out.embedding.shape[1]))
         np.add.at(sums, rows, l2_normalize(out.embedding))
         embedding = l2_normalize(sums)
-    return VideoOutputs(probs, labels, quality, embedding)
+    return VideoOutputs(probs, labels, quality, embedding, videos.astype(np.int64))
 
 
 def evaluate_entries(
