@@ -243,10 +243,9 @@ def paired_accuracy_drop(
         )
     if ref.shape[1] == 0 or ref.shape[0] == 0:
         raise ValueError("no videos to compare")
-    for name, array in (("reference", ref), ("other", oth)):
-        if array.dtype != np.bool_ and not np.isin(array, (0, 1)).all():
-            raise ValueError(f"{name} must be boolean (or 0/1) correctness")
-    diff = ref.astype(np.float64).mean(axis=0) - oth.astype(np.float64).mean(axis=0)
+    ref = _as_mask("reference correctness", ref.ravel()).reshape(ref.shape)
+    oth = _as_mask("other correctness", oth.ravel()).reshape(oth.shape)
+    diff = ref.mean(axis=0) - oth.mean(axis=0)
     group = np.arange(diff.size) if groups is None else _as_1d("groups", groups)
     _same_length(videos=diff, groups=group)
     _, group_id = np.unique(group, return_inverse=True)
