@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from attribnet.data import manifest
 from attribnet.data.manifest import (
     PAPER_RANDOM_SPLIT,
+    SPLITS,
     ManifestRow,
     assign_splits,
     class_names,
@@ -155,14 +157,92 @@ def test_grouped_split_respects_existing_splits() -> None:
 
 def test_random_split_per_row() -> None:
     rows = _dfdm_rows(20)
-    out = assign_splits(rows, PAPER_RANDOM_SPLIT, seed=0, grouped=False)
+    out = assign_splits(rows, PAPER_RANDOM_SPLIT, seed=0, group_by=None)
     counts = Counter(r.split for r in out)
     assert counts == {"train": 210, "test": 90}
     by_source: dict[str, set[str]] = {}
     for r in out:
         by_source.setdefault(r.source_id, set()).add(r.split)
     assert any(len(s) == 2 for s in by_source.values())
-    assert out == assign_splits(rows, PAPER_RANDOM_SPLIT, seed=0, grouped=False)
+    assert out == assign_splits(rows, PAPER_RANDOM_SPLIT, seed=0, group_by=None)
+
+
+def _instance_rows(pairs: int = 6) -> list[ManifestRow]:
+    """Five architectures x every identity pair x two segments per identity x two
+    qualities; the instance is the pair, and pairs share identities (so sources repeat
+    across instances)."""
+    ids = [f"id{i}" for i in range(pairs + 1)]
+    return [
+        ManifestRow(f"/d/{q}/{m}/{a}_seg{k}-to-{b}.mp4", m, q, f"{a}_seg{k}", "", f"{a}+{b}")
+        for a, b in zip(ids, ids[1:], strict=False)
+        for m in ("m0", "m1", "m2", "m3", "m4")
+        for k in range(2)
+        for q in ("crf0", "crf23")
+    ]
+
+
+def test_instance_split_never_puts_an_instance_in_two_splits() -> None:
+    rows = _instance_rows(6)
+    for seed in range(5):
+        out = assign_splits(rows, seed=seed, group_by="instance")
+        splits_of: dict[str, set[str]] = {}
+        for r in out:
+            splits_of.setdefault(r.instance, set()).add(r.split)
+        assert all(len(s) == 1 for s in splits_of.values())
+        per_split = Counter(next(iter(s)) for s in splits_of.values())
+        assert per_split == {"train": 4, "val": 1, "test": 1}
+        # every architecture has instances in every split
+        for split in SPLITS:
+            assert {r.label for r in out if r.split == split} == {"m0", "m1", "m2", "m3", "m4"}
+    # a source-grouped split of the same rows does put one instance in several splits
+    by_source = assign_splits(rows, seed=0)
+    instances = {r.instance for r in rows}
+    assert any(len({r.split for r in by_source if r.instance == i}) > 1 for i in instances)
+
+
+def test_instance_split_needs_every_instance() -> None:
+    rows = _instance_rows(3)
+    rows[4] = replace(rows[4], instance="")
+    with pytest.raises(DataError, match="no instance"):
+        assign_splits(rows, group_by="instance")
+    with pytest.raises(ConfigError, match="cannot group"):
+        assign_splits(rows, group_by="label")
+
+
+def test_build_cli_splits_by_instance(tmp_path: Path) -> None:
+    for a, b in (("x", "y"), ("y", "z"), ("z", "w"), ("w", "v"), ("v", "u")):
+        for m in ("m0", "m1"):
+            _touch(tmp_path / "tree" / "crf0" / m / f"{a}_seg0-to-{b}.mp4")
+    out = tmp_path / "m.csv"
+    argv = [
+        "build",
+        str(tmp_path / "tree"),
+        "--out",
+        str(out),
+        "--split-by",
+        "instance",
+        "--instance-pattern",
+        r"^(.+_seg\d+-to-.+)$",
+        "--source-pattern",
+        r"^(.+_seg\d+)-to-",
+    ]
+    assert manifest.main(argv) == 0
+    rows = read_manifest(out)
+    assert {r.instance for r in rows} == {
+        "x_seg0-to-y",
+        "y_seg0-to-z",
+        "z_seg0-to-w",
+        "w_seg0-to-v",
+        "v_seg0-to-u",
+    }
+    for inst in {r.instance for r in rows}:
+        assert len({r.split for r in rows if r.instance == inst}) == 1
+    assert (
+        manifest.main(
+            ["build", str(tmp_path / "tree"), "--out", str(out), "--split-by", "instance"]
+        )
+        == 2
+    )
 
 
 @pytest.mark.parametrize(

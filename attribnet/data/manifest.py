@@ -1,12 +1,14 @@
 """Manifests: one row per video (or frame folder) with its label, quality, source and split.
 
-On disk a manifest is CSV (columns ``path,label,quality,source_id,split``) or JSON (a list
-of objects with those keys). Relative paths are relative to the manifest's folder.
+On disk a manifest is CSV (columns ``path,label,quality,source_id,split,instance``) or JSON
+(a list of objects with those keys; ``instance`` may be left out). Relative paths are
+relative to the manifest's folder.
 
 Build one from a folder tree and split it by source::
 
     python -m attribnet.data.manifest build <tree> --out manifest.csv [--split 0.7,0.15,0.15]
-        [--random-split] [--seed 0] [--layout quality/class] [--source-pattern REGEX]
+        [--random-split | --split-by instance --instance-pattern REGEX] [--seed 0]
+        [--layout quality/class] [--source-pattern REGEX]
 
 Tree layouts (see :func:`scan_tree`): ``<class>/<video>.mp4``,
 ``<quality>/<class>/<video>.mp4`` and the same with frame folders
@@ -37,7 +39,9 @@ from attribnet.errors import AttribnetError, ConfigError, DataError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-COLUMNS = ("path", "label", "quality", "source_id", "split")
+COLUMNS = ("path", "label", "quality", "source_id", "split", "instance")
+SPLIT_GROUPS = ("source_id", "instance")
+"""What a grouped split keeps together: the source content, or the generator training."""
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 LAYOUTS = ("quality/class", "class/quality")
@@ -52,7 +56,10 @@ class ManifestRow:
 
     ``label`` is the generator's class name; ``quality`` a free-form tag such as ``crf23``;
     ``source_id`` names the source content, shared by every generator's and quality's
-    rendering of it, so that splits can keep it in one split only.
+    rendering of it, so that splits can keep it in one split only. ``instance`` names the
+    generator training that made the video (DFDM: the identity pair its autoencoder was
+    trained on, or a model run); a cross-instance split keeps each instance in one split,
+    so that test videos come from trainings no training video came from.
     """
 
     path: str
@@ -60,6 +67,7 @@ class ManifestRow:
     quality: str = ""
     source_id: str = ""
     split: str = ""
+    instance: str = ""
 
     @property
     def video_id(self) -> str:
@@ -277,16 +285,18 @@ def assign_splits(
     rows: Sequence[ManifestRow],
     fractions: Sequence[float] = DEFAULT_SPLIT,
     seed: int = 0,
-    grouped: bool = True,
+    group_by: str | None = "source_id",
     overwrite: bool = False,
 ) -> list[ManifestRow]:
     """Rows (same order) with ``split`` set to train/val/test in the given proportions.
 
-    ``grouped=True`` keeps every row sharing a ``source_id`` in one split, so a source never
-    appears in two splits at any quality (a row without a source_id is its own group);
-    groups are dealt in a seeded random order, each to the split furthest below its target
-    row count. ``grouped=False`` draws per row (DMA-STA's split; see PAPER_RANDOM_SPLIT),
-    with counts rounded by largest remainder.
+    ``group_by="source_id"`` keeps every row sharing a ``source_id`` in one split, so a
+    source never appears in two splits at any quality (a row without a source_id is its own
+    group). ``group_by="instance"`` keeps every row sharing an ``instance`` in one split
+    (the cross-instance protocol); every row must name its instance. Groups are dealt in a
+    seeded random order, each to the split furthest below its target row count.
+    ``group_by=None`` draws per row (DMA-STA's split; see PAPER_RANDOM_SPLIT), with counts
+    rounded by largest remainder.
 
     Rows that already have a split keep it unless ``overwrite``; in grouped mode the rest of
     their group follows them, and a group already spread over two splits is a DataError.
@@ -295,10 +305,12 @@ def assign_splits(
     """
     fractions = check_fractions(fractions)
     rng = np.random.default_rng(seed)
-    if grouped:
-        splits = _grouped_splits(rows, fractions, rng, overwrite)
-    else:
+    if group_by is None:
         splits = _random_splits(rows, fractions, rng, overwrite)
+    elif group_by in SPLIT_GROUPS:
+        splits = _grouped_splits(rows, fractions, rng, overwrite, group_by)
+    else:
+        raise ConfigError(f"cannot group splits by {group_by!r}; use one of {SPLIT_GROUPS}")
     return [replace(r, split=s) for r, s in zip(rows, splits, strict=True)]
 
 
@@ -333,17 +345,24 @@ def _grouped_splits(
     fractions: Sequence[float],
     rng: np.random.Generator,
     overwrite: bool,
+    group_by: str,
 ) -> list[str]:
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
-        groups.setdefault(r.source_id or r.path, []).append(i)
+        key = getattr(r, group_by)
+        if not key and group_by == "instance":
+            raise DataError(
+                f"{r.path} has no instance: a cross-instance split needs every row's "
+                "generator training (the manifest's 'instance' column)"
+            )
+        groups.setdefault(key or r.path, []).append(i)
     splits = ["" if overwrite else r.split for r in rows]
     open_groups = []
     for key in sorted(groups):
         given = {splits[i] for i in groups[key]} - {""}
         if len(given) > 1:
             raise DataError(
-                f"source_id {key!r} is already in splits {sorted(given)}; a source must stay "
+                f"{group_by} {key!r} is already in splits {sorted(given)}; it must stay "
                 "in one split (re-split with overwrite=True)"
             )
         if given:
@@ -387,7 +406,8 @@ def _summary(rows: list[ManifestRow]) -> str:
     return (
         f"{len(rows)} rows, {len(class_names(rows))} classes {class_names(rows)}, "
         f"qualities {qualities or 'none'}, splits {dict(sorted(splits.items()))}, "
-        f"{len({r.source_id for r in rows})} sources"
+        f"{len({r.source_id for r in rows})} sources, "
+        f"{len({r.instance for r in rows if r.instance})} instances"
     )
 
 
@@ -395,11 +415,19 @@ def _build(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".json"):
         raise ConfigError(f"--out {out}: use a .csv or .json file name")
+    if args.random_split and args.split_by == "instance":
+        raise ConfigError("--random-split and --split-by instance exclude each other")
+    if args.split_by == "instance" and not args.instance_pattern:
+        raise ConfigError("--split-by instance needs --instance-pattern (the generator training)")
     rows = scan_tree(args.tree, layout=args.layout, source_pattern=args.source_pattern)
+    if args.instance_pattern:
+        pattern = _compile(args.instance_pattern)
+        rows = [replace(r, instance=_source(Path(r.path).stem, pattern)) for r in rows]
     if args.split != "none":
         default = PAPER_RANDOM_SPLIT if args.random_split else DEFAULT_SPLIT
         fractions = _parse_fractions(args.split) if args.split else default
-        rows = assign_splits(rows, fractions, seed=args.seed, grouped=not args.random_split)
+        group_by = None if args.random_split else args.split_by
+        rows = assign_splits(rows, fractions, seed=args.seed, group_by=group_by)
     write_manifest(rows, out)
     print(f"wrote {out}: {_summary(rows)}")
 
@@ -424,6 +452,19 @@ def _parser() -> argparse.ArgumentParser:
         "--random-split",
         action="store_true",
         help="split per video at random (the paper's 70/30), not by source_id",
+    )
+    build.add_argument(
+        "--split-by",
+        choices=SPLIT_GROUPS,
+        default="source_id",
+        help="what one split keeps together: the source content (paper-like protocol) or "
+        "the generator training (cross-instance protocol; needs --instance-pattern)",
+    )
+    build.add_argument(
+        "--instance-pattern",
+        default=None,
+        help="regex picking the instance (generator training) from a video's name; "
+        "group 1 if it has one, e.g. '-to-(.+)$'",
     )
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--layout", choices=LAYOUTS, default=LAYOUTS[0])

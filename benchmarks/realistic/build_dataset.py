@@ -9,7 +9,8 @@ re-run finds them, and the manifest is written last):
    segments of ``--length`` frames, face tracked with attribnet's Haar detector, each
    frame cropped head-centred to ``--frame-px`` pixels.
 2. Pairs: the identities in a seeded order, paired consecutively (``--pairs`` pairs;
-   with 9 identities 4 pairs use 8 of them, more pairs reuse identities).
+   with 9 identities 4 pairs use 8 of them, more pairs reuse identities). A pair is a
+   generator *instance*: every architecture trains one autoencoder on it.
 3. For every generator architecture (:mod:`realistic.generators`) and every pair (A, B):
    one face-swap autoencoder trained on A's and B's faces (:mod:`realistic.training`).
    Every pair is rendered by every generator, as in DFDM, so the content of a video
@@ -19,15 +20,24 @@ re-run finds them, and the manifest is written last):
 
 Layout (what ``python -m attribnet.data.manifest build`` reads as ``<quality>/<class>/``)::
 
-    out/manifest.csv                               path,label,quality,source_id,split
+    out/manifest.csv                               path,label,quality,source_id,split,instance
+                                                   (split by source: paper-like protocol)
+    out/manifest_instance.csv                      the same rows split by instance
+                                                   (cross-instance protocol)
     out/build.json                                 settings, pairs, per-model training
     out/preview.png                                one frame per generator, first pair
     out/crf{0,10,23}/<class>/<A>_seg<k>-to-<B>.mp4 segment k of A with B's face
     out/models/<class>/<A>+<B>.pt                  trained generator weights
     out/footage/<id>.npy                           cropped footage (a cache)
 
-``source_id`` is ``<A>_seg<k>``, the real segment the fake was made from: splits (70/15/15,
-seeded) are grouped by it, so no source segment is in two splits at any quality or class.
+``source_id`` is ``<A>_seg<k>``, the real segment the fake was made from: the paper-like
+splits (70/15/15, seeded) are grouped by it, so no source segment is in two splits at any
+quality or class. ``instance`` is the pair ``<A>+<B>``: the cross-instance splits (the same
+fractions, dealt by pair) keep every pair, with all five architectures' trainings on it, in
+one split, so test videos come from generator trainings that made no training video (6
+pairs: 4 train, 1 validation, 1 test). Source segments of an identity in two pairs repeat
+across those splits under another donor face; every pair is rendered by every architecture,
+so that content says nothing about the class.
 The same manifest comes from
 ``python -m attribnet.data.manifest build OUT --source-pattern '^(.+_seg\\d+)-to-'``.
 
@@ -72,7 +82,8 @@ from realistic.training import TrainSettings, train_pair  # noqa: E402
 
 log = logging.getLogger("build_dataset")
 
-FORMAT = 1
+FORMAT = 2
+INSTANCE_MANIFEST = "manifest_instance.csv"
 FPS = 25
 SOURCE_PATTERN = r"^(.+_seg\d+)-to-"
 
@@ -176,7 +187,12 @@ def render_pair(
                     if not path.is_file():
                         write_video(path, fake, crf=crf, fps=FPS)
             for crf, path in zip(crfs, paths, strict=True):
-                rows.append(ManifestRow(str(path), name, quality_tag(crf), target.segment_id(k)))
+                rows.append(
+                    ManifestRow(
+                        str(path), name, quality_tag(crf), target.segment_id(k),
+                        instance=f"{ids[0].id}+{ids[1].id}",
+                    )
+                )  # fmt: skip
     return rows, preview
 
 
@@ -204,7 +220,7 @@ def footage_settings(args: argparse.Namespace) -> FootageSettings:
 def is_complete(out: Path, settings: dict) -> bool:
     """Whether ``out`` holds a finished build made with ``settings``."""
     meta, manifest = out / "build.json", out / "manifest.csv"
-    if not (meta.is_file() and manifest.is_file()):
+    if not (meta.is_file() and manifest.is_file() and (out / INSTANCE_MANIFEST).is_file()):
         return False
     record = json.loads(meta.read_text())
     if record.get("settings") != settings or not record.get("finished"):
@@ -228,6 +244,7 @@ def build(args: argparse.Namespace) -> Path:
         )
     write_json(meta, {"settings": settings, "finished": False})
     manifest.unlink(missing_ok=True)
+    (out / INSTANCE_MANIFEST).unlink(missing_ok=True)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     identities = {i.id: i for i in load_identities(faces, out, footage_settings(args))}
@@ -246,6 +263,7 @@ def build(args: argparse.Namespace) -> Path:
             rows += new_rows
             if p == 0:
                 previews.append(frame)
+    by_instance = assign_splits(rows, DEFAULT_SPLIT, seed=args.seed, group_by="instance")
     rows = assign_splits(rows, DEFAULT_SPLIT, seed=args.seed)
     preview = np.concatenate(previews, axis=1)
     cv2.imwrite(str(out / "preview.png"), cv2.cvtColor(preview, cv2.COLOR_RGB2BGR))
@@ -263,6 +281,7 @@ def build(args: argparse.Namespace) -> Path:
             "models": models,
         },
     )
+    write_manifest(by_instance, out / INSTANCE_MANIFEST)
     write_manifest(rows, manifest)
     log.info("%d videos, manifest %s (%.0f s)", len(rows), manifest, seconds)
     return manifest
@@ -281,7 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=250, help="training steps per model")
     p.add_argument("--batch", type=int, default=8, help="faces per identity per step")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--pairs", type=int, default=4, help="identity pairs per generator")
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=6,
+        help="identity pairs (instances) per generator; "
+        "the cross-instance split needs at least 5 (3 train, 1 val, 1 test)",
+    )
     p.add_argument("--segments", type=int, default=6, help="source segments per identity")
     p.add_argument("--length", type=int, default=32, help="frames per segment (video)")
     p.add_argument("--frame-px", type=int, default=192, help="output frame size")
