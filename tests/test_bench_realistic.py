@@ -90,38 +90,84 @@ def test_zero_seeds_is_refused(bench, capsys):
     assert "--seeds" in capsys.readouterr().err
 
 
-def test_report_judges_the_goals_on_the_means(tmp_path, bench, capsys):
+def report_args(tmp_path: Path, seeds: int, recipes: list[str]) -> argparse.Namespace:
     data = tmp_path / "dataset_quick"
-    data.mkdir()
-    (data / "build.json").write_text(json.dumps({"videos": 6, "seconds": 1.0, "settings": {}}))
-    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[], seeds=2)
+    data.mkdir(exist_ok=True)
+    build = {"videos": 6, "seconds": 1.0, "settings": {}, "pairs": [["a", "b"]] * 5}
+    (data / "build.json").write_text(json.dumps(build))
+    return argparse.Namespace(
+        work=tmp_path, quick=True, overrides=[], seeds=seeds, recipes=recipes,
+        protocols=["instance", "paper"], train_qualities=list(Q),
+    )  # fmt: skip
+
+
+def test_report_judges_the_goals_on_the_means(tmp_path, bench, capsys):
+    args = report_args(tmp_path, 2, ["main", "DMA-STA"])
     main_runs = [metrics(FLAT), metrics(DROP)]  # mean drop 10 points: goal missed
     dmasta_runs = [metrics([[0.5] * 3] * 3), metrics([[0.5] * 3] * 3)]
-    bench.report(
-        args, "quick", data / "manifest.csv", 0.0,
-        {"main": main_runs, "DMA-STA": dmasta_runs}, {"main": 1.0, "DMA-STA": 1.0},
-    )  # fmt: skip
+    results = {"paper": {"main": main_runs, "DMA-STA": dmasta_runs}}
+    manifest = tmp_path / "dataset_quick" / "manifest.csv"
+    bench.report(args, "quick", manifest, 0.0, results, {"paper/main": 1.0})
     out = capsys.readouterr().out
     assert "0.850 ± 0.071" in out
-    assert "seed 0: 0.0 (" in out and "seed 1: 20.0 (crf10 -> crf23)" in out
     result = json.loads((tmp_path / "results_quick.json").read_text())
+    paper = result["protocols"]["paper"]
     assert result["seeds"] == 2
-    assert result["test_videos_per_cell"] == 10
-    assert result["video_accuracy"]["main"]["crf10->crf23"] == pytest.approx(0.85)
-    assert result["video_accuracy_per_seed"]["main"][1]["crf10->crf23"] == pytest.approx(0.8)
+    assert paper["test_videos_per_cell"] == 10
+    assert paper["video_accuracy"]["main"]["crf10->crf23"] == pytest.approx(0.85)
+    assert paper["video_accuracy_per_seed"]["main"][1]["crf10->crf23"] == pytest.approx(0.8)
     goals = result["goals"]
     drop_goal = next(ok for goal, ok in goals.items() if "below its row's diagonal" in goal)
     beats_goal = next(ok for goal, ok in goals.items() if "beats DMA-STA" in goal)
     assert drop_goal is False and beats_goal is True
-    drop = result["video_accuracy_drops"]["main"]["crf10"]["crf23"]
+    drop = paper["video_accuracy_drops"]["main"]["crf10"]["crf23"]
     assert drop["drop"] == pytest.approx(0.1)  # seeds: 0 and 20 points
     assert drop["low"] <= 0.1 <= drop["high"] and drop["groups"] == 5
     assert "crf10 -> crf23), 95% interval [" in out
     # 2 of 10 videos (one source) differ, in one seed of two: the interval reaches 0
-    assert result["drop_goal_by_intervals"] == "not settled"
-    # the table's columns and difference are in a fixed order whatever --recipes said
-    assert out.index("DMA-STA accuracy") < out.index("main accuracy")
-    assert "+40.0" in out  # 0.9 - 0.5 on crf0 -> crf0
+    assert "settled by the intervals: not settled" in out
+    # the table's columns are in a fixed order whatever --recipes said
+    assert out.index("| DMA-STA") < out.index("| main")
+
+
+def test_cross_instance_goals_compare_with_the_baseline(tmp_path, bench, capsys):
+    args = report_args(tmp_path, 1, ["main"])
+    run = metrics([[0.85, 0.7, 0.6], [0.0] * 3, [0.0] * 3], 20)
+    run["train_rows"] = ["crf0"]
+    run["matrix"] = {"video": [[0.85, 0.7, 0.6]], "clip": [[0.85, 0.7, 0.6]]}
+    run["cells"] = {"crf0": run["cells"]["crf0"]}
+    run["baseline"] = {"matrix": {"video": [[0.6, 0.55, 0.3]], "clip": [[0.6, 0.55, 0.3]]}}
+    manifest = tmp_path / "dataset_quick" / "manifest.csv"
+    bench.report(args, "quick", manifest, 0.0, {"instance": {"main": [run]}}, {})
+    out = capsys.readouterr().out
+    assert "### cross-instance protocol" in out
+    assert "| crf0 | crf23 | 0.300 | 0.600 |" in out
+    result = json.loads((tmp_path / "results_quick.json").read_text())
+    xi = result["protocols"]["instance"]
+    assert xi["baseline_video_accuracy"]["crf0->crf10"] == pytest.approx(0.55)
+    goals = result["goals"]
+    at_crf0 = next(ok for g, ok in goals.items() if "at least 0.80 at crf0" in g)
+    margin = next(ok for g, ok in goals.items() if "beats the DFT baseline" in g)
+    assert at_crf0 is True  # 0.85
+    assert margin is False  # crf10: 0.70 - 0.55 = 15 points < 20
+    assert "smallest margin +15.0 points" in out
+
+
+def test_protocols_name_their_runs_apart(tmp_path, bench):
+    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[])
+    manifest = tmp_path / "m.csv"
+    paper = bench.overrides_for(args, "quick", "main", manifest, "cpu", 0, "paper")
+    xi = bench.overrides_for(args, "quick", "main", manifest, "cpu", 1, "instance", ["x.y=1"])
+    assert "name=realistic_main_quick" in paper
+    assert "name=realistic_main_quick_xi_s1" in xi and "x.y=1" in xi
+
+
+def test_unknown_choices_are_refused(bench, capsys):
+    for flag in ("--recipes", "--protocols", "--train-qualities"):
+        with pytest.raises(SystemExit) as exc:
+            bench.parse_args(["--faces", "f", "--work", "w", flag, "nope"])
+        assert exc.value.code == 2
+        assert flag in capsys.readouterr().err
 
 
 def drops(cells: dict[tuple[str, str], tuple[float, float]]) -> dict:
