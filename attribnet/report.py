@@ -484,6 +484,23 @@ def _training_section(metrics: dict[str, Any]) -> list[str]:
     return [*lines, "", md_table(header, rows), ""]
 
 
+def _baseline_section(metrics: dict[str, Any], header: list[str]) -> list[str]:
+    """The non-deep baseline's video-level matrix, fit on each row's training videos."""
+    baseline = metrics.get("baseline")
+    if not baseline:
+        return []
+    rows = zip(metrics["train_rows"], baseline["matrix"]["video"], strict=True)
+    return [
+        f"## Baseline: {baseline['name']}, video-level accuracy",
+        "",
+        "Fit on the same training videos as each row's model, tested on the same videos. A "
+        "model below it has not learnt more than the spectrum's traces.",
+        "",
+        md_table(header, [[r, *m] for r, m in rows]),
+        "",
+    ]
+
+
 def cross_quality_markdown(metrics: dict[str, Any]) -> str:
     """The ``report.md`` of ``evaluate cross-quality``."""
     tests, rows = metrics["test_qualities"], metrics["train_rows"]
@@ -501,6 +518,7 @@ def cross_quality_markdown(metrics: dict[str, Any]) -> str:
         "",
         f"![cross-quality heatmap]({metrics['files']['heatmap']})",
         "",
+        *_baseline_section(metrics, header),
         "## Clip-level accuracy",
         "",
         md_table(header, [[r, *m] for r, m in zip(rows, metrics["matrix"]["clip"], strict=True)]),

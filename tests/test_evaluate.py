@@ -159,6 +159,17 @@ def test_cross_quality_diagonal_matches_single_runs(world: dict[str, Path], tmp_
     md = (out / "report.md").read_text()
     assert "| crf0 |" in md and "No training: the models were given with `--checkpoints`" in md
     assert metrics["training"]["counts"] == {"trained": 0, "resumed": 0, "reused": 0}
+    # the baseline row: fit on the rows' training videos (both checkpoints' recipes train
+    # on every quality), tested on the same videos as the models
+    baseline = metrics["baseline"]
+    assert np.shape(baseline["matrix"]["video"]) == (2, 2)
+    for i, row in enumerate(QUALITIES):
+        assert baseline["rows"][row]["train_videos"] == len(NAMES) * 2 * len(QUALITIES)
+        for j, q in enumerate(QUALITIES):
+            test = baseline["rows"][row]["tests"][q]
+            assert sum(test["support"].values()) == TEST_VIDEOS // len(QUALITIES)
+            assert baseline["matrix"]["video"][i][j] == test["accuracy"]
+    assert "## Baseline: DFT-spectrum logistic regression, video-level accuracy" in md
 
 
 def test_cross_quality_drops_pair_the_same_videos(world: dict[str, Path], tmp_path: Path) -> None:

@@ -16,10 +16,13 @@ from attribnet.atomic import write_json, write_text
 from attribnet.config import Recipe
 from attribnet.data.manifest import ManifestRow
 from attribnet.errors import DataError
+from attribnet.evaluate.baseline import NAME as BASELINE_NAME
+from attribnet.evaluate.baseline import BaselineScorer
 from attribnet.evaluate.loaded_model import load_checkpoint
 from attribnet.evaluate.options import EvalOptions
 from attribnet.evaluate.output import file_tag, json_ready, write_confusion
 from attribnet.evaluate.run import RunResult, evaluate_model
+from attribnet.evaluate.source import open_source
 from attribnet.evaluate.training import ACTIONS, TrainedRun
 from attribnet.metrics import paired_accuracy_drop
 
@@ -60,11 +63,13 @@ def cross_quality(
     qualities) overall accuracies; ``drops`` (:func:`quality_drops`)."""
     cells: dict[str, dict[str, Any]] = {}
     class_names: list[str] | None = None
+    row_qualities: dict[str, list[str]] = {}
     for row, path in checkpoints.items():
         loaded = load_checkpoint(path, device)
         if class_names is not None and loaded.class_names != class_names:
             raise DataError(f"{path} knows classes {loaded.class_names}, not {class_names}")
         class_names = loaded.class_names
+        row_qualities[row] = list(loaded.recipe.data.train_qualities)
         cells[row] = {}
         for q in qualities:
             result = evaluate_model(loaded, replace(opts, qualities=[q], closed_set_only=True))
@@ -74,6 +79,9 @@ def cross_quality(
         level: [[cells[r][q][level]["accuracy"] for q in qualities] for r in checkpoints]
         for level in ("clip", "video")
     }
+    image_size = loaded.recipe.data.image_size
+    scorer = BaselineScorer(open_source(loaded.recipe, opts), class_names, image_size)
+    baseline = {r: scorer.table(row_qualities[r] or None, qualities) for r in checkpoints}
     return {
         "class_names": class_names,
         "train_rows": list(checkpoints),
@@ -83,6 +91,15 @@ def cross_quality(
         "matrix": matrix,
         "cells": cells,
         "drops": quality_drops([cells]),
+        "baseline": {
+            "name": BASELINE_NAME,
+            "rows": baseline,
+            "matrix": {
+                "video": [
+                    [baseline[r]["tests"][q]["accuracy"] for q in qualities] for r in checkpoints
+                ]  # fmt: skip
+            },
+        },
     }
 
 
