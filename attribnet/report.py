@@ -558,6 +558,20 @@ def ablation_rows(metrics: dict[str, Any], level: str) -> list[list[Any]]:
                 r["macro_f1"],
             ]
         )
+    baseline = metrics.get("baseline")
+    if baseline and level == "video":
+        r = baseline["video"]
+        rows.append(
+            [
+                baseline["name"],
+                "-",
+                "-",
+                "-",
+                *(r["per_class_accuracy"][n] for n in names),
+                r["accuracy"],
+                r["macro_f1"],
+            ]
+        )
     return rows
 
 

@@ -21,8 +21,10 @@ from attribnet.data.cache import FaceCache
 from attribnet.data.codec import write_video
 from attribnet.data.manifest import ManifestRow, read_manifest, write_manifest
 from attribnet.evaluate import LoadedModel, ablation_recipe, class_scores, main, quality_variants
+from attribnet.index import GeneratorIndex
 from attribnet.index import main as index_main
 from attribnet.models import build_model
+from attribnet.open_set_scores import SCORE_NAMES
 from attribnet.preprocess import run_preprocess
 from tests.builders import texture_video, write_checkpoint
 from tests.builders import tiny_recipe as _tiny_recipe
@@ -127,9 +129,12 @@ def test_open_set_reports_auroc(full_run: Path) -> None:
     ops = json.loads((full_run / "metrics.json").read_text())["open_set"]
     assert ops["primary"] == "prototype_cosine" and ops["unknown_labels"] == ["unseen"]
     assert ops["known_videos"] == TEST_VIDEOS and ops["unknown_videos"] == 4
-    for score in ("prototype_cosine", "max_softmax"):
+    assert ops["scores"] == list(SCORE_NAMES)  # every candidate, the reference ones included
+    for score in ops["scores"]:
         assert 0.0 <= ops[score]["auroc"] <= 1.0
+        assert 0.0 <= ops[score]["tnr_at_95tpr"] <= 1.0
         assert 0.0 <= ops[score]["oscr"] <= ops[score]["known_accuracy"] + 1e-9
+    assert "index_choice" not in ops  # no index: nothing was chosen
 
 
 def test_same_command_same_metrics(world: dict[str, Path], full_run: Path, tmp_path: Path) -> None:
@@ -263,8 +268,17 @@ def test_run_with_the_generator_index(
     metrics = evaluate_run(world, tmp_path, *opts, "--qualities", "crf23", "--no-tsne")
     index = metrics["embedding"]["index"]
     assert 0.0 <= index["knn_accuracy"] <= 1.0 and 0.0 <= index["prototype_accuracy"] <= 1.0
-    assert "index" in metrics["open_set"]["prototypes_from"]
-    assert metrics["open_set"]["unknown_videos"] == 2 and metrics["data"]["qualities"] == ["crf23"]
+    ops = metrics["open_set"]
+    assert "index" in ops["prototypes_from"]
+    assert ops["unknown_videos"] == 2 and metrics["data"]["qualities"] == ["crf23"]
+    # The primary score is the one the index chose at build time, reported with the
+    # validation AUROCs it was chosen on, next to every candidate's test figures.
+    built = GeneratorIndex.load(index_dir)
+    assert ops["primary"] == built.threshold_score and ops["scores"] == list(SCORE_NAMES)
+    assert ops["index_choice"]["chosen"] == built.threshold_score
+    assert ops["index_choice"]["split"] == "val"
+    assert set(ops["index_choice"]["mean_auroc"]) == set(SCORE_NAMES)
+    assert "**" + built.threshold_score + "**" in (tmp_path / "report.md").read_text()
 
     other = ["run", "--checkpoint", str(world["ckpt1"]), "--index", str(index_dir)]
     assert main([*other, "--out", str(tmp_path / "other")]) == 2
@@ -360,8 +374,11 @@ def test_ablations_table(world: dict[str, Path], tmp_path: Path) -> None:
     assert [r["model"]["sam"] for r in metrics["recipes"]] == ["none", "last"]
     for entry in metrics["recipes"]:
         assert sum(entry["video"]["support"].values()) == TEST_VIDEOS
+    assert sum(metrics["baseline"]["video"]["support"].values()) == TEST_VIDEOS
+    assert metrics["baseline"]["train_videos"] == len(NAMES) * 2 * len(QUALITIES)
     md = (out / "report.md").read_text()
     assert "| plain | none |" in md and "| sam | last |" in md
+    assert "| DFT-spectrum logistic regression | - | - | - |" in md
     assert (out / "ablations.csv").is_file()
 
 

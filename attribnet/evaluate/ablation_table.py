@@ -11,11 +11,12 @@ from attribnet import report
 from attribnet.atomic import write_json, write_text
 from attribnet.config import Recipe, apply_overrides, read_recipe_yaml, recipe_from_dict
 from attribnet.errors import ConfigError, DataError
+from attribnet.evaluate.baseline import BaselineScorer
 from attribnet.evaluate.loaded_model import load_checkpoint
 from attribnet.evaluate.options import EvalOptions
 from attribnet.evaluate.output import json_ready
 from attribnet.evaluate.run import evaluate_model
-from attribnet.evaluate.source import recipe_data
+from attribnet.evaluate.source import open_source, recipe_data
 from attribnet.evaluate.training import train_or_reuse
 
 DEMO_SECTIONS = ("data", "optim", "train")
@@ -55,7 +56,8 @@ def ablation_recipe(path: str, overrides: list[str], demo: str | None) -> Recipe
 
 
 def ablations(recipes: list[Recipe], opts: EvalOptions, device: str, demo: bool) -> dict[str, Any]:
-    """Train (or reuse) and evaluate each recipe: per-class closed-set reports per recipe."""
+    """Train (or reuse) and evaluate each recipe: per-class closed-set reports per recipe,
+    and the non-deep baseline fit on the last recipe's training videos (video level)."""
     names = [r.name for r in recipes]
     if len(set(names)) != len(names):
         raise ConfigError(f"ablation recipes must have distinct names, got {names}")
@@ -85,8 +87,12 @@ def ablations(recipes: list[Recipe], opts: EvalOptions, device: str, demo: bool)
                 "video": closed["video"],
             }
         )
+    scorer = BaselineScorer(open_source(recipe, cell), class_names, recipe.data.image_size)
+    train = loaded.recipe.data.train_qualities or None
+    baseline = scorer.table(train, {"test": qualities})
     return {
         "class_names": class_names,
+        "baseline": {**baseline, "video": baseline["tests"]["test"]},
         "qualities": opts.qualities or [],
         "clips_per_video": opts.clips_per_video,
         "demo": demo,

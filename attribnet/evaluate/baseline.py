@@ -47,11 +47,11 @@ class BaselineScorer:
         return np.stack([self._features[e.row.path] for e in entries])
 
     def table(
-        self, train_qualities: Sequence[str] | None, test_qualities: Sequence[str | None]
+        self, train_qualities: Sequence[str] | None, tests: dict[str, Sequence[str] | None]
     ) -> dict[str, Any]:
         """Fit on the TRAIN split (``train_qualities``; None = every quality) and score
-        the TEST split of each of ``test_qualities`` (None = every quality): ``{"name",
-        "train_videos", "train_accuracy", "tests": {quality or "all": closed_set_report}}``
+        the TEST split at each of ``tests`` (name -> qualities, None = every quality):
+        ``{"name", "train_videos", "train_accuracy", "tests": {name: closed_set_report}}``
         at video level."""
         train = select(self.source, "train", train_qualities, self.class_names)
         if not train:
@@ -64,14 +64,14 @@ class BaselineScorer:
             "train_accuracy": float((model.predict(self.features(train)) == labels).mean()),
             "tests": {},
         }
-        for q in test_qualities:
-            test = select(self.source, "test", [q] if q else None, self.class_names)
+        for name, qualities in tests.items():
+            test = select(self.source, "test", qualities, self.class_names)
             scores = score_baseline(
                 model, self.features(test), entry_labels(test, self.class_names), self.class_names
             )
             scores.pop("probabilities")
             scores.pop("predictions")
-            result["tests"][q or "all"] = scores
+            result["tests"][name] = scores
         log.info(
             "%s: %s", NAME,
             ", ".join(f"{q} {r['accuracy']:.3f}" for q, r in result["tests"].items()),

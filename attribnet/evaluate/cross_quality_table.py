@@ -81,7 +81,8 @@ def cross_quality(
     }
     image_size = loaded.recipe.data.image_size
     scorer = BaselineScorer(open_source(loaded.recipe, opts), class_names, image_size)
-    baseline = {r: scorer.table(row_qualities[r] or None, qualities) for r in checkpoints}
+    tests = {q: [q] for q in qualities}
+    baseline = {r: scorer.table(row_qualities[r] or None, tests) for r in checkpoints}
     return {
         "class_names": class_names,
         "train_rows": list(checkpoints),
