@@ -23,6 +23,7 @@ from attribnet.data.sampling import MODES as SAMPLING_MODES
 from attribnet.errors import ConfigError
 from attribnet.models.attention import FUSIONS
 from attribnet.models.encoder import BACKBONES, SAM_PLACEMENTS
+from attribnet.models.input_filters import INPUT_FILTERS
 
 
 @dataclass
@@ -73,7 +74,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The encoder and heads (see attribnet.models.encoder.ClipEncoder)."""
+    """The encoder and heads (see attribnet.models.encoder.ClipEncoder).
+
+    Two options keep a generator's high-frequency traces in view; both are off by default.
+    ``input_filter``: ``none``, ``srm`` (fixed SRM residuals, greyscale, truncated) or
+    ``bayar`` (learnt constrained convolution) before the trunk
+    (attribnet.models.input_filters). ``spectral_dim`` > 0: a branch on each frame's
+    radially averaged log-amplitude spectrum (``spectral_bins`` rings; frames need
+    ``image_size >= 2 * spectral_bins``) adds that many features before the heads
+    (attribnet.models.spectral).
+    """
 
     backbone: str = "resnet50"
     sam: str = "every_block"
@@ -82,6 +92,9 @@ class ModelConfig:
     num_frames: int = 10
     embedding_dim: int = 0
     weights: str | None = None
+    input_filter: str = "none"
+    spectral_dim: int = 0
+    spectral_bins: int = 32
 
 
 @dataclass
@@ -155,6 +168,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.backbone": tuple(sorted(BACKBONES)),
     "model.sam": SAM_PLACEMENTS,
     "model.fusion": FUSIONS,
+    "model.input_filter": INPUT_FILTERS,
     "loss.triplet_mining": ("semihard", "hard", "all"),
     "optim.name": ("sgd", "adamw"),
     "optim.schedule": ("step", "cosine", "constant"),
@@ -163,12 +177,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 POSITIVE = {
     "data.num_frames", "data.image_size", "data.max_frames", "model.num_frames",
+    "model.spectral_bins",
     "optim.lr", "optim.step_epochs", "train.epochs", "train.batch_size", "train.val_every",
     "loss.arcface_scale",
 }  # fmt: skip
 NON_NEGATIVE = {
     "data.num_workers", "model.embedding_dim", "loss.ce_weight", "loss.arcface_weight",
     "loss.triplet_weight", "loss.arcface_margin", "loss.triplet_margin", "optim.momentum",
+    "model.spectral_dim",
     "optim.weight_decay", "optim.warmup_epochs", "train.grad_clip", "train.m_per_class",
     "train.max_steps_per_epoch",
 }  # fmt: skip

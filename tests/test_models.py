@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from attribnet.config import ModelConfig
-from attribnet.errors import CheckpointError
+from attribnet.checkpoint import load_model, read_checkpoint, save_checkpoint
+from attribnet.config import ModelConfig, load_recipe
+from attribnet.errors import CheckpointError, ConfigError
 from attribnet.models import AttributionModel, build_model
 from attribnet.models.attention import SpatialAttention
 from attribnet.models.encoder import ClipEncoder
+from tests.builders import tiny_recipe, write_checkpoint
 
 # The paper's Table 3 rows as configurations of one encoder.
 ABLATIONS = {
@@ -19,13 +23,59 @@ ABLATIONS = {
     "sam_ave": {"sam": "every_block", "fusion": "mean"},
     "dma_sta": {"sam": "every_block", "fusion": "tam"},
 }
+# Options that keep high-frequency traces: input filters and the spectral branch.
+TRACE_OPTIONS = {
+    "dma_sta_srm": {"fusion": "tam", "input_filter": "srm"},
+    "dma_sta_bayar": {"fusion": "tam", "input_filter": "bayar"},
+    "dma_sta_spectral": {"fusion": "tam", "spectral_dim": 8, "spectral_bins": 16},
+    "scorer_bayar_spectral": {
+        "fusion": "scorer",
+        "input_filter": "bayar",
+        "spectral_dim": 8,
+        "spectral_bins": 16,
+    },
+}
+VARIANTS = {**ABLATIONS, **TRACE_OPTIONS}
+# every variant on the tiny trunk; on ResNet-50 the paper's rows and one with both options
+CASES = [(name, "resnet10") for name in sorted(VARIANTS)] + [
+    (name, "resnet50") for name in [*sorted(ABLATIONS), "scorer_bayar_spectral"]
+]
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def test_dmasta_resnet50_has_the_authors_parameter_count():
     model = AttributionModel(ClipEncoder("resnet50", num_frames=10), num_classes=5)
-    assert sum(p.numel() for p in model.parameters()) == 23_519_945
+    assert count(model) == 23_519_945
     sams = [m for m in model.modules() if isinstance(m, SpatialAttention)]
     assert len(sams) == 16
+
+
+def test_default_config_builds_the_paper_model_unchanged():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(), num_classes=5)
+    torch.manual_seed(0)
+    paper = AttributionModel(ClipEncoder("resnet50", num_frames=10), num_classes=5)
+    assert count(model) == 23_519_945
+    assert model.encoder.input_filter is None and model.encoder.spectral is None
+    assert model.encoder.feature_dim == model.encoder.num_features == 2048
+    assert model.state_dict().keys() == paper.state_dict().keys()
+    assert all(torch.equal(v, paper.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    ("options", "added"),
+    [
+        ({"input_filter": "srm"}, 0),
+        ({"input_filter": "bayar"}, 3 * 3 * 24),
+        # BatchNorm1d(32) + Linear(32, 64) + the classifier's 64 new inputs x 5 classes
+        ({"spectral_dim": 64}, 2 * 32 + 32 * 64 + 64 + 64 * 5),
+    ],
+)
+def test_trace_options_add_few_parameters(options, added):
+    assert count(build_model(ModelConfig(**options), num_classes=5)) == 23_519_945 + added
 
 
 def test_sam_placements_count():
@@ -36,16 +86,16 @@ def test_sam_placements_count():
     assert (count(every), count(last), count(none)) == (8, 1, 0)
 
 
-@pytest.mark.parametrize("name", sorted(ABLATIONS))
-@pytest.mark.parametrize("backbone", ["resnet10", "resnet50"])
+@pytest.mark.parametrize(("name", "backbone"), CASES)
 def test_shapes_finite_and_gradients_reach_every_parameter(name, backbone):
     torch.manual_seed(3)  # a seed where TAM's two hidden units (T=4) are not both dead
-    cfg = ModelConfig(backbone=backbone, num_frames=4, embedding_dim=16, **ABLATIONS[name])
+    cfg = ModelConfig(backbone=backbone, num_frames=4, embedding_dim=16, **VARIANTS[name])
     model = build_model(cfg, num_classes=3)
     size = 64 if backbone == "resnet50" else 32  # keep the last stage above 1x1
     clips = torch.randn(2, 4, 3, size, size)
     out = model(clips)
-    c = model.encoder.num_features
+    c = model.encoder.num_features + cfg.spectral_dim
+    assert model.encoder.feature_dim == c
     assert out["logits"].shape == (2, 3)
     assert out["embedding"].shape == (2, 16)
     assert out["features"].shape == (2, c)
@@ -92,6 +142,51 @@ def test_bad_options_are_rejected():
         ClipEncoder("resnet10", fusion="max")
     with pytest.raises(ValueError, match=r"\(B, T, 3, H, W\)"):
         ClipEncoder("resnet10", num_frames=2, fusion="mean")(torch.randn(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="input filter"):
+        ClipEncoder("resnet10", input_filter="srn")
+    with pytest.raises(ValueError, match="spectral_dim"):
+        ClipEncoder("resnet10", spectral_dim=-1)
+
+
+def test_recipes_set_the_trace_options_strictly(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\n")
+    recipe = load_recipe(path, ["model.input_filter=srm", "model.spectral_dim=64"])
+    assert (recipe.model.input_filter, recipe.model.spectral_dim) == ("srm", 64)
+    assert recipe.model.spectral_bins == 32
+    with pytest.raises(ConfigError, match="did you mean 'srm'"):
+        load_recipe(path, ["model.input_filter=srn"])
+    with pytest.raises(ConfigError, match="did you mean 'model.spectral_dim'"):
+        load_recipe(path, ["model.spectral_dims=64"])
+    with pytest.raises(ConfigError, match="model.spectral_dim .* must be >= 0"):
+        load_recipe(path, ["model.spectral_dim=-8"])
+    with pytest.raises(ConfigError, match="model.spectral_bins .* must be > 0"):
+        load_recipe(path, ["model.spectral_bins=0"])
+
+
+def test_checkpoint_rebuilds_the_trace_options(tmp_path):
+    recipe = tiny_recipe(tmp_path, num_frames=3, size=32, embedding_dim=8)
+    recipe.model = replace(recipe.model, input_filter="bayar", spectral_dim=8, spectral_bins=16)
+    path = write_checkpoint(tmp_path / "best.pt", recipe, ["a", "b", "c"], seed=1)
+    torch.manual_seed(1)
+    original = build_model(recipe.model, num_classes=3).eval()
+    loaded, loaded_recipe, _, _ = load_model(path)
+    assert loaded_recipe.model == recipe.model
+    clips = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        want, got = original(clips), loaded(clips)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_checkpoint_saved_before_the_trace_options_still_loads(tmp_path):
+    recipe = tiny_recipe(tmp_path, num_frames=3, size=32, embedding_dim=8)
+    path = write_checkpoint(tmp_path / "best.pt", recipe, ["a", "b"], seed=1)
+    state = read_checkpoint(path)
+    for key in ("input_filter", "spectral_dim", "spectral_bins"):
+        del state["args"]["model"][key]
+    save_checkpoint(path, state)
+    model, loaded_recipe, _, _ = load_model(path)
+    assert loaded_recipe.model.input_filter == "none" and model.encoder.spectral is None
 
 
 def test_local_weights_file_loads_into_the_trunk(tmp_path):

@@ -22,15 +22,16 @@ class AttributionModel(nn.Module):
     def __init__(self, encoder: ClipEncoder, num_classes: int, embedding_dim: int = 0):
         super().__init__()
         self.encoder = encoder
-        self.classifier = ClassifierHead(encoder.num_features, num_classes)
+        self.classifier = ClassifierHead(encoder.feature_dim, num_classes)
         self.embedding = (
-            EmbeddingHead(encoder.num_features, embedding_dim) if embedding_dim else None
+            EmbeddingHead(encoder.feature_dim, embedding_dim) if embedding_dim else None
         )
         self.num_classes = num_classes
         self.embedding_dim = embedding_dim
 
     def forward_features(self, clips_btchw: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, T, 3, H, W) -> clip features (B, C), frame weights (B, T)."""
+        """(B, T, 3, H, W) -> clip features (B, C), frame weights (B, T); C is
+        ``encoder.feature_dim`` (trunk features plus any spectral features)."""
         return self.encoder(clips_btchw)
 
     def forward_head(self, features_bc: Tensor) -> dict[str, Tensor]:
@@ -59,5 +60,8 @@ def build_model(cfg: ModelConfig, num_classes: int) -> AttributionModel:
         fusion=cfg.fusion,
         num_frames=cfg.num_frames,
         weights=cfg.weights,
+        input_filter=cfg.input_filter,
+        spectral_dim=cfg.spectral_dim,
+        spectral_bins=cfg.spectral_bins,
     )
     return AttributionModel(encoder, num_classes, cfg.embedding_dim)

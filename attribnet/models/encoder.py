@@ -1,6 +1,10 @@
 """The DMA-STA clip encoder: a torchvision ResNet with attention in its blocks, then fusion.
 
 ``(B, T, 3, H, W) -> frames as one batch of B*T images -> (B, T, C) -> fusion -> (B, C)``.
+Two options, off by default, keep a generator's high-frequency traces in view: an input
+filter before the trunk (:mod:`attribnet.models.input_filters`) and a spectral branch whose
+D features are appended to the fused ones (:mod:`attribnet.models.spectral`), so the clip
+features are ``(B, C + D)``: ``ClipEncoder.feature_dim`` is the one width the heads read.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from attribnet.errors import CheckpointError
 from attribnet.models.attention import ChannelAttention, SpatialAttention, build_fusion
+from attribnet.models.input_filters import INPUT_FILTERS, build_input_filter
+from attribnet.models.spectral import DEFAULT_BINS, SpectralBranch
 
 log = logging.getLogger(__name__)
 
@@ -110,19 +116,31 @@ class ClipEncoder(nn.Module):
         fusion: str = "tam",
         num_frames: int = 10,
         weights: str | os.PathLike[str] | None = None,
+        input_filter: str = "none",
+        spectral_dim: int = 0,
+        spectral_bins: int = DEFAULT_BINS,
     ):
         """Build the encoder.
 
         ``sam``: ``every_block`` (the authors' placement), ``last`` (once, on the last
         stage's output) or ``none``. ``channel_attention`` adds CBAM's channel attention to
         every block. ``fusion``: ``tam`` (tied to ``num_frames``), ``scorer`` or ``mean``.
-        ``weights``: None (random init), ``imagenet`` or a path to a torchvision state dict.
+        ``weights``: None (random init), ``imagenet`` or a path to a torchvision state dict
+        (with an input filter the trunk's first convolution then starts from RGB weights
+        and sees residuals). ``input_filter``: ``none``, ``srm`` (fixed) or ``bayar``
+        (learnt), applied to every frame before the trunk. ``spectral_dim`` > 0 appends that
+        many spectral features (a radial profile of ``spectral_bins`` rings) to the fused
+        clip features.
         """
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; use one of {sorted(BACKBONES)}")
         if sam not in SAM_PLACEMENTS:
             raise ValueError(f"unknown sam placement {sam!r}; use one of {SAM_PLACEMENTS}")
+        if input_filter not in INPUT_FILTERS:
+            raise ValueError(f"unknown input filter {input_filter!r}; use one of {INPUT_FILTERS}")
+        if spectral_dim < 0:
+            raise ValueError(f"spectral_dim must be >= 0, got {spectral_dim}")
         block, layers = BACKBONES[backbone]
         trunk = ResNet(block, layers)
         if weights is not None:
@@ -140,11 +158,17 @@ class ClipEncoder(nn.Module):
         self.last_sam = SpatialAttention() if sam == "last" else None
         self.fusion = build_fusion(fusion, self.num_features, num_frames)
         self.num_frames = num_frames
+        # built after the fusion, so the default model draws the same initial weights
+        self.input_filter = build_input_filter(input_filter)
+        self.spectral = SpectralBranch(spectral_dim, spectral_bins) if spectral_dim else None
+        self.feature_dim = self.num_features + spectral_dim
 
     def forward_frames(self, clips_btchw: Tensor) -> Tensor:
         """(B, T, 3, H, W) -> per-frame features (B, T, C); frames as one batch of B*T."""
         b, t = clips_btchw.shape[:2]
         x = clips_btchw.flatten(0, 1)
+        if self.input_filter is not None:
+            x = self.input_filter(x)
         if self.trunk.conv1.weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
         tr = self.trunk
@@ -155,7 +179,15 @@ class ClipEncoder(nn.Module):
         return tr.avgpool(x).flatten(1).view(b, t, -1)
 
     def forward(self, clips_btchw: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, T, 3, H, W) -> clip features (B, C) and frame weights (B, T)."""
+        """(B, T, 3, H, W) -> clip features (B, feature_dim) and frame weights (B, T).
+
+        With a spectral branch the features are ``[fused trunk features (C), spectral (D)]``;
+        the spectral part is the frames' mean weighted by the same frame weights.
+        """
         if clips_btchw.ndim != 5 or clips_btchw.shape[2] != 3:
             raise ValueError(f"expected clips (B, T, 3, H, W), got {tuple(clips_btchw.shape)}")
-        return self.fusion(self.forward_frames(clips_btchw))
+        fused, frame_weights = self.fusion(self.forward_frames(clips_btchw))
+        if self.spectral is not None:
+            spectral = self.spectral(clips_btchw, frame_weights)
+            fused = torch.cat([fused, spectral.to(fused.dtype)], dim=1)
+        return fused, frame_weights
