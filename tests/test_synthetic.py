@@ -221,9 +221,45 @@ def test_main_renders_the_unseen_generator(tmp_path: Path, capsys: pytest.Captur
     assert all(decode_all(r.path).shape == (4, 32, 32, 3) for r in rows)
 
 
+def test_instances_draw_other_weights_and_split_apart(tmp_path: Path) -> None:
+    same, other = build_generator("iae", 2), build_generator("iae", 3)
+    assert np.array_equal(same.final.weight.numpy(), build_generator("iae", 2).final.weight)
+    assert not np.array_equal(same.final.weight.numpy(), other.final.weight.numpy())
+    assert repr(same) == repr(other)  # the same layers
+    rows = read_manifest(_tiny(tmp_path, num_sources=10, instances=5, generators=("iae", "dfl")))
+    assert {r.instance for r in rows} == {f"i{k}" for k in range(5)}
+    for r in rows:
+        assert r.instance == f"i{int(r.source_id[3:]) % 5}"
+    splits = {i: {r.split for r in rows if r.instance == i} for i in {r.instance for r in rows}}
+    assert all(len(s) == 1 for s in splits.values())
+    assert sorted(next(iter(s)) for s in splits.values()) == [
+        "test",
+        "train",
+        "train",
+        "train",
+        "val",
+    ]
+
+
+def test_real_is_the_unswapped_source(tmp_path: Path) -> None:
+    rows = read_manifest(_tiny(tmp_path, generators=("real", "dfl"), num_sources=1))
+    source = draw_source(np.random.default_rng(np.random.SeedSequence(0).spawn(1)[0]), 4)
+    frames = source.render(4, 32)
+    real, fake = (decode_all(r.path) for r in sorted(rows, key=lambda r: r.label != "real"))
+    assert [r.label for r in rows] == ["real", "dfl"]
+    # crf 0 keeps the source up to 4:2:0 chroma; the fake differs from it more
+    assert psnr(real, frames) > 30 and psnr(real, frames) > psnr(fake, frames) + 1
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [{"size": 50}, {"num_sources": 0}, {"generators": ("stylegan",)}, {"qualities": ()}],
+    [
+        {"size": 50},
+        {"num_sources": 0},
+        {"generators": ("stylegan",)},
+        {"qualities": ()},
+        {"instances": 4},
+    ],
 )
 def test_bad_parameters_are_refused(tmp_path: Path, kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):

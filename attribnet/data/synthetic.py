@@ -9,7 +9,7 @@ encoded with H.264 at DFDM's three qualities (crf 0, 10, 23).
 
 Layout::
 
-    out_dir/manifest.csv                      path,label,quality,source_id,split
+    out_dir/manifest.csv                      path,label,quality,source_id,split,instance
     out_dir/demo.json                         the parameters the set was made with
     out_dir/<quality>/<class>/<source>.mp4    e.g. crf23/dfaker/src007.mp4
 
@@ -43,7 +43,16 @@ dfl           input resolution 128        input S; encoder 4 convs; pixel-shuffl
 
 A sixth generator, ``unseen`` (not among the default classes), is a U-Net-ish network
 (input 3S/4, a skip connection, bicubic + conv upsampling), for open-set tests: render it
-with ``generate_demo(..., generators=(*DEMO_CLASSES, "unseen"))``.
+with ``generate_demo(..., generators=(*DEMO_CLASSES, "unseen"))``. ``real`` renders the
+un-swapped source itself (no generator; encoded like the fakes): a video that a good
+unknown verdict never attributes to a generator.
+
+Instances. By default each architecture has one set of weights (one *instance*, as if each
+tool had been trained once). ``instances=N`` gives every architecture N instances (the same
+layers, other seeded random weights, as N trainings of one tool would differ); source i is
+rendered by instance ``i mod N`` of every architecture, the manifest's ``instance`` column
+names it (``i0`` ...), and the splits keep every instance in one split (the cross-instance
+protocol: test videos come from instances no training video came from).
 
 In the real DFDM models every decoder upsamples with conv + pixel shuffle; the toy
 varies the upsampler to make the fingerprints distinct at 64x64. ``seed`` drives the
@@ -63,7 +72,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +96,8 @@ log = logging.getLogger(__name__)
 
 DEMO_CLASSES = ("faceswap", "lightweight", "iae", "dfaker", "dfl")
 UNSEEN_CLASS = "unseen"
+REAL_CLASS = "real"
+INSTANCE_SEED_STRIDE = 7919
 DEMO_FORMAT = 2
 FPS = 25
 
@@ -279,11 +290,15 @@ def match_colour(frames_tchw: Tensor, reference_tchw: Tensor) -> Tensor:
     return out.clamp(0.0, 1.0)
 
 
-def build_generator(name: str) -> ToyGenerator:
-    """The toy generator of class ``name`` (one of ``ARCHITECTURES``), in eval mode."""
+def build_generator(name: str, instance: int = 0) -> ToyGenerator:
+    """The toy generator of class ``name`` (one of ``ARCHITECTURES``), in eval mode;
+    ``instance`` k > 0 draws other weights for the same layers."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown toy generator {name!r}; choose from {sorted(ARCHITECTURES)}")
-    return ToyGenerator(ARCHITECTURES[name]).eval()
+    arch = ARCHITECTURES[name]
+    if instance:
+        arch = replace(arch, weight_seed=arch.weight_seed + INSTANCE_SEED_STRIDE * instance)
+    return ToyGenerator(arch).eval()
 
 
 def render_fake(generator: ToyGenerator, frames_thwc: np.ndarray) -> np.ndarray:
@@ -446,6 +461,7 @@ def _parameters(
     seed: int,
     qualities: Sequence[int],
     generators: Sequence[str],
+    instances: int = 1,
 ) -> dict[str, object]:
     """Check the parameters and return them as stored in ``demo.json``."""
     if num_sources < 1 or num_frames < 1 or size < 8 or size % 8:
@@ -458,9 +474,14 @@ def _parameters(
     if len(set(qualities)) < len(qualities) or len(set(generators)) < len(generators):
         raise ValueError(f"duplicate qualities or generators: {qualities}, {generators}")
     for name in generators:
-        if name not in ARCHITECTURES:
-            raise ValueError(f"unknown toy generator {name!r}; choose from {sorted(ARCHITECTURES)}")
-    return {
+        if name not in ARCHITECTURES and name != REAL_CLASS:
+            raise ValueError(
+                f"unknown toy generator {name!r}; choose from {sorted(ARCHITECTURES)} or "
+                f"{REAL_CLASS!r}"
+            )
+    if not 1 <= instances <= num_sources:
+        raise ValueError(f"need 1 <= instances <= num_sources, got {instances}")
+    params: dict[str, object] = {
         "format": DEMO_FORMAT,
         "num_sources": num_sources,
         "num_frames": num_frames,
@@ -469,6 +490,9 @@ def _parameters(
         "qualities": [int(q) for q in qualities],
         "generators": list(generators),
     }
+    if instances > 1:  # one instance: the parameters (and demo sets) made before instances
+        params["instances"] = instances
+    return params
 
 
 def _is_complete(out_dir: Path, params: dict[str, object]) -> bool:
@@ -493,6 +517,7 @@ def generate_demo(
     seed: int = 0,
     qualities: Sequence[int] = DFDM_CRFS,
     generators: Sequence[str] = DEMO_CLASSES,
+    instances: int = 1,
 ) -> Path:
     """Write the demo dataset into ``out_dir``; return the manifest path.
 
@@ -502,7 +527,7 @@ def generate_demo(
     to ``generators`` to render the held-out sixth architecture.
     """
     out_dir = Path(out_dir)
-    params = _parameters(num_sources, num_frames, size, seed, qualities, generators)
+    params = _parameters(num_sources, num_frames, size, seed, qualities, generators, instances)
     manifest = out_dir / "manifest.csv"
     if _is_complete(out_dir, params):
         log.info("demo dataset already complete: %s", manifest)
@@ -519,21 +544,32 @@ def generate_demo(
 
 
 def _write_videos(out_dir: Path, params: dict[str, object]) -> list[ManifestRow]:
-    """Render every source through every generator and encode it at every quality."""
+    """Render every source through every generator (source i through instance i mod N of
+    each) and encode it at every quality."""
     source_ids = [f"src{i:03d}" for i in range(int(params["num_sources"]))]
-    generators = {name: build_generator(name) for name in params["generators"]}
+    n = int(params.get("instances", 1))
+    generators = {
+        (name, k): None if name == REAL_CLASS else build_generator(name, k)
+        for name in params["generators"]
+        for k in range(n)
+    }
     seeds = np.random.SeedSequence(int(params["seed"])).spawn(len(source_ids))
     rows = []
     for i in tqdm(range(len(source_ids)), desc="demo", disable=None):
         source = draw_source(np.random.default_rng(seeds[i]), int(params["num_frames"]))
         real = source.render(int(params["num_frames"]), int(params["size"]))
-        for name, generator in generators.items():
-            fake = render_fake(generator, real)
+        for name in params["generators"]:
+            generator = generators[(name, i % n)]
+            fake = real if generator is None else render_fake(generator, real)
             for crf in params["qualities"]:
                 path = out_dir / quality_tag(crf) / name / f"{source_ids[i]}.mp4"
                 write_video(path, fake, crf=crf, fps=FPS)
-                rows.append(ManifestRow(str(path), name, quality_tag(crf), source_ids[i]))
-    return assign_splits(rows, DEFAULT_SPLIT, seed=int(params["seed"]))
+                instance = f"i{i % n}" if n > 1 else ""
+                rows.append(
+                    ManifestRow(str(path), name, quality_tag(crf), source_ids[i], "", instance)
+                )
+    group_by = "instance" if n > 1 else "source_id"
+    return assign_splits(rows, DEFAULT_SPLIT, seed=int(params["seed"]), group_by=group_by)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -557,8 +593,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--generators",
         nargs="+",
         default=list(DEMO_CLASSES),
-        choices=sorted(ARCHITECTURES),
-        help=f"toy generators to render (default: the five classes; '{UNSEEN_CLASS}' is held out)",
+        choices=[*sorted(ARCHITECTURES), REAL_CLASS],
+        help=f"toy generators to render (default: the five classes; '{UNSEEN_CLASS}' is held "
+        f"out; '{REAL_CLASS}' writes the un-swapped sources)",
+    )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="instances (weight draws) per architecture; > 1 splits by instance",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -572,6 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             qualities=args.qualities,
             generators=args.generators,
+            instances=args.instances,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
