@@ -2,13 +2,15 @@
 
 Videos are embedded from the same face cache and normalisation as training, with up to
 ``max_clips`` phase-shifted periodic clips per video (:class:`EvalClips`); the clips' unit
-embeddings are averaged and re-normalised, their softmax probabilities averaged.
+embeddings are averaged and re-normalised, their softmax probabilities and their logits
+averaged (the logits for open-set scores such as energy).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +43,18 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
+@dataclass
+class VideoEmbeddings:
+    """A model's per-video outputs: ``embeddings`` (V, D) unit float32 (mean of the unit
+    clip embeddings, re-normalised), ``probabilities`` (V, K) (mean of the clip softmax),
+    ``logits`` (V, K) (mean of the clip logits) and ``num_clips`` (V,)."""
+
+    embeddings: np.ndarray
+    probabilities: np.ndarray
+    logits: np.ndarray
+    num_clips: np.ndarray
+
+
 def embed_entries(
     model: AttributionModel,
     recipe: Recipe,
@@ -52,17 +66,38 @@ def embed_entries(
     device: torch.device | None = None,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embed cached videos: embeddings (N, D) unit float32, probabilities (N, K) and clips
+    per video (N,); :func:`video_embeddings` with its logits left out."""
+    out = video_embeddings(
+        model, recipe, cache, entries, labels, max_clips=max_clips, device=device,
+        progress=progress,
+    )  # fmt: skip
+    return out.embeddings, out.probabilities, out.num_clips
+
+
+def video_embeddings(
+    model: AttributionModel,
+    recipe: Recipe,
+    cache: FaceCache,
+    entries: Sequence[CacheEntry],
+    labels: Sequence[int] | None = None,
+    *,
+    max_clips: int = DEFAULT_MAX_CLIPS,
+    device: torch.device | None = None,
+    progress: bool = False,
+) -> VideoEmbeddings:
     """Embed cached videos (``FaceCache`` entries) with an AttributionModel.
 
     Each video gives up to ``max_clips`` clips (:class:`EvalClips`); their L2-normalised
-    embeddings are averaged and re-normalised, their softmax probabilities averaged.
-    Returns embeddings (N, D) unit float32, probabilities (N, K) and clips per video (N,).
+    embeddings are averaged and re-normalised, their softmax probabilities and their
+    logits averaged (:class:`VideoEmbeddings`).
     """
     if not model.embedding_dim:
         raise CheckpointError("the model has no embedding head (model.embedding_dim is 0)")
     if not entries:
-        empty = np.zeros((0, model.embedding_dim), np.float32)
-        return empty, np.zeros((0, model.num_classes), np.float32), np.zeros(0, np.int64)
+        empty = np.zeros((0, model.num_classes), np.float32)
+        no_videos = np.zeros((0, model.embedding_dim), np.float32)
+        return VideoEmbeddings(no_videos, empty, empty.copy(), np.zeros(0, np.int64))
     data = recipe.data
     dataset = EvalClips(
         cache,
@@ -84,18 +119,20 @@ def embed_entries(
     )
     bar = tqdm(loader, desc="embed", unit="batch", disable=not (progress and sys.stderr.isatty()))
     out = run_model(model.to(device), bar, device)
-    return _per_video(dataset.video_of[out["index"]], out["embedding"], softmax(out["logits"]))
+    return _per_video(dataset.video_of[out["index"]], out["embedding"], out["logits"])
 
 
-def _per_video(
-    video_of: np.ndarray, embeddings: np.ndarray, probabilities: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clip outputs -> per-video mean unit embedding (V, D), mean probabilities (V, K), clip
-    counts (V,); ``video_of`` (N,) maps clips to videos 0..V-1."""
+def _per_video(video_of: np.ndarray, embeddings: np.ndarray, logits: np.ndarray) -> VideoEmbeddings:
+    """Clip outputs -> per-video outputs; ``video_of`` (N,) maps clips to videos 0..V-1,
+    ``embeddings`` (N, D), ``logits`` (N, K)."""
     num_videos = int(video_of.max()) + 1 if video_of.size else 0
     counts = np.bincount(video_of, minlength=num_videos)
-    emb = np.zeros((num_videos, embeddings.shape[1]), dtype=np.float64)
-    prob = np.zeros((num_videos, probabilities.shape[1]), dtype=np.float64)
-    np.add.at(emb, video_of, l2_normalize(embeddings))
-    np.add.at(prob, video_of, probabilities)
-    return l2_normalize(emb), (prob / counts[:, None]).astype(np.float32), counts
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        sums = np.zeros((num_videos, values.shape[1]), dtype=np.float64)
+        np.add.at(sums, video_of, values)
+        return sums / counts[:, None]
+
+    emb = l2_normalize(mean(l2_normalize(embeddings)))
+    prob = mean(softmax(logits)).astype(np.float32)
+    return VideoEmbeddings(emb, prob, mean(logits).astype(np.float32), counts)

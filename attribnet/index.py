@@ -3,7 +3,7 @@
     python -m attribnet.index build --checkpoint runs/<name>/best.pt --out indexes/<name>
     python -m attribnet.index info indexes/<name>
 
-An index folder holds two files, each written atomically (temp file + rename):
+An index folder holds two or three files, each written atomically (temp file + rename):
 
 - ``index.faiss``: a FAISS ``IndexIDMap2`` over L2-normalised float32 embeddings, one
   vector per training video, id = row number. Inner product on unit vectors is cosine
@@ -17,20 +17,31 @@ An index folder holds two files, each written atomically (temp file + rename):
   (``index_gpu_to_cpu``) to be written.
 - ``meta.json``: per-row generator ids, video ids and qualities, class names, the
   embedding dim, the sha256 and path of the model checkpoint that made the embeddings,
-  per-class prototypes (mean embedding of the class, re-normalised) and the open-set
-  threshold. A query with another checkpoint is refused (IndexMismatchError).
+  per-class prototypes (mean embedding of the class, re-normalised), the open-set score,
+  its threshold and how the score was chosen (``open_set``). A query with another
+  checkpoint is refused (IndexMismatchError).
+- ``open_set.npz`` (when the index has them): the class means (K, D) and shared precision
+  matrix (D, D) of the ``mahalanobis`` score, fitted on the indexed embeddings.
 
-Open-set score and threshold. A video's *knownness* score is, for a model trained with a
-classifier head (``loss.ce_weight > 0``), its largest softmax probability
-(``max_softmax``); otherwise its cosine similarity to the nearest class prototype
-(``prototype_cosine``; a prototype averages over every training video of its class, so the
-score does not depend on how many videos the index holds, nor on one atypical neighbour).
-On the demo's leave-one-generator-out runs max softmax separated the held-out generator
-better in each of five trainings (AUROC 0.54-0.75 against 0.26-0.45). The threshold is the
-5th percentile of the scores of the known-generator VALIDATION videos, i.e. the highest
-value that keeps at least 95% of them; a video scoring below it is an ``unknown
-generator``. Without a validation split the training videos are used, and the sidecar says
-which split and which score.
+Open-set score and threshold. A video's *knownness* score is one of the candidates of
+:mod:`attribnet.open_set_scores` (``knn_cosine``, ``prototype_cosine``, ``mahalanobis``,
+``max_softmax``, ``energy``), and which one is chosen per index, from data, when the index
+is built (:meth:`GeneratorIndex.choose_score`): each known generator in turn plays the
+unseen one, every candidate is computed as if that generator had never been seen, and the
+candidate with the best mean AUROC over the held-out generators wins. No score is right
+for every model: on the demo's leave-one-generator-out runs max softmax reached AUROC
+0.54-0.75, yet a model trained on 4 of 5 DFDM architectures gave the fifth max-softmax
+AUROC 0.51 and scored real videos and FaceForensics++ fakes as more known than its own
+(0.21-0.36), where nearest-neighbour cosine reached 0.82-0.88. The classifier scores are
+candidates only for a model trained with a classifier head (``loss.ce_weight > 0``). The
+choice and every candidate's AUROC (mean and per held-out generator) are in the sidecar.
+The threshold is the 5th percentile of the chosen score over the known-generator
+VALIDATION videos, i.e. the highest value that keeps at least 95% of them; a video scoring
+below it is an ``unknown generator``. Without a validation split the choice and the
+threshold use the training videos themselves, each scored leave-self-out (its own vector
+left out of the kNN search and of its class's prototype and mean), and the sidecar says
+so. Indexes written before the choice existed (score ``max_softmax`` or
+``prototype_cosine``, no ``open_set`` block) load and score as they did.
 
 Videos are embedded by :func:`attribnet.embedding.embed_entries`: the same face cache and
 normalisation as training, periodic sampling, and up to ``max_clips`` phase-shifted clips
@@ -40,12 +51,14 @@ per video whose embeddings are averaged and re-normalised.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import os
 import re
 import sys
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,27 +70,47 @@ import torch
 from attribnet import __version__
 from attribnet.atomic import atomic_path
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
-from attribnet.embedding import embed_entries, l2_normalize
+from attribnet.embedding import l2_normalize, video_embeddings
 from attribnet.errors import AttribnetError, CheckpointError, DataError, IndexMismatchError
 from attribnet.faiss_import import faiss
 from attribnet.inference import default_device
+from attribnet.open_set_scores import (
+    SCORE_NAMES,
+    ClassGaussians,
+    Reference,
+    ScoreSelection,
+    class_prototypes,
+    default_knn_k,
+    energy,
+    fit_gaussians,
+    mahalanobis,
+    max_softmax,
+    prototype_similarities,
+    score_videos,
+    select_score,
+)
 
 if TYPE_CHECKING:
     from attribnet.config import Recipe
     from attribnet.data.cache import CacheEntry, FaceCache
     from attribnet.data.manifest import ManifestRow
+    from attribnet.embedding import VideoEmbeddings
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 META_FILE = "meta.json"
-FORMAT_VERSION = 1
+OPEN_SET_FILE = "open_set.npz"
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 DEFAULT_IVF_THRESHOLD = 1_000_000
 TARGET_RECALL = 0.95
 TUNE_QUERIES = 256
 TUNE_K = 10
 DEFAULT_KEEP = 0.95
-KNOWNNESS_SCORES = ("prototype_cosine", "max_softmax")
+KNOWNNESS_SCORES = SCORE_NAMES
+FALLBACK_SCORE = "prototype_cosine"
+_SELECTION_KEYS = ("chosen", "mean_auroc", "per_class_auroc")
 _META_KEYS = (
     "format_version", "embedding_dim", "ntotal", "index_bytes", "class_names", "labels",
     "video_ids", "qualities", "prototypes", "prototype_counts", "threshold", "checkpoint",
@@ -88,19 +121,6 @@ def ivf_nlist(num_vectors: int) -> int:
     """IVF list count for N vectors: ``4 sqrt(N)``, at most ``N / 39`` (FAISS wants >= 39
     training points per list), at least 1."""
     return max(1, min(round(4 * math.sqrt(num_vectors)), num_vectors // 39))
-
-
-def class_prototypes(
-    embeddings: np.ndarray, labels: np.ndarray, num_classes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class mean of unit embeddings (N, D), re-normalised -> prototypes (K, D) float32
-    and counts (K,) int64. A class without vectors gets a zero prototype and count 0."""
-    x = l2_normalize(embeddings)
-    labels = np.asarray(labels, dtype=np.int64)
-    sums = np.zeros((num_classes, x.shape[1]), dtype=np.float64)
-    np.add.at(sums, labels, x)
-    counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
-    return l2_normalize(sums.astype(np.float32)), counts
 
 
 def calibrate_threshold(scores: np.ndarray, keep: float = DEFAULT_KEEP) -> float:
@@ -233,8 +253,18 @@ class GeneratorIndex:
         threshold_score: str = "prototype_cosine",
         nprobe_recall: float | None = None,
         use_gpu: bool = True,
+        knn_k: int | None = None,
+        gaussians: ClassGaussians | None = None,
+        selection: ScoreSelection | None = None,
+        selection_data: dict[str, Any] | None = None,
     ):
-        """Wrap a CPU ``faiss_index``; use :meth:`build` or :meth:`load` to make one."""
+        """Wrap a CPU ``faiss_index``; use :meth:`build` or :meth:`load` to make one.
+
+        ``knn_k`` (default :func:`default_knn_k` of the size) is the k of ``knn_cosine``;
+        ``gaussians`` the ``mahalanobis`` model (fitted on the indexed vectors when first
+        needed); ``selection`` and ``selection_data`` record how ``threshold_score`` was
+        chosen (:meth:`choose_score`) and on what data.
+        """
         self.labels = np.asarray(labels, dtype=np.int64)
         self.class_names = list(class_names)
         self.video_ids = list(video_ids)
@@ -249,6 +279,10 @@ class GeneratorIndex:
             raise ValueError(f"threshold_score must be one of {KNOWNNESS_SCORES}")
         self.threshold_score = threshold_score
         self.nprobe_recall = nprobe_recall
+        self.knn_k = int(knn_k) if knn_k else default_knn_k(int(faiss_index.ntotal))
+        self.gaussians = gaussians
+        self.selection = selection
+        self.selection_data = dict(selection_data or {})
         self.embedding_dim = int(faiss_index.d)
         self.kind = _inner_kind(faiss_index)
         ivf = faiss.try_extract_index_ivf(faiss_index)
@@ -364,8 +398,8 @@ class GeneratorIndex:
     def prototype_similarities(self, queries: np.ndarray) -> np.ndarray:
         """Cosine similarity to every class prototype: (Q, D) -> (Q, K); classes without
         training vectors get -inf."""
-        sims = self._queries(queries) @ self.prototypes.T
-        return np.where(self.prototype_counts > 0, sims, -np.inf).astype(np.float32)
+        q = self._queries(queries)
+        return prototype_similarities(q, self.prototypes, self.prototype_counts)
 
     def prototype_predict(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest prototype: (Q, D) -> pred (Q,) and its cosine similarity (Q,)."""
@@ -378,18 +412,45 @@ class GeneratorIndex:
         return self.prototype_predict(queries)[1]
 
     def knownness(
-        self, embeddings: np.ndarray, probabilities: np.ndarray | None = None
+        self,
+        embeddings: np.ndarray,
+        probabilities: np.ndarray | None = None,
+        *,
+        logits: np.ndarray | None = None,
+        score: str | None = None,
     ) -> np.ndarray:
-        """The open-set score named by ``threshold_score``: (Q, D) embeddings and, for
-        ``max_softmax``, the classifier's (Q, K) probabilities -> (Q,)."""
-        if self.threshold_score == "prototype_cosine":
+        """Open-set knownness (Q,) of videos, higher = more known: the score named by
+        ``score`` (default: this index's ``threshold_score``), from their unit embeddings
+        (Q, D) and, for ``max_softmax``, the classifier's mean probabilities (Q, K), for
+        ``energy`` its mean logits (Q, K) (:class:`~attribnet.embedding.VideoEmbeddings`).
+
+        ``knn_cosine`` searches this index (k = ``knn_k``), ``prototype_cosine`` uses its
+        prototypes, ``mahalanobis`` its Gaussians (:mod:`attribnet.open_set_scores`).
+        """
+        name = self.threshold_score if score is None else score
+        if name == "prototype_cosine":
             return self.scores(embeddings)
-        if probabilities is None:
-            raise ValueError(
-                "this index's open-set score is the classifier's max softmax: pass the "
-                "classifier probabilities"
-            )
-        return np.asarray(probabilities, dtype=np.float64).max(axis=1)
+        if name == "knn_cosine":
+            kth = self.search(embeddings, self.knn_k)[0][:, -1]
+            return np.maximum(kth, -1.0).astype(np.float64)  # -inf: an IVF search found < k
+        if name == "mahalanobis":
+            return mahalanobis(self._queries(embeddings), self.class_gaussians())
+        if name == "max_softmax" and probabilities is not None:
+            return max_softmax(probabilities)
+        if name == "energy" and logits is not None:
+            return energy(logits)
+        if name not in KNOWNNESS_SCORES:
+            raise ValueError(f"unknown knownness score {name!r}; choose from {KNOWNNESS_SCORES}")
+        what = "probabilities" if name == "max_softmax" else "logits"
+        raise ValueError(
+            f"this index's open-set score is the classifier's {name}: pass the classifier {what}"
+        )
+
+    def class_gaussians(self) -> ClassGaussians:
+        """The ``mahalanobis`` model: fitted on the indexed vectors when first needed."""
+        if self.gaussians is None:
+            self.gaussians = fit_gaussians(self.vectors(), self.labels, len(self.class_names))
+        return self.gaussians
 
     def calibrate(
         self,
@@ -397,23 +458,88 @@ class GeneratorIndex:
         probabilities: np.ndarray | None = None,
         keep: float = DEFAULT_KEEP,
         split: str = "val",
+        *,
+        logits: np.ndarray | None = None,
+        score: str | None = None,
     ) -> float:
         """Set and return the open-set threshold from known-generator videos: the highest
-        score that keeps ``keep`` of them (see :func:`calibrate_threshold`). With the
-        classifier's ``probabilities`` (N, K) the score is ``max_softmax``, else the
-        ``prototype_cosine`` of the embeddings (N, D)."""
-        self.threshold_score = "prototype_cosine" if probabilities is None else "max_softmax"
-        self.threshold = calibrate_threshold(self.knownness(embeddings, probabilities), keep)
+        ``score`` (see :meth:`knownness`) that keeps ``keep`` of them (see
+        :func:`calibrate_threshold`). Without ``score``: ``max_softmax`` when the
+        classifier's ``probabilities`` (N, K) are given, else ``prototype_cosine`` of the
+        embeddings (N, D)."""
+        if score is None:
+            score = "prototype_cosine" if probabilities is None else "max_softmax"
+        known = self.knownness(embeddings, probabilities, logits=logits, score=score)
+        return self.calibrate_scores(known, score, keep=keep, split=split)
+
+    def calibrate_scores(
+        self, scores: np.ndarray, score: str, keep: float = DEFAULT_KEEP, split: str = "val"
+    ) -> float:
+        """Set ``threshold_score`` to ``score`` and the threshold from the known videos'
+        ``scores`` (N,) of it; returns the threshold."""
+        if score not in KNOWNNESS_SCORES:
+            raise ValueError(f"unknown knownness score {score!r}; choose from {KNOWNNESS_SCORES}")
+        self.threshold_score = score
+        self.threshold = calibrate_threshold(scores, keep)
         self.threshold_split = split
         log.info(
             "open-set threshold %.4f (%s, keeps %.0f%% of %d %s videos)",
-            self.threshold,
-            self.threshold_score,
-            100 * keep,
-            len(embeddings),
-            split,
-        )
+            self.threshold, score, 100 * keep, len(scores), split,
+        )  # fmt: skip
         return self.threshold
+
+    def choose_score(
+        self,
+        embeddings: np.ndarray,
+        labels: np.ndarray,
+        *,
+        probabilities: np.ndarray | None = None,
+        logits: np.ndarray | None = None,
+        split: str = "val",
+        self_rows: np.ndarray | None = None,
+        keep: float = DEFAULT_KEEP,
+    ) -> ScoreSelection | None:
+        """Choose this index's open-set score from data and calibrate its threshold.
+
+        ``embeddings`` (V, D) and generator ids ``labels`` (V,) are known-generator videos
+        (the VALIDATION split), with the classifier's ``probabilities`` / ``logits`` (V, K)
+        when its head was trained (else the classifier scores are not candidates).
+        :func:`~attribnet.open_set_scores.select_score` runs leave-one-class-out with this
+        index's vectors as the reference set; the threshold keeps ``keep`` of the videos
+        under the chosen score. For indexed videos as queries, ``self_rows`` (V,) gives
+        their rows: each is then scored leave-self-out, in the choice and the threshold.
+        When no choice is possible (fewer than two classes among the queries) the score is
+        ``prototype_cosine``; returns None then, else the selection.
+        """
+        reference = Reference(self.vectors(), self.labels, len(self.class_names))
+        inputs = {"probabilities": probabilities, "logits": logits}
+        self.class_gaussians()
+        try:
+            selection = select_score(
+                reference, embeddings, labels, self.class_names, k=self.knn_k,
+                self_rows=self_rows, **inputs,
+            )  # fmt: skip
+            chosen, note = selection.chosen, ""
+        except ValueError as exc:
+            selection, chosen, note = None, FALLBACK_SCORE, f"no choice possible: {exc}"
+            log.warning("open-set score: %s; using %s", note, chosen)
+        self.selection = selection
+        self.selection_data = {
+            "method": "leave-one-class-out",
+            "split": split,
+            "videos": int(len(labels)),
+            "reference": f"the {self.ntotal} indexed (training) videos",
+            "leave_self_out": self_rows is not None,
+            "note": note,
+        }
+        if self_rows is None:
+            known = self.knownness(embeddings, score=chosen, **inputs)
+        else:
+            known = score_videos(
+                chosen, reference, embeddings, k=self.knn_k, self_rows=self_rows, **inputs
+            )
+        self.calibrate_scores(known, chosen, keep=keep, split=split)
+        return selection
 
     def is_unknown(self, scores: np.ndarray) -> np.ndarray:
         """(Q,) knownness scores -> (Q,) bool: below the threshold (all False without one)."""
@@ -484,6 +610,7 @@ class GeneratorIndex:
                 "keep": DEFAULT_KEEP,
                 "split": self.threshold_split,
             },
+            "open_set": self._open_set_meta(),
             "prototype_counts": self.prototype_counts.tolist(),
             "prototypes": self.prototypes.tolist(),
             "labels": self.labels.tolist(),
@@ -491,19 +618,47 @@ class GeneratorIndex:
             "qualities": self.qualities,
         }
 
+    def _open_set_meta(self) -> dict[str, Any]:
+        """The ``open_set`` block of the sidecar: k of ``knn_cosine``, how the score was
+        chosen (every candidate's AUROC, and on what data), the ``mahalanobis`` file."""
+        selection = None
+        if self.selection is not None or self.selection_data:
+            chosen = self.selection.to_json() if self.selection else {"chosen": None}
+            selection = {**self.selection_data, **chosen}
+        gaussians = None
+        if self.gaussians is not None:
+            gaussians = {
+                "file": OPEN_SET_FILE,
+                "features": "L2-normalised embeddings of the indexed videos",
+                "covariance": "shared within-class, Ledoit-Wolf shrinkage",
+                "score": "minus the smallest squared Mahalanobis distance to a class mean",
+            }
+        return {
+            "score": self.threshold_score,
+            "knn_k": self.knn_k,
+            "selection": selection,
+            "mahalanobis": gaussians,
+        }
+
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``index.faiss`` and ``meta.json`` into ``folder``; returns the folder.
 
-        Both go to temporary files first and are renamed only when both were written, so a
-        failed save leaves a previous index in the folder intact.
+        With ``mahalanobis`` Gaussians, ``open_set.npz`` holds them. All go to temporary
+        files first and are renamed only when all were written, so a failed save leaves a
+        previous index in the folder intact.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         cpu_index = faiss.index_gpu_to_cpu(self._index) if self.on_gpu else self._index
-        with atomic_path(folder / INDEX_FILE) as index_tmp, atomic_path(folder / META_FILE) as tmp:
+        with contextlib.ExitStack() as stack:
+            index_tmp = stack.enter_context(atomic_path(folder / INDEX_FILE))
+            meta_tmp = stack.enter_context(atomic_path(folder / META_FILE))
+            if self.gaussians is not None:
+                np.savez(stack.enter_context(atomic_path(folder / OPEN_SET_FILE)),
+                         **self.gaussians.arrays())  # fmt: skip
             faiss.write_index(cpu_index, str(index_tmp))
             meta = self.meta(index_bytes=index_tmp.stat().st_size)
-            tmp.write_text(json.dumps(meta) + "\n")
+            meta_tmp.write_text(json.dumps(meta) + "\n")
         log.info("index of %d %s vectors written to %s", self.ntotal, self.kind, folder)
         return folder
 
@@ -533,6 +688,7 @@ class GeneratorIndex:
             index = cls._from_meta(cpu_index, meta, use_gpu)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{folder / META_FILE}: corrupt index sidecar ({exc!r})") from exc
+        index.gaussians = _read_gaussians(folder, meta, len(index.class_names), index.embedding_dim)
         if nprobe is not None:
             index.nprobe = nprobe
         if checkpoint_path is not None:
@@ -545,6 +701,8 @@ class GeneratorIndex:
     ) -> GeneratorIndex:
         """An index from a read ``index.faiss`` and its parsed sidecar."""
         names, dim = list(meta["class_names"]), int(meta["embedding_dim"])
+        open_set = meta.get("open_set") or {}  # absent in indexes of format 1
+        chosen = open_set.get("selection") or {}
         labels = np.asarray(meta["labels"], dtype=np.int64)
         if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
             raise ValueError(f"labels outside the class ids 0..{len(names) - 1}")
@@ -563,6 +721,9 @@ class GeneratorIndex:
             threshold_score=str(meta["threshold"].get("score", "prototype_cosine")),
             nprobe_recall=(meta.get("nprobe_tuning") or {}).get(f"recall_at_{TUNE_K}"),
             use_gpu=use_gpu,
+            knn_k=open_set.get("knn_k"),
+            selection=ScoreSelection.from_json(chosen) if chosen.get("chosen") else None,
+            selection_data={k: v for k, v in chosen.items() if k not in _SELECTION_KEYS},
         )
 
     def info(self) -> dict[str, Any]:
@@ -579,6 +740,7 @@ class GeneratorIndex:
             "threshold": self.threshold,
             "threshold_score": self.threshold_score,
             "threshold_split": self.threshold_split,
+            "open_set_auroc": self.selection.mean_auroc if self.selection else None,
             "checkpoint": self.checkpoint_path,
             "checkpoint_sha256": self.checkpoint_sha256,
         }
@@ -595,10 +757,10 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or any(k not in meta for k in _META_KEYS):
         missing = [k for k in _META_KEYS if not isinstance(meta, dict) or k not in meta]
         raise DataError(f"{path}: corrupt index sidecar, missing keys {missing}")
-    if meta["format_version"] != FORMAT_VERSION:
+    if meta["format_version"] not in READABLE_FORMATS:
         raise DataError(
             f"{path}: index format {meta['format_version']}, this attribnet reads "
-            f"{FORMAT_VERSION}; rebuild the index"
+            f"{' and '.join(map(str, READABLE_FORMATS))}; rebuild the index"
         )
     n = meta["ntotal"]
     lengths = {k: len(meta[k]) for k in ("labels", "video_ids", "qualities")}
@@ -627,6 +789,25 @@ def _read_faiss(path: Path, meta: dict[str, Any]) -> faiss.Index:
             f"{meta['ntotal']} of dim {meta['embedding_dim']}; rebuild the index"
         )
     return index
+
+
+def _read_gaussians(
+    folder: Path, meta: dict[str, Any], num_classes: int, dim: int
+) -> ClassGaussians | None:
+    """The ``mahalanobis`` Gaussians the sidecar names (None when it names none);
+    DataError naming ``open_set.npz`` when it is missing, unreadable or the wrong shape."""
+    if not (meta.get("open_set") or {}).get("mahalanobis"):
+        return None
+    path = folder / OPEN_SET_FILE
+    try:
+        with np.load(path) as data:
+            gaussians = ClassGaussians(data["means"], data["precision"], data["counts"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: missing or corrupt ({exc}); rebuild the index") from exc
+    shapes = (gaussians.means.shape, gaussians.precision.shape, gaussians.counts.shape)
+    if shapes != ((num_classes, dim), (dim, dim), (num_classes,)):
+        raise DataError(f"{path}: arrays of shapes {shapes} for {num_classes} classes of dim {dim}")
+    return gaussians
 
 
 def _faiss_reason(exc: BaseException) -> str:
@@ -748,9 +929,9 @@ def build_index_for_run(
     device = device or default_device()
     kwargs = {"max_clips": max_clips, "device": device, "progress": True}
     log.info("embedding %d training videos for the index", len(entries))
-    emb, probs, _ = embed_entries(model, recipe, cache, entries, labels, **kwargs)
+    train = video_embeddings(model, recipe, cache, entries, labels, **kwargs)
     index = GeneratorIndex.build(
-        emb,
+        train.embeddings,
         np.asarray(labels),
         names,
         video_ids=[r.video_id for r in rows],
@@ -760,19 +941,38 @@ def build_index_for_run(
         ivf_threshold=ivf_threshold,
         nprobe=nprobe,
     )
-    softmax = recipe.loss.ce_weight > 0  # else the classifier head was never trained
     val_entries, val_labels, _ = _split_videos(
         pairs, "val", data.eval_qualities, names, data.num_frames
     )
+    classifier = recipe.loss.ce_weight > 0  # else the classifier head was never trained
     if val_entries:
-        val_emb, val_probs, _ = embed_entries(
-            model, recipe, cache, val_entries, val_labels, **kwargs
-        )
-        index.calibrate(val_emb, val_probs if softmax else None, split="val")
+        val = video_embeddings(model, recipe, cache, val_entries, val_labels, **kwargs)
+        _choose_score(index, val, val_labels, classifier, split="val")
     else:
-        log.warning("no validation videos: open-set threshold calibrated on the TRAIN split")
-        index.calibrate(emb, probs if softmax else None, split="train")
+        log.warning("no validation videos: open-set score chosen and calibrated on the TRAIN "
+                    "split, each video scored leave-self-out")  # fmt: skip
+        _choose_score(index, train, labels, classifier, split="train")
     return index.save(out_dir)
+
+
+def _choose_score(
+    index: GeneratorIndex,
+    videos: VideoEmbeddings,
+    labels: Sequence[int],
+    classifier: bool,
+    split: str,
+) -> None:
+    """:meth:`GeneratorIndex.choose_score` on ``videos`` of ``split`` (the indexed training
+    videos themselves, in index order, when ``split`` is ``train``); the classifier scores
+    are candidates only when ``classifier`` (its head was trained)."""
+    index.choose_score(
+        videos.embeddings,
+        np.asarray(labels, dtype=np.int64),
+        probabilities=videos.probabilities if classifier else None,
+        logits=videos.logits if classifier else None,
+        split=split,
+        self_rows=np.arange(len(labels)) if split == "train" else None,
+    )
 
 
 # ----------------------------------------------------------------------------- command line

@@ -13,9 +13,9 @@ softmax probabilities averaged. Reported per video:
 - the ``--k`` nearest indexed training videos (video id, generator, quality, cosine);
 - the similarity-weighted k-NN vote (generator and its share of the vote);
 - the classifier head's generator and softmax probability;
-- the open-set score (the index's: the classifier's max softmax, or the cosine to the
-  nearest class prototype for a model without a trained classifier) and the verdict: the
-  k-NN generator, or ``unknown generator`` when the score is below the index's threshold.
+- the open-set score (the one the index chose when it was built, see
+  :mod:`attribnet.index`) and the verdict: the k-NN generator, or ``unknown generator``
+  when the score is below the index's threshold.
 
 Videos that cannot be read, have no face or are too short are reported with the reason;
 they do not stop the run. ``--cluster`` groups the query videos into candidate generators
@@ -44,7 +44,7 @@ import numpy as np
 
 from attribnet.atomic import write_json
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
-from attribnet.embedding import embed_entries
+from attribnet.embedding import video_embeddings
 from attribnet.errors import AttribnetError, ConfigError
 from attribnet.index import GeneratorIndex, resolve_checkpoint
 
@@ -109,13 +109,14 @@ def _walk(root: Path, video_suffixes: Sequence[str], image_suffixes: Sequence[st
 class EmbeddedVideos:
     """Query videos after embedding: ``embeddings`` (N, D) unit, ``probabilities`` (N, K)
     classifier softmax, ``num_clips`` (N,), for ``paths`` (N); ``failures`` maps each other
-    video to the reason it could not be embedded."""
+    video to the reason it could not be embedded; ``logits`` (N, K) mean classifier logits."""
 
     embeddings: np.ndarray
     probabilities: np.ndarray
     num_clips: np.ndarray
     paths: list[str]
     failures: dict[str, str] = field(default_factory=dict)
+    logits: np.ndarray | None = None
 
 
 def embed_videos(
@@ -154,7 +155,7 @@ def embed_videos(
             failures[row.path] = f"only {entry.num_frames} face frames, a clip needs {t}"
         else:
             usable.append((row.path, entry))
-    emb, prob, clips = embed_entries(
+    out = video_embeddings(
         model,
         recipe,
         cache,
@@ -164,7 +165,10 @@ def embed_videos(
         progress=progress,
     )
     ok = [p for p, _ in usable]
-    return EmbeddedVideos(emb, prob, clips, ok, {p: failures[p] for p in paths if p in failures})
+    failed = {p: failures[p] for p in paths if p in failures}
+    return EmbeddedVideos(
+        out.embeddings, out.probabilities, out.num_clips, ok, failed, logits=out.logits
+    )
 
 
 # ----------------------------------------------------------------------------- attribution
@@ -177,6 +181,7 @@ def query(
     *,
     probabilities: np.ndarray | None = None,
     video_ids: Sequence[str] | None = None,
+    logits: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Attribute query embeddings (Q, D): one JSON-ready dict per query.
 
@@ -186,7 +191,8 @@ def query(
     ``knn`` {generator, confidence, votes}, ``prototype`` {generator, similarity},
     ``neighbors`` [{rank, video_id, generator, quality, similarity}] and, with
     ``probabilities`` (Q, K) from the classifier head, ``classifier`` {generator,
-    probability}.
+    probability}. The classifier's mean ``logits`` (Q, K) are needed when the index's
+    score is ``energy``.
     """
     names = index.class_names
     ids = list(video_ids) if video_ids is not None else [str(i) for i in range(len(embeddings))]
@@ -195,7 +201,7 @@ def query(
     sims, rows = index.search(embeddings, k)
     knn_pred, knn_conf, votes = index.knn_predict(embeddings, k)
     proto_pred, proto_sims = index.prototype_predict(embeddings)
-    scores = index.knownness(embeddings, probabilities)
+    scores = index.knownness(embeddings, probabilities, logits=logits)
     unknown = index.is_unknown(scores)
     records = []
     for q, video in enumerate(ids):
@@ -517,7 +523,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         emb = embed_videos(
             model, recipe, paths, cache_dir, max_clips=args.max_clips, progress=progress
         )
-    ok = query(index, emb.embeddings, args.k, probabilities=emb.probabilities, video_ids=emb.paths)
+    ok = query(
+        index,
+        emb.embeddings,
+        args.k,
+        probabilities=emb.probabilities,
+        video_ids=emb.paths,
+        logits=emb.logits,
+    )
     for record, clips in zip(ok, emb.num_clips, strict=True):
         record["clips"] = int(clips)
     by_path = {r["video"]: r for r in ok}

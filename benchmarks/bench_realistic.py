@@ -78,6 +78,9 @@ MAIN = ROOT / "recipes" / "dfdm_ce_arcface.yaml"
 RECIPES: dict[str, tuple[str, Path, list[str]]] = {
     "DMA-STA": ("dmasta", ROOT / "recipes" / "dfdm_dmasta.yaml", []),
     "main": ("main", MAIN, []),
+    "main+spectral": ("main_spectral", MAIN, ["model.spectral_dim=64"]),
+    "main+srm": ("main_srm", MAIN, ["model.input_filter=srm"]),
+    "main+bayar": ("main_bayar", MAIN, ["model.input_filter=bayar"]),
 }
 """Label -> (run tag, recipe, the variant's own overrides)."""
 PROTOCOLS: dict[str, tuple[str, str, str]] = {

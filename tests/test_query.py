@@ -15,7 +15,7 @@ import pytest
 
 from attribnet.checkpoint import file_sha256, load_model
 from attribnet.data.codec import write_video
-from attribnet.index import GeneratorIndex, build_index_for_run
+from attribnet.index import KNOWNNESS_SCORES, GeneratorIndex, build_index_for_run
 from attribnet.index import main as index_main
 from attribnet.query import (
     UNKNOWN,
@@ -82,6 +82,11 @@ def test_index_built_from_train_split_calibrated_on_val(world: dict[str, Path]) 
     assert all("/s0.mp4" in v or "/s1.mp4" in v for v in index.video_ids)
     assert set(index.qualities) == {"crf23"} and index.class_names == NAMES
     assert index.threshold_split == "val" and index.threshold is not None
+    # The open-set score was chosen by leave-one-class-out on the val videos (one per
+    # class), the classifier scores among the candidates (the recipe trains its head).
+    assert index.selection_data["split"] == "val" and index.selection_data["videos"] == 3
+    assert set(index.selection.mean_auroc) == set(KNOWNNESS_SCORES)
+    assert index.threshold_score == index.selection.chosen
     assert index.checkpoint_sha256 == file_sha256(world["checkpoint"])
 
     # Rebuilding from the recipe's cache and manifest (what training does) gives the same
@@ -101,7 +106,12 @@ def test_query_of_an_indexed_video_finds_itself(world: dict[str, Path], tmp_path
     assert out.paths == [train_video] and not out.failures and out.embeddings.shape == (1, DIM)
 
     (record,) = query(
-        index, out.embeddings, k=3, probabilities=out.probabilities, video_ids=out.paths
+        index,
+        out.embeddings,
+        k=3,
+        probabilities=out.probabilities,
+        video_ids=out.paths,
+        logits=out.logits,
     )
     top = record["neighbors"][0]
     assert top["video_id"] == train_video and top["similarity"] == pytest.approx(1.0, abs=1e-4)
@@ -109,8 +119,9 @@ def test_query_of_an_indexed_video_finds_itself(world: dict[str, Path], tmp_path
     assert [n["rank"] for n in record["neighbors"]] == [1, 2, 3]
     assert record["knn"]["generator"] in NAMES and 0 < record["knn"]["confidence"] <= 1
     assert record["verdict"] in (*NAMES, UNKNOWN)
-    assert record["score_name"] == index.threshold_score == "max_softmax"
-    assert record["score"] == pytest.approx(out.probabilities[0].max())
+    assert record["score_name"] == index.threshold_score == index.selection.chosen
+    expected = index.knownness(out.embeddings, out.probabilities, logits=out.logits)
+    assert record["score"] == pytest.approx(float(expected[0]))
     assert record["is_unknown"] == (record["score"] < index.threshold)
 
 

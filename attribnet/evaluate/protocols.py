@@ -19,6 +19,13 @@ from attribnet.metrics import (
     open_set_metrics,
     softmax,
 )
+from attribnet.open_set_scores import (
+    REFERENCE_SCORES,
+    SCORE_NAMES,
+    energy,
+    max_softmax,
+    prototype_cosine,
+)
 
 DETECTION_FPR = 0.10
 REAL = "real"
@@ -128,42 +135,75 @@ def prototype_scores(
     embeddings: np.ndarray, prototypes: np.ndarray, counts: np.ndarray
 ) -> np.ndarray:
     """Knownness (V,): max cosine of unit embeddings (V, D) to the prototypes (K, D) of
-    classes with training videos (``counts`` (K,) > 0)."""
-    sims = l2_normalize(embeddings) @ prototypes.T
-    return np.where(counts > 0, sims, -np.inf).max(axis=1)
+    classes with training videos (``counts`` (K,) > 0);
+    :func:`attribnet.open_set_scores.prototype_cosine`."""
+    return prototype_cosine(embeddings, prototypes, counts)
+
+
+def video_logits(out: Outputs, videos: VideoOutputs) -> np.ndarray:
+    """Mean class scores (logits) of each video's clips: (V, K), in ``videos`` order."""
+    position = np.full(int(out.video.max()) + 1, -1, dtype=np.int64)
+    position[videos.video] = np.arange(len(videos.video))
+    sums = np.zeros((len(videos.video), out.scores.shape[1]), dtype=np.float64)
+    np.add.at(sums, position[out.video], out.scores)
+    return sums / np.bincount(position[out.video], minlength=len(videos.video))[:, None]
+
+
+def knownness_scores(
+    out: Outputs, videos: VideoOutputs, index: GeneratorIndex | None
+) -> dict[str, np.ndarray]:
+    """Every knownness candidate that can be computed, {name: (V,)} in
+    :data:`~attribnet.open_set_scores.SCORE_NAMES` order: the classifier scores always, the
+    reference scores (kNN, prototype, Mahalanobis) with an ``index`` of training videos
+    and embeddings, each computed by the index as a query would be."""
+    found = {
+        "max_softmax": max_softmax(videos.probs),
+        "energy": energy(video_logits(out, videos)),
+    }
+    if index is not None and videos.embedding is not None:
+        for name in REFERENCE_SCORES:
+            found[name] = index.knownness(videos.embedding, score=name)
+    return {name: found[name] for name in SCORE_NAMES if name in found}
 
 
 def open_set(
-    test: VideoOutputs,
-    unknown: VideoOutputs,
-    prototypes: tuple[np.ndarray, np.ndarray, str] | None,
+    test: tuple[Outputs, VideoOutputs],
+    unknown: tuple[Outputs, VideoOutputs],
+    index: GeneratorIndex | None,
+    origin: str = "",
     primary: str | None = None,
 ) -> dict[str, Any]:
     """Open-set metrics at video level, known = test videos, unknown = unseen generators.
 
-    Knownness: ``prototype_cosine`` (max cosine to class prototypes, when ``prototypes`` =
-    (prototypes (K, D), counts (K,), where from) is given) and ``max_softmax`` (largest
-    class probability). ``primary`` names the score the verdict uses (an index's
-    ``threshold_score``); by default ``prototype_cosine`` when computed, else
-    ``max_softmax``. ``known_correct`` = video prediction right.
+    Every candidate knownness score (:func:`knownness_scores`; the reference scores need
+    ``index``, the generator index or one of the training videos, described by
+    ``origin``) gets AUROC, OSCR and TNR@95TPR under ``result[name]``; ``result["scores"]``
+    lists them. ``primary`` names the score of the verdict (the index's
+    ``threshold_score``, chosen at build time); by default ``prototype_cosine`` when
+    computed, else ``max_softmax``. ``known_correct`` = video prediction right.
     """
-    correct = test.probs.argmax(1) == test.label
+    videos = test[1]
+    correct = videos.probs.argmax(1) == videos.label
+    known = knownness_scores(*test, index)
+    unseen = knownness_scores(*unknown, index)
     result: dict[str, Any] = {
         "level": "video",
-        "known_videos": int(len(test.label)),
-        "unknown_videos": int(len(unknown.label)),
-        "scores": ["max_softmax"],
-        "primary": "max_softmax",
-        "max_softmax": open_set_metrics(test.probs.max(1), unknown.probs.max(1), correct),
+        "known_videos": int(len(videos.label)),
+        "unknown_videos": int(len(unknown[1].label)),
+        "scores": list(known),
+        "primary": "prototype_cosine" if "prototype_cosine" in known else "max_softmax",
     }
-    if prototypes is not None and test.embedding is not None:
-        protos, counts, origin = prototypes
-        known = prototype_scores(test.embedding, protos, counts)
-        unseen = prototype_scores(unknown.embedding, protos, counts)
-        result["prototype_cosine"] = open_set_metrics(known, unseen, correct)
-        result["scores"] = ["prototype_cosine", "max_softmax"]
-        result["primary"] = "prototype_cosine"
+    for name in known:
+        result[name] = open_set_metrics(known[name], unseen[name], correct)
+    if "prototype_cosine" in known:
         result["prototypes_from"] = origin
-    if primary is not None and primary in result["scores"]:
+        result["knn_k"] = index.knn_k
+    if primary is not None and primary in known:
         result["primary"] = primary
+    if index is not None and index.selection is not None:
+        result["index_choice"] = {
+            **index.selection_data,
+            "chosen": index.selection.chosen,
+            "mean_auroc": index.selection.mean_auroc,
+        }
     return result

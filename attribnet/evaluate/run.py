@@ -38,7 +38,7 @@ from attribnet.evaluate.protocols import (
     quality_order,
 )
 from attribnet.evaluate.source import EvalSource, manifest_source, open_source, select
-from attribnet.index import GeneratorIndex, class_prototypes
+from attribnet.index import GeneratorIndex
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,11 @@ def evaluate_model(loaded: LoadedModel, opts: EvalOptions) -> RunResult:
     unknown = None
     if opts.unknown_manifest:
         unknown = _unknown(loaded, opts)
-        protos = _prototypes(loaded, source, opts, index) if test[1].embedding is not None else None
+        reference, origin = None, ""
+        if test[1].embedding is not None:
+            reference, origin = _reference(loaded, source, opts, index)
         verdict = index.threshold_score if index is not None else None
-        metrics["open_set"] = open_set(test[1], unknown[1], protos, verdict)
+        metrics["open_set"] = open_set(test, unknown, reference, origin, verdict)
         metrics["open_set"]["unknown_labels"] = sorted({e.row.label for e in unknown[0].entries})
     return RunResult(metrics, test, unknown)
 
@@ -166,14 +168,14 @@ def _unknown(loaded: LoadedModel, opts: EvalOptions) -> tuple[Outputs, VideoOutp
     return evaluate_entries(loaded, source, entries, [*names, *extra], opts)
 
 
-def _prototypes(
+def _reference(
     loaded: LoadedModel, source: EvalSource, opts: EvalOptions, index: GeneratorIndex | None
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Class prototypes (K, D), counts (K,) and their origin: the index's with
-    ``--index``, else the mean video embedding of each class's training videos (at the
-    recipe's training qualities)."""
+) -> tuple[GeneratorIndex, str]:
+    """The training videos the open-set reference scores compare with, as a generator
+    index, and where they come from: the ``--index``, else an in-memory index of the
+    training videos (at the recipe's training qualities) embedded here."""
     if index is not None:
-        return index.prototypes, index.prototype_counts, f"training videos in index {opts.index}"
+        return index, f"training videos in index {opts.index}"
     names, wanted = loaded.class_names, set(loaded.recipe.data.train_qualities)
     entries = [
         e
@@ -188,8 +190,8 @@ def _prototypes(
             "from (pass --index)"
         )
     _, videos = evaluate_entries(loaded, source, entries, names, opts)
-    protos, counts = class_prototypes(videos.embedding, videos.label, len(names))
-    return protos, counts, "training videos"
+    training = GeneratorIndex.build(videos.embedding, videos.label, names, use_gpu=False)
+    return training, "training videos"
 
 
 def _write_tsne(out_dir: Path, result: RunResult, names: list[str], seed: int) -> dict[str, str]:
