@@ -329,16 +329,37 @@ def _open_set_section(ops: dict[str, Any]) -> list[str]:
         "## Open set (unseen generators)",
         "",
         f"{ops['known_videos']} known test videos vs {ops['unknown_videos']} videos of unseen "
-        f"generators ({', '.join(ops['unknown_labels'])}), at video level. Knownness scores: "
-        "`prototype_cosine` = max cosine similarity to the class prototypes (mean embedding "
-        f"of each class's {ops.get('prototypes_from', 'training videos')}); `max_softmax` = the "
-        f"largest class probability. Primary (the score of the index's unknown verdict when "
-        f"an index is given): **{ops['primary']}**.",
+        f"generators ({', '.join(ops['unknown_labels'])}), at video level. Knownness scores "
+        "(higher = more known): `max_softmax` (largest class probability), `energy` "
+        "(log-sum-exp of the logits), `knn_cosine` (cosine to the k-th nearest training "
+        "embedding), `prototype_cosine` (max cosine to the class prototypes), `mahalanobis` "
+        "(minus the smallest Mahalanobis distance to a class mean, shared covariance). "
+        f"Primary (the score the index chose for its unknown verdict): **{ops['primary']}**.",
         "",
     ]
+    choice = ops.get("index_choice")
+    if choice and choice.get("mean_auroc"):
+        auroc = ", ".join(f"{k} {fmt(v)}" for k, v in choice["mean_auroc"].items())
+        lines += [
+            f"The index chose it by leave-one-class-out AUROC on its known classes: {auroc}.",
+            "",
+        ]
     keys = ("auroc", "oscr", "tnr_at_95tpr", "threshold_at_95tpr", "known_accuracy")
     rows = [[score, *(ops[score][k] for k in keys)] for score in ops["scores"]]
     return [*lines, md_table(["knownness", *keys], rows), ""]
+
+
+def _run_baseline_lines(baseline: dict[str, Any] | None) -> list[str]:
+    """One line: the non-deep baseline's video accuracy on the same videos."""
+    if not baseline:
+        return []
+    r = baseline["tests"]["test"]
+    return [
+        f"Baseline on the same videos ({baseline['name']}, fit on the "
+        f"{baseline['train_videos']} training videos): video accuracy {fmt(r['accuracy'])}, "
+        f"macro-F1 {fmt(r['macro_f1'])}.",
+        "",
+    ]
 
 
 def run_markdown(metrics: dict[str, Any]) -> str:
@@ -359,6 +380,7 @@ def run_markdown(metrics: dict[str, Any]) -> str:
         "",
         md_table(["level", "accuracy", "macro-F1", "test set"], _level_rows(closed)),
         "",
+        *_run_baseline_lines(metrics.get("baseline")),
         "### Per-class accuracy",
         "",
         _per_class_table(closed),

@@ -117,6 +117,10 @@ def test_run_writes_report_plots_and_counts(full_run: Path) -> None:
     assert "](confusion_clip.png)" in md and "](tsne.png)" in md and "Open set" in md
     for name in NAMES:
         assert f"| {name} |" in md
+    baseline = metrics["baseline"]  # fit on every training video, tested on the same videos
+    assert baseline["train_videos"] == len(NAMES) * 2 * len(QUALITIES)
+    assert sum(baseline["tests"]["test"]["support"].values()) == TEST_VIDEOS
+    assert "Baseline on the same videos (DFT-spectrum logistic regression" in md
 
     emb = metrics["embedding"]
     assert emb["fit_on"] == "val" and set(emb["clip"]) >= {"knn", "logreg", "linear_svm"}

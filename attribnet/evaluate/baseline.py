@@ -47,10 +47,13 @@ class BaselineScorer:
         return np.stack([self._features[e.row.path] for e in entries])
 
     def table(
-        self, train_qualities: Sequence[str] | None, tests: dict[str, Sequence[str] | None]
+        self,
+        train_qualities: Sequence[str] | None,
+        tests: dict[str, Sequence[str] | None],
+        split: str = "test",
     ) -> dict[str, Any]:
         """Fit on the TRAIN split (``train_qualities``; None = every quality) and score
-        the TEST split at each of ``tests`` (name -> qualities, None = every quality):
+        ``split`` at each of ``tests`` (name -> qualities, None = every quality):
         ``{"name", "train_videos", "train_accuracy", "tests": {name: closed_set_report}}``
         at video level."""
         train = select(self.source, "train", train_qualities, self.class_names)
@@ -65,7 +68,7 @@ class BaselineScorer:
             "tests": {},
         }
         for name, qualities in tests.items():
-            test = select(self.source, "test", qualities, self.class_names)
+            test = select(self.source, split, qualities, self.class_names)
             scores = score_baseline(
                 model, self.features(test), entry_labels(test, self.class_names), self.class_names
             )

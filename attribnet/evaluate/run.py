@@ -19,6 +19,7 @@ from attribnet.data.manifest import read_manifest
 from attribnet.data.sources import recipe_manifest
 from attribnet.embedding import l2_normalize
 from attribnet.errors import ConfigError, DataError
+from attribnet.evaluate.baseline import BaselineScorer
 from attribnet.evaluate.loaded_model import LoadedModel
 from attribnet.evaluate.options import EvalOptions, eval_seed
 from attribnet.evaluate.output import json_ready, write_confusions
@@ -103,6 +104,9 @@ def evaluate_model(loaded: LoadedModel, opts: EvalOptions) -> RunResult:
     }
     if opts.closed_set_only:
         return RunResult(metrics, test)
+    scorer = BaselineScorer(source, names, recipe.data.image_size)
+    train = recipe.data.train_qualities or None
+    metrics["baseline"] = scorer.table(train, {"test": opts.qualities}, opts.split)
     index = _index(loaded, opts)
     val = _validation(loaded, source, opts)
     metrics["embedding"] = embedding_metrics(val, test, opts.k, eval_seed(recipe, opts))
