@@ -52,6 +52,12 @@ class DataConfig:
 
     ``manifest``/``cache`` are paths, relative to the working directory. With ``demo: true``
     the built-in synthetic dataset is generated into ``root`` when missing.
+
+    ``outlier_classes`` (outlier exposure, Hendrycks et al., ICLR 2019): labels whose
+    TRAIN-split videos are shown in training as "none of the known" (label -1, pushed to a
+    uniform softmax, weighted by ``loss.outlier_weight``). They are no classes of the model
+    (not in ``classes``, no classifier output, no ArcFace centre) and validation, test and
+    the index leave them out. E.g. ``[real]`` or other tools' fakes.
     """
 
     manifest: str = ""
@@ -61,6 +67,7 @@ class DataConfig:
     detector: str = "none"
     max_frames: int = 64
     classes: list[str] = field(default_factory=list)
+    outlier_classes: list[str] = field(default_factory=list)
     train_qualities: list[str] = field(default_factory=list)
     eval_qualities: list[str] = field(default_factory=list)
     num_frames: int = 10
@@ -103,6 +110,14 @@ class LossConfig:
 
     ArcFace margins are in DEGREES (pytorch-metric-learning's unit): 28.6 deg = 0.5 rad.
     ``arcface_class_margins`` maps class names to per-class margins (ArcFaceMod).
+
+    Two terms teach the open space ("none of the known"); both push a clip's class
+    distribution toward uniform (cross-entropy to uniform over the classifier's softmax and,
+    with ArcFace, over the scaled cosines to the class centres) and are 0 = off:
+    ``outlier_weight`` for the videos of ``data.outlier_classes`` (the two go together);
+    ``open_space_weight`` for clips re-synthesised in the training step by a pool of
+    ``open_space_nets`` random generator-like nets (attribnet.data.open_space), a fraction
+    ``open_space_fraction`` of each batch's clips, appended to the batch.
     """
 
     ce_weight: float = 1.0
@@ -113,6 +128,10 @@ class LossConfig:
     triplet_weight: float = 0.0
     triplet_margin: float = 0.2
     triplet_mining: str = "semihard"
+    outlier_weight: float = 0.0
+    open_space_weight: float = 0.0
+    open_space_fraction: float = 0.25
+    open_space_nets: int = 8
 
 
 @dataclass
@@ -179,16 +198,18 @@ POSITIVE = {
     "data.num_frames", "data.image_size", "data.max_frames", "model.num_frames",
     "model.spectral_bins",
     "optim.lr", "optim.step_epochs", "train.epochs", "train.batch_size", "train.val_every",
-    "loss.arcface_scale",
+    "loss.arcface_scale", "loss.open_space_fraction", "loss.open_space_nets",
 }  # fmt: skip
 NON_NEGATIVE = {
     "data.num_workers", "model.embedding_dim", "loss.ce_weight", "loss.arcface_weight",
     "loss.triplet_weight", "loss.arcface_margin", "loss.triplet_margin", "optim.momentum",
     "model.spectral_dim",
     "optim.weight_decay", "optim.warmup_epochs", "train.grad_clip", "train.m_per_class",
-    "train.max_steps_per_epoch",
+    "train.max_steps_per_epoch", "loss.outlier_weight", "loss.open_space_weight",
 }  # fmt: skip
-PROBABILITIES = {"data.augment.hflip", "data.augment.h264_p", "data.augment.jpeg_p"}
+PROBABILITIES = {
+    "data.augment.hflip", "data.augment.h264_p", "data.augment.jpeg_p", "loss.open_space_fraction",
+}  # fmt: skip
 
 
 def _type_name(tp: Any) -> str:
@@ -300,7 +321,45 @@ def validate(recipe: Recipe, source: str) -> Recipe:
     lo, hi = recipe.data.augment.crop_scale
     if not 0 < lo <= hi <= 1:
         raise ConfigError(f"data.augment.crop_scale in {source}: need 0 < min <= max <= 1")
+    _validate_open_space(recipe, source)
     return recipe
+
+
+def _validate_open_space(recipe: Recipe, source: str) -> None:
+    """Outlier exposure and open-space simulation: keys that only work together."""
+    data, loss = recipe.data, recipe.loss
+    outliers = list(data.outlier_classes)
+    if len(set(outliers)) != len(outliers):
+        raise ConfigError(f"data.outlier_classes in {source}: repeats a label: {outliers}")
+    both = sorted(set(outliers) & set(data.classes))
+    if both:
+        raise ConfigError(
+            f"data.outlier_classes in {source}: {both} also in data.classes; a label is "
+            "either a class of the model or an outlier, not both"
+        )
+    if outliers and not loss.outlier_weight:
+        raise ConfigError(
+            f"loss.outlier_weight in {source}: data.outlier_classes {outliers} need "
+            "loss.outlier_weight > 0 (e.g. 0.5)"
+        )
+    if loss.outlier_weight and not outliers:
+        raise ConfigError(
+            f"data.outlier_classes in {source}: loss.outlier_weight > 0 needs outlier videos "
+            "(name their labels in data.outlier_classes, e.g. [real])"
+        )
+    margins = sorted(set(outliers) & set(loss.arcface_class_margins))
+    if margins:
+        raise ConfigError(
+            f"loss.arcface_class_margins in {source}: {margins} are data.outlier_classes, "
+            "which have no ArcFace centre"
+        )
+    if (loss.outlier_weight or loss.open_space_weight) and not (
+        loss.ce_weight or loss.arcface_weight
+    ):
+        raise ConfigError(
+            f"loss in {source}: outlier_weight/open_space_weight push class scores toward "
+            "uniform and need a class head (ce_weight or arcface_weight > 0)"
+        )
 
 
 def add_overrides_argument(parser: argparse.ArgumentParser) -> None:

@@ -34,6 +34,7 @@ from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
 from attribnet.data.cache import FaceCache
 from attribnet.data.clips import ClipDataset, select_entries
 from attribnet.data.manifest import class_names
+from attribnet.data.open_space import OpenSpaceSimulator, pool_seed, step_generator
 from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
 from attribnet.errors import AttribnetError, ConfigError, DataError
 from attribnet.inference import autocast, run_model
@@ -63,18 +64,28 @@ class Data:
 
 
 def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
-    """Manifest -> splits -> face cache (made or completed here) -> datasets."""
+    """Manifest -> splits -> face cache (made or completed here) -> datasets.
+
+    The classes are ``data.classes``, else every label but ``data.outlier_classes``. Outlier
+    videos enter the training set only (label -1), from the train split.
+    """
     cfg = recipe.data
     rows = read_rows(training_manifest(recipe), recipe.train.seed)
-    names = list(cfg.classes) or class_names(rows)
-    absent = sorted(set(names) - {r.label for r in rows})
-    if absent:
-        raise DataError(f"data.classes {absent} have no videos in the manifest")
-    held_out = sorted({r.label for r in rows} - set(names))
+    outliers = list(cfg.outlier_classes)
+    present = {r.label for r in rows}
+    names = list(cfg.classes) or [c for c in class_names(rows) if c not in outliers]
+    both = sorted(set(names) & set(outliers))
+    if both:
+        raise DataError(f"{both} are in data.classes and in data.outlier_classes")
+    for key, labels in (("classes", names), ("outlier_classes", outliers)):
+        absent = sorted(set(labels) - present)
+        if absent:
+            raise DataError(f"data.{key} {absent} have no videos in the manifest")
+    held_out = sorted(present - set(names) - set(outliers))
     if held_out:
         # data.classes names a subset: the other generators are held out (open-set runs)
         log.warning("holding out generators not in data.classes: %s", held_out)
-        rows = [r for r in rows if r.label in names]
+    rows = [r for r in rows if r.label in names or (r.label in outliers and r.split == "train")]
     cache_dir = recipe_cache_dir(recipe)
     if is_main:
         preprocess_rows(rows, cache_dir, recipe)
@@ -99,6 +110,9 @@ def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
     train_entries = entries("train", cfg.train_qualities)
     if not train_entries:
         raise DataError(f"no training videos in cache {cache_dir} (see its report.json)")
+    num_outliers = sum(e.row.label in outliers for e in train_entries)
+    if outliers and not num_outliers:
+        raise DataError(f"no training videos of data.outlier_classes {outliers} in {cache_dir}")
     train = ClipDataset(
         cache,
         train_entries,
@@ -115,6 +129,7 @@ def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
             jpeg_p=aug.jpeg_p,
             jpeg_quality=aug.jpeg_quality,
         ),
+        outlier_labels=outliers,
         **common,
     )
     val_entries = entries("val", cfg.eval_qualities)
@@ -126,6 +141,10 @@ def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
         len(train),
         len(val) if val else 0,
     )
+    if outliers:
+        log.info(
+            "outlier exposure: %d train clips of %s as 'none of the known'", num_outliers, outliers
+        )
     return Data(names, train, val)
 
 
@@ -176,6 +195,21 @@ def build_optimizer(task: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
     if oc.name == "sgd":
         return torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay)
     return torch.optim.AdamW(params, lr=oc.lr, weight_decay=oc.weight_decay)
+
+
+def build_open_space(recipe: Recipe) -> OpenSpaceSimulator | None:
+    """The open-space simulator when ``loss.open_space_weight`` > 0 (frozen: no parameters;
+    its pool is re-drawn every epoch by :func:`train_one_epoch`)."""
+    lc = recipe.loss
+    if not lc.open_space_weight:
+        return None
+    return OpenSpaceSimulator(
+        lc.open_space_nets,
+        lc.open_space_fraction,
+        mean=recipe.data.mean,
+        std=recipe.data.std,
+        seed=pool_seed(recipe.train.seed, 0),
+    )
 
 
 def lr_factor(recipe: Recipe, epoch: int) -> float:
@@ -248,8 +282,17 @@ def train_one_epoch(
     device: torch.device,
     epoch: int,
 ) -> dict[str, float]:
-    """One pass over the loader; returns the mean of each loss part and clips/s."""
+    """One pass over the loader; returns the mean of each loss part and clips/s.
+
+    With an open-space simulator on the task, its pool is re-drawn from (seed, epoch) and
+    each batch gets simulated clips appended (label -2) from a generator seeded by (seed,
+    epoch, step, rank): no global RNG is touched, so a resumed run draws the same.
+    """
     task.train()
+    seed = recipe.train.seed
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if task.open_space is not None:
+        task.open_space.redraw(pool_seed(seed, epoch))
     sums: dict[str, float] = {}
     steps, clips, start = 0, 0, time.perf_counter()
     limit = recipe.train.max_steps_per_epoch or len(loader)
@@ -263,10 +306,13 @@ def train_one_epoch(
     for batch in bar:
         x = batch["clip"].to(device, non_blocking=True)
         y = batch["label"].to(device, non_blocking=True)
+        loaded = len(y)
+        if task.open_space is not None:
+            x, y = task.open_space.extend(x, y, step_generator(seed, epoch, steps, rank))
         with autocast(device, recipe.train.amp):
             _, losses = step_fn(x, y)
         if not torch.isfinite(losses["total"]):
-            parts = {k: float(v) for k, v in losses.items()}
+            parts = {k: float(v.detach()) for k, v in losses.items()}
             raise NonFiniteLossError(
                 f"non-finite loss at epoch {epoch + 1}, step {steps + 1}: {parts}; stopped, "
                 "the last good checkpoint is kept (lower optim.lr or set train.grad_clip)"
@@ -279,7 +325,7 @@ def train_one_epoch(
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         steps += 1
-        clips += len(y)
+        clips += loaded
         rate = clips / (time.perf_counter() - start)
         bar.set_postfix(
             loss=f"{float(losses['total'].detach()):.3f}",
@@ -329,7 +375,7 @@ def fit(recipe: Recipe, resume: bool = False) -> Path:
     data = prepare_data(recipe, is_main)
     model = build_model(recipe.model, len(data.class_names))
     loss = AttributionLoss(recipe.loss, data.class_names, recipe.model.embedding_dim, distributed)
-    task = AttributionTask(model, loss).to(device)
+    task = AttributionTask(model, loss, build_open_space(recipe)).to(device)
     if recipe.train.channels_last and device.type == "cuda":
         task = task.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(task, recipe)

@@ -130,3 +130,60 @@ def test_data_classes_subset_holds_out_the_other_generators(tiny_demo, tmp_path,
     assert "holding out generators not in data.classes: ['dfl']" in capsys.readouterr().err
     typo = {"train.max_steps_per_epoch": 1, "data.classes": "[dfaker,fsaceswap]"}
     assert train.main(args(ROOT / "recipes/demo.yaml", tiny_demo, tmp_path / "b", **typo)) == 2
+
+
+def _metric_keys(path: Path) -> set[str]:
+    return {k for line in path.read_text().splitlines() for k in json.loads(line)}
+
+
+def test_an_outlier_class_is_trained_as_none_of_the_known(tiny_demo, tmp_path, capsys):
+    extra = {"train.max_steps_per_epoch": 2, "data.outlier_classes": "[dfl]",
+             "loss.outlier_weight": 0.5, "loss.triplet_weight": 0.5, "train.m_per_class": 2,
+             "train.batch_size": 10}  # fmt: skip
+    assert train.main(args(ROOT / "recipes/demo.yaml", tiny_demo, tmp_path, **extra)) == 0
+    state = read_checkpoint(tmp_path / "runs/demo/last.pt")
+    assert state["class_names"] == ["dfaker", "faceswap", "iae", "lightweight"]
+    assert state["loss"]["arcface.W"].shape[1] == 4
+    keys = _metric_keys(tmp_path / "runs/demo/metrics.jsonl")
+    assert {"train_outlier", "train_ce", "train_arcface", "train_triplet"} <= keys
+    assert "train_open_space" not in keys
+    # m_per_class puts 2 outlier clips (label -1, one more class to the sampler) in each batch
+    record = json.loads((tmp_path / "runs/demo/metrics.jsonl").read_text().splitlines()[0])
+    assert record["train_outlier"] > 0
+    report = json.loads((tmp_path / "runs/demo/val_report.json").read_text())
+    assert set(report["val_report"]["per_class_accuracy"]) == set(state["class_names"])
+    err = capsys.readouterr().err
+    assert "outlier exposure" in err and "holding out" not in err
+
+
+def test_resume_with_open_space_and_outliers_equals_an_uninterrupted_run(
+    tiny_demo, tmp_path, monkeypatch
+):
+    extra = {"train.max_steps_per_epoch": 2, "loss.open_space_weight": 0.5,
+             "loss.open_space_fraction": 0.4, "data.outlier_classes": "[iae]",
+             "loss.outlier_weight": 0.5}  # fmt: skip
+    assert _run(tiny_demo, tmp_path / "a", 2, **extra) == 0
+    straight = read_checkpoint(tmp_path / "a/runs/demo/last.pt")
+    real_epoch = train.train_one_epoch
+
+    def killed_in_epoch_2(step_fn, task, loader, optimizer, recipe, device, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(step_fn, task, loader, optimizer, recipe, device, epoch)
+
+    monkeypatch.setattr(train, "train_one_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_demo, tmp_path / "b", 2, **extra)
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    assert _run(tiny_demo, tmp_path / "b", 2, resume=True, **extra) == 0
+    resumed = read_checkpoint(tmp_path / "b/runs/demo/last.pt")
+    assert resumed["epoch"] == straight["epoch"] == 1
+    assert resumed["class_names"] == ["dfaker", "dfl", "faceswap", "lightweight"]
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert torch.equal(straight["loss"]["arcface.W"], resumed["loss"]["arcface.W"])
+    assert not any("open_space" in key for key in [*resumed["model"], *resumed["loss"]])
+    lines = (tmp_path / "b/runs/demo/metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(r["train_open_space"] > 0 and "train_outlier" in r for r in records)

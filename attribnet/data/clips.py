@@ -7,6 +7,9 @@ Every random draw of an item comes from a generator seeded by (seed, epoch, inde
 item is the same whatever the number of DataLoader workers and changes between epochs
 (call :meth:`ClipDataset.set_epoch` before each epoch).
 
+Outlier exposure: videos whose label is in ``outlier_labels`` (none of the known
+generators) get :data:`OUTLIER_LABEL` (-1) instead of a class id; training uses them only.
+
 Short videos: a video with fewer frames than a clip needs is dropped when the dataset is
 built, with one warning naming the dropped videos; :attr:`ClipDataset.excluded` lists them.
 """
@@ -26,6 +29,8 @@ from attribnet.data.sampling import MODES, clip_indices, sample_indices
 from attribnet.errors import DataError
 
 log = logging.getLogger(__name__)
+
+OUTLIER_LABEL = -1
 
 
 def select_entries(
@@ -58,7 +63,8 @@ class ClipDataset(Dataset):
     """Clips of T frames from cached face videos, labelled with generator ids.
 
     Items are dicts ``{"clip": float32 (T, 3, H, W), "label": int, "index": int}``; the
-    label is the row's position in ``class_names``. With ``clips_per_video = k > 1`` (periodic
+    label is the row's position in ``class_names``, or :data:`OUTLIER_LABEL` for a row whose
+    label is in ``outlier_labels``. With ``clips_per_video = k > 1`` (periodic
     sampling only) each video gives k items, the phase-shifted periodic clips of
     :func:`attribnet.data.sampling.clip_indices` (training's frame stride, interleaved),
     for evaluation over the whole video.
@@ -67,8 +73,8 @@ class ClipDataset(Dataset):
     of another size are resized), else the cache's size. ``normalize`` defaults to
     ImageNet statistics.
 
-    Raises DataError when a label is not in ``class_names`` or no video is long enough;
-    ValueError for inconsistent arguments.
+    Raises DataError when a label is in neither ``class_names`` nor ``outlier_labels``, or
+    no video is long enough; ValueError for inconsistent arguments (a label in both).
     """
 
     def __init__(
@@ -84,8 +90,12 @@ class ClipDataset(Dataset):
         image_size: int | None = None,
         seed: int = 0,
         clips_per_video: int = 1,
+        outlier_labels: Sequence[str] = (),
     ):
         _check_arguments(num_frames, sampling, seed, clips_per_video)
+        both = sorted(set(outlier_labels) & set(class_names))
+        if both:
+            raise ValueError(f"labels {both} are both class names and outlier labels")
         self.cache = cache
         self.class_names = list(class_names)
         self.num_frames, self.sampling = num_frames, sampling
@@ -96,7 +106,9 @@ class ClipDataset(Dataset):
         self.normalize = normalize if normalize is not None else Normalize()
         self.epoch = 0
         self.entries, self.excluded = self._usable(entries)
+        self.outlier_labels = list(outlier_labels)
         self._label_of = {name: i for i, name in enumerate(self.class_names)}
+        self._label_of.update({name: OUTLIER_LABEL for name in self.outlier_labels})
         self._check_labels()
 
     def _usable(
@@ -120,7 +132,8 @@ class ClipDataset(Dataset):
     def _check_labels(self) -> None:
         stray = sorted({e.row.label for e in self.entries} - set(self._label_of))
         if stray:
-            raise DataError(f"labels {stray} are not in class_names {self.class_names}")
+            outliers = f" or outlier_labels {self.outlier_labels}" if self.outlier_labels else ""
+            raise DataError(f"labels {stray} are not in class_names {self.class_names}{outliers}")
 
     def __len__(self) -> int:
         return len(self.entries) * self.clips_per_video
@@ -140,7 +153,8 @@ class ClipDataset(Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        """(len(self),) int64 generator id of every item (for MPerClassSampler etc.)."""
+        """(len(self),) int64 generator id of every item (for MPerClassSampler etc.);
+        :data:`OUTLIER_LABEL` for outlier videos."""
         per_video = np.array([self._label_of[e.row.label] for e in self.entries], dtype=np.int64)
         return np.repeat(per_video, self.clips_per_video)
 

@@ -1,7 +1,11 @@
-"""The multi-task loss: weighted CE + ArcFace + triplet, returned as a named dict."""
+"""The multi-task loss: weighted CE + ArcFace + triplet (+ the open-space terms), returned as
+a named dict."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import miners
 from pytorch_metric_learning.losses import TripletMarginLoss
@@ -9,11 +13,30 @@ from pytorch_metric_learning.utils import distributed as pml_dist
 from torch import Tensor, nn
 
 from attribnet.config import LossConfig
+from attribnet.data.clips import OUTLIER_LABEL
+from attribnet.data.open_space import OPEN_SPACE_LABEL
+from attribnet.losses.known_classes_miner import KnownClassesMiner
 from attribnet.losses.per_class_arcface_loss import PerClassArcFaceLoss
 
 
+def uniform_cross_entropy(logits_bk: Tensor) -> Tensor:
+    """(B, K) -> scalar: mean over rows of ``-mean_k log softmax_k``, the cross-entropy to
+    the uniform distribution over the K classes (outlier exposure, Hendrycks et al., ICLR
+    2019); its minimum, log K, is reached by a uniform softmax."""
+    return -F.log_softmax(logits_bk, dim=1).mean(dim=1).mean()
+
+
 class AttributionLoss(nn.Module):
-    """``{"ce", "arcface", "triplet", "total"}`` from model outputs and generator labels.
+    """``{"ce", "arcface", "triplet", "outlier", "open_space", "total"}`` from model outputs
+    and generator labels.
+
+    Labels >= 0 are class ids; :data:`~attribnet.data.clips.OUTLIER_LABEL` (-1) marks a clip
+    of ``data.outlier_classes`` and :data:`~attribnet.data.open_space.OPEN_SPACE_LABEL` (-2)
+    a simulated one. CE, ArcFace and triplet see the known rows only (a part with no known
+    row is 0); ``outlier`` and ``open_space`` are the :func:`uniform_cross_entropy` of their
+    rows (0 without such rows), averaged over the class heads trained: the classifier's
+    logits when ``ce_weight`` > 0, the scaled cosines to the ArcFace centres when
+    ``arcface_weight`` > 0. A batch of known rows only gives exactly the closed-set loss.
 
     Parts with weight 0 are not computed and absent from the dict. The ArcFace class-weight
     matrix is a parameter of this module, so optimizer and checkpoint see it.
@@ -31,7 +54,13 @@ class AttributionLoss(nn.Module):
             "ce": cfg.ce_weight,
             "arcface": cfg.arcface_weight,
             "triplet": cfg.triplet_weight,
+            "outlier": cfg.outlier_weight,
+            "open_space": cfg.open_space_weight,
         }
+        if (cfg.outlier_weight or cfg.open_space_weight) and not (
+            cfg.ce_weight or cfg.arcface_weight
+        ):
+            raise ValueError("outlier/open-space terms need a class head (CE or ArcFace)")
         self.arcface = None
         self.triplet = None
         self.miner = None
@@ -45,8 +74,10 @@ class AttributionLoss(nn.Module):
             )
         if cfg.triplet_weight:
             triplet = TripletMarginLoss(margin=cfg.triplet_margin)
-            miner = miners.TripletMarginMiner(
-                margin=cfg.triplet_margin, type_of_triplets=cfg.triplet_mining
+            miner = KnownClassesMiner(
+                miners.TripletMarginMiner(
+                    margin=cfg.triplet_margin, type_of_triplets=cfg.triplet_mining
+                )
             )
             if distributed:
                 triplet = pml_dist.DistributedLossWrapper(triplet)
@@ -55,13 +86,46 @@ class AttributionLoss(nn.Module):
 
     def forward(self, outputs: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
         """outputs: the model's dict (logits (B, K), embedding (B, D)); labels (B,) int64."""
+        logits = outputs["logits"].float()
+        emb = outputs["embedding"].float() if "embedding" in outputs else None
+        known = labels >= 0
         parts: dict[str, Tensor] = {}
         if self.weights["ce"]:
-            parts["ce"] = F.cross_entropy(outputs["logits"].float(), labels)
+            parts["ce"] = _on_rows(F.cross_entropy, logits, labels, known)
         if self.arcface is not None:
-            parts["arcface"] = self.arcface(outputs["embedding"].float(), labels)
+            parts["arcface"] = _on_rows(self.arcface, emb, labels, known, self.arcface.W)
         if self.triplet is not None:
-            emb = outputs["embedding"].float()
             parts["triplet"] = self.triplet(emb, labels, self.miner(emb, labels))
+        for name, label in (("outlier", OUTLIER_LABEL), ("open_space", OPEN_SPACE_LABEL)):
+            if self.weights[name]:
+                parts[name] = self._uniform_target(logits, emb, labels == label)
         parts["total"] = sum(self.weights[k] * v for k, v in parts.items())
         return parts
+
+    def _uniform_target(self, logits_bk: Tensor, emb_bd: Tensor | None, rows: Tensor) -> Tensor:
+        """Mean over the trained class heads of the uniform cross-entropy of ``rows``."""
+        if not bool(rows.any()):
+            return logits_bk.sum() * 0.0
+        heads = []
+        if self.weights["ce"]:
+            heads.append(uniform_cross_entropy(logits_bk[rows]))
+        if self.arcface is not None and emb_bd is not None:
+            heads.append(uniform_cross_entropy(self.arcface.get_logits(emb_bd[rows])))
+        return torch.stack(heads).mean()
+
+
+def _on_rows(
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    inputs: Tensor,
+    labels: Tensor,
+    rows: Tensor,
+    *params: Tensor,
+) -> Tensor:
+    """``loss_fn(inputs, labels)`` on the selected rows; all rows as they are (exactly the
+    unmasked loss); no row: a 0 that still reaches ``inputs`` and ``params``, so every
+    parameter gets a (zero) gradient, as DDP needs."""
+    if bool(rows.all()):
+        return loss_fn(inputs, labels)
+    if not bool(rows.any()):
+        return sum((p.sum() * 0.0 for p in params), inputs.sum() * 0.0)
+    return loss_fn(inputs[rows], labels[rows])
