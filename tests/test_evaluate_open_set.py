@@ -122,3 +122,17 @@ def test_user_errors(
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith("error: ") and message in lines[-1]
     assert not (tmp_path / "runs").exists()
+
+
+def test_outlier_classes_are_never_held_out() -> None:
+    from dataclasses import replace
+
+    from attribnet.config import Recipe
+    from attribnet.data.manifest import ManifestRow
+    from attribnet.evaluate.open_set_table import recipe_classes
+
+    rows = [ManifestRow(f"/v/{c}{i}.mp4", c) for c in ("a", "b", "c", "real") for i in range(2)]
+    base = Recipe()
+    assert recipe_classes(base, rows) == ["a", "b", "c", "real"]
+    with_outliers = replace(base, data=replace(base.data, outlier_classes=["real"]))
+    assert recipe_classes(with_outliers, rows) == ["a", "b", "c"]

@@ -65,10 +65,13 @@ def check_classes(names: Sequence[str]) -> None:
 
 
 def recipe_classes(base: Recipe, rows: Sequence[ManifestRow]) -> list[str]:
-    """The classes to hold out in turn: ``data.classes``, else every label of ``rows``
-    (:func:`check_classes`; ConfigError as well for a class without videos)."""
+    """The classes to hold out in turn: ``data.classes``, else every label of ``rows`` but
+    the recipe's ``data.outlier_classes`` (trained on as "none of the known", so never a
+    class and never an unseen generator) (:func:`check_classes`; ConfigError as well for
+    a class without videos)."""
     present = {r.label for r in rows}
-    names = list(base.data.classes) or class_names(list(rows))
+    outliers = set(base.data.outlier_classes)
+    names = list(base.data.classes) or [n for n in class_names(list(rows)) if n not in outliers]
     absent = [n for n in names if n not in present]
     if absent:
         raise ConfigError(
