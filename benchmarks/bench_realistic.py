@@ -67,6 +67,7 @@ import torch
 from common import machine_line, markdown_table
 from realistic.build_dataset import build, build_parser
 
+from attribnet.data.manifest import read_manifest, write_manifest
 from attribnet.evaluate import main as evaluate_main
 from attribnet.evaluate.cross_quality_table import quality_drops
 from attribnet.logs import setup_logging
@@ -133,6 +134,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--protocols", default="instance,paper", help="which splits: instance and/or paper"
     )
     p.add_argument(
+        "--instance-curve",
+        default="",
+        help="also train on only the first k training instances of the cross-instance "
+        "split, for each k of this comma-separated list (accuracy against instances)",
+    )
+    p.add_argument(
         "--train-qualities",
         default=",".join(QUALITIES),
         help="training rows (each tested on every quality), e.g. crf0 on a CPU",
@@ -144,6 +151,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.seeds < 1:
         p.error("--seeds must be at least 1")
     args.recipes = _choices(p, "--recipes", args.recipes, RECIPES)
+    try:
+        args.instance_curve = [int(k) for k in args.instance_curve.split(",") if k.strip()]
+    except ValueError:
+        p.error(f"--instance-curve: expected numbers like 1,2 (got {args.instance_curve!r})")
     args.protocols = [
         x for x in PROTOCOLS if x in _choices(p, "--protocols", args.protocols, PROTOCOLS)
     ]
@@ -314,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device == "cpu" and not args.quick:
         print("warning: the full settings are meant for a GPU; on a CPU use --quick", flush=True)
     manifest, dataset_s = build_dataset(args, mode, device)
+    args.protocols += curve_protocols(manifest.parent, args.instance_curve)
     results: dict[str, dict[str, list[dict]]] = {}
     seconds: dict[str, float] = {}
     for protocol in args.protocols:
@@ -333,6 +345,47 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seconds[f"{protocol}/{label}"] = seconds.get(f"{protocol}/{label}", 0.0) + secs
     report(args, mode, manifest, dataset_s, results, seconds)
     return 0
+
+
+def curve_protocols(dataset: Path, counts: Sequence[int]) -> list[str]:
+    """Cross-instance protocols trained on the first k training instances (sorted by name)
+    for each k of ``counts``: writes their manifests (validation and test as in the full
+    split) and registers them in PROTOCOLS as ``instance<k>``."""
+    rows = read_manifest(dataset / PROTOCOLS["instance"][1])
+    train = sorted({r.instance for r in rows if r.split == "train"})
+    names = []
+    for k in counts:
+        if not 1 <= k <= len(train):
+            raise SystemExit(f"--instance-curve: k must be 1 to {len(train)}, got {k}")
+        keep = set(train[:k])
+        file = f"manifest_instance_{k}.csv"
+        write_manifest(
+            [r for r in rows if r.split != "train" or r.instance in keep], dataset / file
+        )
+        PROTOCOLS[f"instance{k}"] = (f"cross-instance, {k} of {len(train)} training instances",
+                                     file, f"_xi{k}")  # fmt: skip
+        names.append(f"instance{k}")
+    return names
+
+
+def curve_table(records: dict[str, dict[str, Any]], dataset: Path) -> str:
+    """Accuracy (train crf0 -> test crf0, mean over seeds) against the number of training
+    instances, from the curve protocols and the full cross-instance one."""
+    rows = read_manifest(dataset / PROTOCOLS["instance"][1])
+    points = {len({r.instance for r in rows if r.split == "train"}): records.get("instance")}
+    points.update({int(p.removeprefix("instance")): r for p, r in records.items()
+                   if p.startswith("instance") and p != "instance"})  # fmt: skip
+    labels = [BASELINE, *next(r for r in points.values() if r)["video_accuracy"]]
+    lines = []
+    for k in sorted(points):
+        r = points[k]
+        if r is None:
+            continue
+        base = r["baseline_video_accuracy"] or {}
+        values = [base.get("crf0->crf0"), *(r["video_accuracy"].get(x, {}).get("crf0->crf0")
+                                            for x in labels[1:])]  # fmt: skip
+        lines.append([k, *("-" if v is None else f"{v:.3f}" for v in values)])
+    return markdown_table(["training instances", *labels], lines)
 
 
 def cell_text(accs: list[dict[tuple[str, str], float]], c: tuple[str, str]) -> str:
@@ -404,6 +457,8 @@ def goals_of(
     """The goals of one protocol, judged on the per-cell means over seeds."""
     accs = {label: mean_matrix(a) for label, a in per_seed.items()}
     goals: dict[str, tuple[bool, str]] = {}
+    if protocol not in ("instance", "paper"):  # a point of the instance curve
+        return goals
     if protocol == "instance":
         for label, acc in accs.items():
             if ("crf0", "crf0") in acc:
@@ -474,6 +529,10 @@ def report(
         text, record[protocol], goals = protocol_report(protocol, ordered, args.seeds)
         print(text)
         all_goals.update({f"{PROTOCOLS[protocol][0]}: {g}": v for g, v in goals.items()})
+    if any(p.startswith("instance") and p != "instance" for p in record):
+        print("\n### Cross-instance accuracy against the number of training instances "
+              "(train crf0, test crf0)\n")  # fmt: skip
+        print(curve_table(record, manifest.parent))
     print("\nGoals:")
     for goal, (ok, detail) in all_goals.items():
         print(f"- {goal}: {'yes' if ok else 'NO'} ({detail})")

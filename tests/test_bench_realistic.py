@@ -190,3 +190,32 @@ def test_the_intervals_settle_the_drop_goal_only_when_they_decide_it(bench):
 def test_drop_table_marks_the_diagonal(bench):
     table = bench.drop_table(drops({("crf10", "crf23"): (0.0, 0.2)}))
     assert "| crf10 | - | - | 10.0 [0.0, 20.0] |" in table
+
+
+def test_instance_curve_keeps_the_first_training_instances(tmp_path, bench):
+    from attribnet.data.manifest import ManifestRow, read_manifest, write_manifest
+
+    splits = {"p0": "train", "p1": "train", "p2": "train", "p3": "val", "p4": "test"}
+    rows = [
+        ManifestRow(str(tmp_path / f"{p}_{c}.mp4"), c, "crf0", f"{p}_s", s, p)
+        for p, s in splits.items()
+        for c in ("a", "b")
+    ]
+    write_manifest(rows, tmp_path / "manifest_instance.csv")
+    try:
+        assert bench.curve_protocols(tmp_path, [1, 2]) == ["instance1", "instance2"]
+        one = read_manifest(tmp_path / bench.PROTOCOLS["instance1"][1])
+        assert {r.instance for r in one if r.split == "train"} == {"p0"}
+        assert {r.instance for r in one if r.split != "train"} == {"p3", "p4"}
+        assert "1 of 3 training instances" in bench.PROTOCOLS["instance1"][0]
+        acc = {"video_accuracy": {"main": {"crf0->crf0": 0.5}},
+               "baseline_video_accuracy": {"crf0->crf0": 0.4}}  # fmt: skip
+        full = {"video_accuracy": {"main": {"crf0->crf0": 0.7}},
+                "baseline_video_accuracy": {"crf0->crf0": 0.6}}  # fmt: skip
+        table = bench.curve_table({"instance": full, "instance1": acc}, tmp_path)
+        assert "| 1 | 0.400 | 0.500 |" in table and "| 3 | 0.600 | 0.700 |" in table
+        with pytest.raises(SystemExit):
+            bench.curve_protocols(tmp_path, [4])
+    finally:
+        for k in (1, 2):
+            bench.PROTOCOLS.pop(f"instance{k}", None)
