@@ -65,6 +65,7 @@ class DataConfig:
     demo: bool = False
     root: str = ""
     detector: str = "none"
+    face_margin: float = 0.3
     max_frames: int = 64
     classes: list[str] = field(default_factory=list)
     outlier_classes: list[str] = field(default_factory=list)
@@ -183,7 +184,7 @@ class Recipe:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.sampling": SAMPLING_MODES,
-    "data.detector": ("none", "haar"),
+    "data.detector": ("none", "haar", "centre"),
     "model.backbone": tuple(sorted(BACKBONES)),
     "model.sam": SAM_PLACEMENTS,
     "model.fusion": FUSIONS,
@@ -201,7 +202,8 @@ POSITIVE = {
     "loss.arcface_scale", "loss.open_space_fraction", "loss.open_space_nets",
 }  # fmt: skip
 NON_NEGATIVE = {
-    "data.num_workers", "model.embedding_dim", "loss.ce_weight", "loss.arcface_weight",
+    "data.num_workers", "data.face_margin", "model.embedding_dim", "loss.ce_weight",
+    "loss.arcface_weight",
     "loss.triplet_weight", "loss.arcface_margin", "loss.triplet_margin", "optim.momentum",
     "model.spectral_dim",
     "optim.weight_decay", "optim.warmup_epochs", "train.grad_clip", "train.m_per_class",

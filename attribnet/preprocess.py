@@ -38,7 +38,7 @@ from attribnet.errors import AttribnetError, ConfigError, NoFaceError, VideoErro
 
 log = logging.getLogger(__name__)
 
-DETECTOR_NAMES = ("haar", "none")
+DETECTOR_NAMES = ("haar", "none", "centre")
 MAX_REPORTED_REASONS = 10
 
 

@@ -130,7 +130,7 @@ def embed_videos(
     progress: bool = False,
 ) -> EmbeddedVideos:
     """Preprocess ``paths`` into the face cache at ``cache_dir`` (the recipe's detector,
-    ``image_size`` and ``max_frames``) and embed every usable video."""
+    face margin, ``image_size`` and ``max_frames``) and embed every usable video."""
     from attribnet.data.manifest import ManifestRow
     from attribnet.preprocess import run_preprocess
 
@@ -141,6 +141,7 @@ def embed_videos(
         cache_dir,
         detector=data.detector,
         size=data.image_size,
+        margin=data.face_margin,
         max_frames=data.max_frames,
         progress=progress,
     )

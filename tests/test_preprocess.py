@@ -132,6 +132,16 @@ def test_full_frame_detector_crops_whole_frame():
     assert (crops[:, :10] == 0).all() and (crops[:, 10:30] > 0).all()  # letterboxed
 
 
+def test_centre_detector_crops_the_central_face_box():
+    frames = np.random.default_rng(4).integers(0, 255, (2, 96, 96, 3), dtype=np.uint8)
+    crops = crop_faces(frames, build_detector("centre"), size=64, margin=0.0)
+    np.testing.assert_array_equal(crops, frames[:, 16:80, 16:80])  # the central 2/3, as is
+    wider = crop_faces(frames, faces.CentreDetector(0.5), size=48, margin=0.0)
+    np.testing.assert_array_equal(wider, frames[:, 24:72, 24:72])
+    with pytest.raises(ConfigError, match="fraction"):
+        faces.CentreDetector(1.5)
+
+
 def test_crop_square_shifts_inside_the_frame():
     frame = np.random.default_rng(3).integers(0, 255, (100, 100, 3), dtype=np.uint8)
     np.testing.assert_array_equal(crop_square(frame, 5, 5, 20, 20), frame[:20, :20])

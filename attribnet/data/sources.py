@@ -85,13 +85,14 @@ def read_rows(path: str | Path, seed: int) -> list[ManifestRow]:
 
 def preprocess_rows(rows: list[ManifestRow], cache_dir: str | Path, recipe: Recipe) -> FaceCache:
     """Crop the faces of ``rows`` into ``cache_dir`` as the recipe's training did (its
-    detector, face size and frame cap); videos already cached are not redone."""
+    detector, face margin, face size and frame cap); videos already cached are not redone."""
     from attribnet.preprocess import preprocess
 
     data = recipe.data
     return preprocess(
-        rows, cache_dir, detector=data.detector, size=data.image_size, max_frames=data.max_frames
-    )
+        rows, cache_dir, detector=data.detector, size=data.image_size,
+        margin=data.face_margin, max_frames=data.max_frames,
+    )  # fmt: skip
 
 
 def with_rows(cache: FaceCache, rows: Sequence[ManifestRow]) -> list[CacheEntry]:
