@@ -353,6 +353,8 @@ def _run_baseline_lines(baseline: dict[str, Any] | None) -> list[str]:
     """One line: the non-deep baseline's video accuracy on the same videos."""
     if not baseline:
         return []
+    if "skipped" in baseline:
+        return [f"Baseline (DFT spectrum) skipped: {baseline['skipped']}.", ""]
     r = baseline["tests"]["test"]
     return [
         f"Baseline on the same videos ({baseline['name']}, fit on the "

@@ -240,6 +240,7 @@ def test_manifest_rows_decide_the_split(world: dict[str, Path], tmp_path: Path) 
     metrics = evaluate_run(world, tmp_path / "out", *argv)
     assert metrics["data"]["videos"] == len(NAMES) * len(SPLITS)
     assert "skipped" in metrics["embedding"] and "skipped" in metrics["detection"]
+    assert "skipped" in metrics["baseline"]  # no training videos to fit it on
 
 
 def test_arcface_only_model_predicts_by_nearest_class_centre() -> None:

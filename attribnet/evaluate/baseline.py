@@ -46,6 +46,10 @@ class BaselineScorer:
                 self._features[e.row.path] = f
         return np.stack([self._features[e.row.path] for e in entries])
 
+    def training_videos(self, train_qualities: Sequence[str] | None) -> list[CacheEntry]:
+        """The TRAIN split's videos of the known classes at ``train_qualities``."""
+        return select(self.source, "train", train_qualities, self.class_names)
+
     def table(
         self,
         train_qualities: Sequence[str] | None,
@@ -56,7 +60,7 @@ class BaselineScorer:
         ``split`` at each of ``tests`` (name -> qualities, None = every quality):
         ``{"name", "train_videos", "train_accuracy", "tests": {name: closed_set_report}}``
         at video level."""
-        train = select(self.source, "train", train_qualities, self.class_names)
+        train = self.training_videos(train_qualities)
         if not train:
             raise DataError(f"no training videos for the {NAME} baseline")
         labels = entry_labels(train, self.class_names)

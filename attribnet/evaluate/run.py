@@ -106,7 +106,10 @@ def evaluate_model(loaded: LoadedModel, opts: EvalOptions) -> RunResult:
         return RunResult(metrics, test)
     scorer = BaselineScorer(source, names, recipe.data.image_size)
     train = recipe.data.train_qualities or None
-    metrics["baseline"] = scorer.table(train, {"test": opts.qualities}, opts.split)
+    if scorer.training_videos(train):
+        metrics["baseline"] = scorer.table(train, {"test": opts.qualities}, opts.split)
+    else:
+        metrics["baseline"] = {"skipped": "no training videos in the evaluated data"}
     index = _index(loaded, opts)
     val = _validation(loaded, source, opts)
     metrics["embedding"] = embedding_metrics(val, test, opts.k, eval_seed(recipe, opts))
