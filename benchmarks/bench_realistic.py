@@ -23,8 +23,8 @@
    of the blurry swapped faces of CPU-trained generators, and dropping those videos would
    drop them unevenly across classes; the whole frame (``data.detector=none``, before
    2026-12-03) is 56% real background, the same in every class, which dilutes the traces
-   (the DFT baseline's cross-instance accuracy at crf0: 0.23 on whole frames, 0.77 on the
-   face box, measured on the same videos).
+   (the DFT baseline's cross-instance accuracy at crf0 on the same videos: 0.233 on whole
+   frames, 0.500 on the face box).
 3. Prints one table per protocol: per train -> test cell the video-level accuracy of the
    baseline and of every recipe, and whether the goals hold. Cross-instance: a recipe
    reaches 0.80 at crf0 and beats the baseline by 20 points on every cell. Paper-like: main
