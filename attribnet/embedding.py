@@ -55,26 +55,6 @@ class VideoEmbeddings:
     num_clips: np.ndarray
 
 
-def embed_entries(
-    model: AttributionModel,
-    recipe: Recipe,
-    cache: FaceCache,
-    entries: Sequence[CacheEntry],
-    labels: Sequence[int] | None = None,
-    *,
-    max_clips: int = DEFAULT_MAX_CLIPS,
-    device: torch.device | None = None,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Embed cached videos: embeddings (N, D) unit float32, probabilities (N, K) and clips
-    per video (N,); :func:`video_embeddings` with its logits left out."""
-    out = video_embeddings(
-        model, recipe, cache, entries, labels, max_clips=max_clips, device=device,
-        progress=progress,
-    )  # fmt: skip
-    return out.embeddings, out.probabilities, out.num_clips
-
-
 def video_embeddings(
     model: AttributionModel,
     recipe: Recipe,

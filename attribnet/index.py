@@ -43,7 +43,7 @@ left out of the kNN search and of its class's prototype and mean), and the sidec
 so. Indexes written before the choice existed (score ``max_softmax`` or
 ``prototype_cosine``, no ``open_set`` block) load and score as they did.
 
-Videos are embedded by :func:`attribnet.embedding.embed_entries`: the same face cache and
+Videos are embedded by :func:`attribnet.embedding.video_embeddings`: the same face cache and
 normalisation as training, periodic sampling, and up to ``max_clips`` phase-shifted clips
 per video whose embeddings are averaged and re-normalised.
 """

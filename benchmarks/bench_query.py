@@ -6,7 +6,7 @@
 
 Stages are timed separately with the library's functions, in the order attribnet.query runs
 them: decode (open_clip_source + get_frames of preprocess.frame_indices), face detection +
-crop (crop_faces), embedding (index.embed_entries: up to --max-clips clips per video), and
+crop (crop_faces), embedding (embedding.video_embeddings: up to --max-clips clips per video), and
 search (query.query on a flat GeneratorIndex of --index-size random vectors). Then the real
 entry point (embed_videos + query) is timed end to end. The model is untrained
 (random weights): speed does not depend on them.
@@ -30,7 +30,7 @@ from attribnet.data.cache import FaceCache
 from attribnet.data.faces import build_detector, crop_faces
 from attribnet.data.manifest import ManifestRow
 from attribnet.data.video import open_clip_source
-from attribnet.embedding import embed_entries
+from attribnet.embedding import video_embeddings
 from attribnet.errors import NoFaceError
 from attribnet.index import GeneratorIndex
 from attribnet.inference import autocast, default_device
@@ -128,7 +128,8 @@ def stages(
             total["face detection + crop"] += time.perf_counter() - crop_start
         cache.add(ManifestRow(path=str(path), label="query"), crops)
     start = time.perf_counter()
-    emb, prob, clips = embed_entries(model, recipe, cache, cache.entries, max_clips=max_clips)
+    out = video_embeddings(model, recipe, cache, cache.entries, max_clips=max_clips)
+    emb, prob, clips = out.embeddings, out.probabilities, out.num_clips
     total["embed"] = time.perf_counter() - start
     start = time.perf_counter()
     query(index, emb, probabilities=prob)
@@ -195,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         query(index, out.embeddings, probabilities=out.probabilities)
         e2e = time.perf_counter() - start
     per_s = clips / seconds["embed"]
-    embed_row = ["embed_entries (cache -> embeddings)", per_s, per_s * args.num_frames]
+    embed_row = ["video_embeddings (cache -> embeddings)", per_s, per_s * args.num_frames]
     rows = [*model_rows, embed_row]
     print_table("Embedding extraction", ["what", "clips/s", "frames/s"], rows)
     print_pipeline(seconds, e2e, max(len(out.paths), 1))
