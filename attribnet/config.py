@@ -320,6 +320,12 @@ def validate(recipe: Recipe, source: str) -> Recipe:
         raise ConfigError(
             f"train.m_per_class in {source}: triplet loss needs >= 2 clips per class in a batch"
         )
+    if m.spectral_dim and recipe.data.image_size < 2 * m.spectral_bins:
+        raise ConfigError(
+            f"model.spectral_bins in {source}: {m.spectral_bins} radial bins need faces of at "
+            f"least {2 * m.spectral_bins} px (data.image_size is {recipe.data.image_size}); use "
+            f"model.spectral_bins <= {recipe.data.image_size // 2}"
+        )
     lo, hi = recipe.data.augment.crop_scale
     if not 0 < lo <= hi <= 1:
         raise ConfigError(f"data.augment.crop_scale in {source}: need 0 < min <= max <= 1")

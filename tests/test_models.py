@@ -162,6 +162,10 @@ def test_recipes_set_the_trace_options_strictly(tmp_path):
         load_recipe(path, ["model.spectral_dim=-8"])
     with pytest.raises(ConfigError, match="model.spectral_bins .* must be > 0"):
         load_recipe(path, ["model.spectral_bins=0"])
+    small = ["model.spectral_dim=8", "data.image_size=32"]
+    with pytest.raises(ConfigError, match="need faces of at least 64 px .* <= 16"):
+        load_recipe(path, small)  # caught when the recipe loads, not at the first forward
+    assert load_recipe(path, [*small, "model.spectral_bins=16"]).model.spectral_bins == 16
 
 
 def test_checkpoint_rebuilds_the_trace_options(tmp_path):

@@ -30,6 +30,8 @@ def test_every_recipe_runs_a_step(recipe, tiny_demo, tmp_path):
     extra: dict[str, object] = {"train.max_steps_per_epoch": 1, "loss.arcface_class_margins": {}}
     if "triplet" in recipe.stem:
         extra.update({"train.m_per_class": 2, "train.batch_size": 10})
+    if "spectral" in recipe.stem:  # the tiny demo's 32 px faces hold 16 radial bins
+        extra["model.spectral_bins"] = 16
     assert train.main(args(recipe, tiny_demo, tmp_path, **extra)) == 0
     run = tmp_path / "runs" / recipe.stem.replace("dma_sta", "ablation_dma_sta")
     runs = list((tmp_path / "runs").iterdir())
