@@ -54,31 +54,39 @@ def _run(manifest, out, epochs, resume=False, **extra):
     return train.main(argv + (["--resume"] if resume else []))
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_demo, tmp_path, monkeypatch):
-    extra = {"data.augment.h264_p": 0.5, "train.max_steps_per_epoch": 3}
-    assert _run(tiny_demo, tmp_path / "a", 3, **extra) == 0
+def _kill_then_resume(tiny_demo, tmp_path, monkeypatch, epochs, **extra):
+    """Train ``epochs`` straight (in a/) and again (in b/) killed at the start of the last
+    epoch, then resumed; both last checkpoints must be bitwise equal (model and ArcFace).
+    Returns (straight, resumed) checkpoints and b's metrics.jsonl records."""
+    assert _run(tiny_demo, tmp_path / "a", epochs, **extra) == 0
     straight = read_checkpoint(tmp_path / "a/runs/demo/last.pt")
-
     real_epoch = train.train_one_epoch
 
-    def killed_in_epoch_3(step_fn, task, loader, optimizer, recipe, device, epoch):
-        if epoch == 2:
+    def killed_in_last_epoch(step_fn, task, loader, optimizer, recipe, device, epoch):
+        if epoch == epochs - 1:
             raise KeyboardInterrupt
         return real_epoch(step_fn, task, loader, optimizer, recipe, device, epoch)
 
-    monkeypatch.setattr(train, "train_one_epoch", killed_in_epoch_3)
+    monkeypatch.setattr(train, "train_one_epoch", killed_in_last_epoch)
     with pytest.raises(KeyboardInterrupt):
-        _run(tiny_demo, tmp_path / "b", 3, **extra)
-    assert read_checkpoint(tmp_path / "b/runs/demo/last.pt")["epoch"] == 1
+        _run(tiny_demo, tmp_path / "b", epochs, **extra)
+    assert read_checkpoint(tmp_path / "b/runs/demo/last.pt")["epoch"] == epochs - 2
     monkeypatch.setattr(train, "train_one_epoch", real_epoch)
-    assert _run(tiny_demo, tmp_path / "b", 3, resume=True, **extra) == 0
+    assert _run(tiny_demo, tmp_path / "b", epochs, resume=True, **extra) == 0
     resumed = read_checkpoint(tmp_path / "b/runs/demo/last.pt")
-    assert resumed["epoch"] == straight["epoch"] == 2
+    assert resumed["epoch"] == straight["epoch"] == epochs - 1
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
     assert torch.equal(straight["loss"]["arcface.W"], resumed["loss"]["arcface.W"])
     lines = (tmp_path / "b/runs/demo/metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    records = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
+    return straight, resumed, records
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_demo, tmp_path, monkeypatch):
+    extra = {"data.augment.h264_p": 0.5, "train.max_steps_per_epoch": 3}
+    _kill_then_resume(tiny_demo, tmp_path, monkeypatch, 3, **extra)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
@@ -164,28 +172,7 @@ def test_resume_with_open_space_and_outliers_equals_an_uninterrupted_run(
     extra = {"train.max_steps_per_epoch": 2, "loss.open_space_weight": 0.5,
              "loss.open_space_fraction": 0.4, "data.outlier_classes": "[iae]",
              "loss.outlier_weight": 0.5}  # fmt: skip
-    assert _run(tiny_demo, tmp_path / "a", 2, **extra) == 0
-    straight = read_checkpoint(tmp_path / "a/runs/demo/last.pt")
-    real_epoch = train.train_one_epoch
-
-    def killed_in_epoch_2(step_fn, task, loader, optimizer, recipe, device, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_epoch(step_fn, task, loader, optimizer, recipe, device, epoch)
-
-    monkeypatch.setattr(train, "train_one_epoch", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        _run(tiny_demo, tmp_path / "b", 2, **extra)
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
-    assert _run(tiny_demo, tmp_path / "b", 2, resume=True, **extra) == 0
-    resumed = read_checkpoint(tmp_path / "b/runs/demo/last.pt")
-    assert resumed["epoch"] == straight["epoch"] == 1
+    _, resumed, records = _kill_then_resume(tiny_demo, tmp_path, monkeypatch, 2, **extra)
     assert resumed["class_names"] == ["dfaker", "dfl", "faceswap", "lightweight"]
-    for key, value in straight["model"].items():
-        assert torch.equal(value, resumed["model"][key]), key
-    assert torch.equal(straight["loss"]["arcface.W"], resumed["loss"]["arcface.W"])
     assert not any("open_space" in key for key in [*resumed["model"], *resumed["loss"]])
-    lines = (tmp_path / "b/runs/demo/metrics.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    assert [r["epoch"] for r in records] == [1, 2]
     assert all(r["train_open_space"] > 0 and "train_outlier" in r for r in records)
