@@ -373,7 +373,8 @@ def run_markdown(metrics: dict[str, Any]) -> str:
         "",
         f"- checkpoint: `{ck['path']}` (epoch {ck['epoch']}, sha256 {ck['sha256'][:12]})",
         f"- data: split `{data['split']}`, qualities {', '.join(data['qualities']) or '-'}; "
-        f"{data['videos']} videos, {data['clips']} clips ({data['clips_per_video']} per video, "
+        f"{data['videos']} videos, {data['clips']} clips "
+        f"(up to {data['clips_per_video']} per video, "
         f"{data['num_frames']} frames, {data['sampling']} sampling, no augmentation); "
         f"cache `{data['cache']}`",
         f"- prediction: {metrics['prediction']}; video level = mean of clip probabilities",
@@ -533,7 +534,7 @@ def cross_quality_markdown(metrics: dict[str, Any]) -> str:
         "# Cross-quality attribution (train quality -> test quality)",
         "",
         f"Mode: `{metrics['train_mode']}`. Each cell: accuracy on the test split of the column's "
-        f"quality, {metrics['clips_per_video']} clips per video, video level = mean of clip "
+        f"quality, up to {metrics['clips_per_video']} clips per video, video level = mean of clip "
         "probabilities.",
         "",
         "## Video-level accuracy",
@@ -620,7 +621,8 @@ def ablations_markdown(metrics: dict[str, Any]) -> str:
     lines = [
         "# Ablations (per-class test accuracy)",
         "",
-        f"Test split, qualities: {qualities}; {metrics['clips_per_video']} clips per video.{demo}",
+        f"Test split, qualities: {qualities}; up to {metrics['clips_per_video']} clips per "
+        f"video.{demo}",
         "",
         "## Video level",
         "",

@@ -37,7 +37,7 @@ from attribnet.data.manifest import class_names
 from attribnet.data.open_space import OpenSpaceSimulator, pool_seed, step_generator
 from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
 from attribnet.errors import AttribnetError, ConfigError, DataError
-from attribnet.inference import autocast, run_model
+from attribnet.predict import autocast, run_model
 from attribnet.logs import setup_logging
 from attribnet.losses import AttributionLoss
 from attribnet.metrics import closed_set_report

@@ -6,9 +6,9 @@
 
 Stages are timed separately with the library's functions, in the order attribnet.query runs
 them: decode (open_clip_source + get_frames of preprocess.frame_indices), face detection +
-crop (crop_faces), embedding (embedding.video_embeddings: up to --max-clips clips per video), and
+crop (crop_faces), embedding (predict.predict_videos: up to --max-clips clips per video), and
 search (query.query on a flat GeneratorIndex of --index-size random vectors). Then the real
-entry point (embed_videos + query) is timed end to end. The model is untrained
+entry point (Attributor.attribute, with its evidence) is timed end to end. The model is untrained
 (random weights): speed does not depend on them.
 """
 
@@ -30,13 +30,12 @@ from attribnet.data.cache import FaceCache
 from attribnet.data.faces import build_detector, crop_faces
 from attribnet.data.manifest import ManifestRow
 from attribnet.data.video import open_clip_source
-from attribnet.embedding import video_embeddings
 from attribnet.errors import NoFaceError
 from attribnet.index import GeneratorIndex
-from attribnet.inference import autocast, default_device
 from attribnet.models import build_model
+from attribnet.predict import autocast, predict_videos, resolve_device, stack
 from attribnet.preprocess import frame_indices
-from attribnet.query import embed_videos, query
+from attribnet.query import Attributor, query
 
 MODELS = {"full": ("resnet50", 224), "tiny": ("resnet10", 112)}
 CLASSES = ["faceswap", "lightweight", "iae", "dfaker", "dfl"]
@@ -82,7 +81,7 @@ def make_recipe(args: argparse.Namespace, detector: str) -> Recipe:
 
 def model_rates(model: torch.nn.Module, args: argparse.Namespace, size: int) -> list[list]:
     """Clips/s of the model alone on synthetic clips (eval, no_grad), fp32 and bf16."""
-    device = default_device()
+    device = resolve_device()
     clips = torch.randn(args.batch, args.num_frames, 3, size, size, device=device)
     rows = []
     for amp in [False, True] if device.type == "cuda" else [False]:
@@ -128,8 +127,8 @@ def stages(
             total["face detection + crop"] += time.perf_counter() - crop_start
         cache.add(ManifestRow(path=str(path), label="query"), crops)
     start = time.perf_counter()
-    out = video_embeddings(model, recipe, cache, cache.entries, max_clips=max_clips)
-    emb, prob, clips = out.embeddings, out.probabilities, out.num_clips
+    out = predict_videos(model, cache, cache.entries, recipe, max_clips=max_clips)
+    emb, prob, clips = stack(out, "embedding"), stack(out, "probabilities"), stack(out, "num_clips")
     total["embed"] = time.perf_counter() - start
     start = time.perf_counter()
     query(index, emb, probabilities=prob)
@@ -158,7 +157,7 @@ def print_pipeline(seconds: dict[str, float], e2e: float, videos: int) -> None:
     rows.append(["sum of stages", total / videos * 1000, 100.0, f"{videos / total:.3g} videos/s"])
     rows.append(
         [
-            "end to end (embed_videos + query)",
+            "end to end (Attributor.attribute)",
             e2e / videos * 1000,
             100 * e2e / total,
             f"{videos / e2e:.3g} videos/s",
@@ -180,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         recipe = make_recipe(args, detector)
         torch.manual_seed(0)
-        model = build_model(recipe.model, len(CLASSES)).eval().to(default_device())
+        model = build_model(recipe.model, len(CLASSES)).eval().to(resolve_device())
         vectors = np.random.default_rng(0).standard_normal((args.index_size, 512), np.float32)
         index = GeneratorIndex.build(vectors, np.arange(args.index_size) % len(CLASSES), CLASSES)
         print(
@@ -192,16 +191,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_rows = model_rates(model, args, recipe.data.image_size)  # also warms the model
         seconds, clips = stages(paths, model, recipe, index, Path(tmp) / "stages", args.max_clips)
         start = time.perf_counter()
-        out = embed_videos(model, recipe, paths, Path(tmp) / "e2e", max_clips=args.max_clips)
-        query(index, out.embeddings, probabilities=out.probabilities)
+        attributor = Attributor(index, model, recipe, Path("untrained"), resolve_device())
+        results = attributor.attribute(
+            [str(p) for p in paths], max_clips=args.max_clips, cache_dir=Path(tmp) / "e2e"
+        )
         e2e = time.perf_counter() - start
     per_s = clips / seconds["embed"]
-    embed_row = ["video_embeddings (cache -> embeddings)", per_s, per_s * args.num_frames]
+    embed_row = ["predict_videos (cache -> embeddings)", per_s, per_s * args.num_frames]
     rows = [*model_rows, embed_row]
     print_table("Embedding extraction", ["what", "clips/s", "frames/s"], rows)
-    print_pipeline(seconds, e2e, max(len(out.paths), 1))
-    if out.failures:
-        print(f"not attributed (left out of the end-to-end videos/s): {out.failures}")
+    print_pipeline(seconds, e2e, max(sum(r.ok for r in results), 1))
+    failures = {r.video: r.reason for r in results if not r.ok}
+    if failures:
+        print(f"not attributed (left out of the end-to-end videos/s): {failures}")
     return 0
 
 

@@ -29,10 +29,10 @@ from attribnet.data.augment import ClipAugment, CompressionAugment
 from attribnet.data.cache import FaceCache
 from attribnet.data.clips import ClipDataset
 from attribnet.data.manifest import ManifestRow
-from attribnet.inference import autocast
 from attribnet.losses import AttributionLoss
 from attribnet.models import AttributionModel
 from attribnet.models.encoder import ClipEncoder
+from attribnet.predict import autocast
 from attribnet.task import AttributionTask
 from attribnet.train import build_optimizer
 

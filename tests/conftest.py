@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny generated demo dataset."""
+"""Shared fixtures: a tiny generated demo dataset, and a tiny query world (videos, a
+checkpoint and its generator index; see :mod:`tests.world`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from attribnet.data.synthetic import generate_demo
+from tests.world import build_world
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +16,10 @@ def tiny_demo(tmp_path_factory) -> Path:
     """5 toy generators x 6 sources x 2 qualities, 8 frames of 32x32: the manifest path."""
     root = tmp_path_factory.mktemp("tiny_demo")
     return generate_demo(root, num_sources=6, num_frames=8, size=32, qualities=(0, 23))
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny query world of :func:`tests.world.build_world`: paths under ``root``,
+    ``manifest``, ``checkpoint``, ``index`` and ``queries``."""
+    return build_world(tmp_path_factory.mktemp("world"))

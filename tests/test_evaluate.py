@@ -32,7 +32,7 @@ from tests.builders import tiny_recipe as _tiny_recipe
 NAMES = ["alpha", "beta", "real"]
 QUALITIES = ["crf0", "crf23"]
 SPLITS = ["train", "train", "val", "val", "test", "test"]
-FRAMES, SIZE, T, DIM, CLIPS = 6, 32, 4, 8, 3
+FRAMES, SIZE, T, DIM, CLIPS = 12, 32, 4, 8, 3  # 3 full strides of T: 3 clips
 TEST_VIDEOS = len(NAMES) * SPLITS.count("test") * len(QUALITIES)
 ABLATIONS = Path(__file__).resolve().parent.parent / "recipes" / "ablations"
 

@@ -193,12 +193,12 @@ def test_threshold_keeps_95_percent_of_val_knowns_and_rejects_unseen(
     x, y = blobs(rng, centres, 100, noise=0.3)
     index = GeneratorIndex.build(x, y, NAMES)
     val, _ = blobs(rng, centres, 40, noise=0.3)
-    threshold = index.calibrate(val)
-    kept = ~index.is_unknown(index.scores(val))
-    assert kept.mean() >= 0.95
-    assert threshold == pytest.approx(np.sort(index.scores(val))[6])  # floor(0.05 * 120)
+    threshold = index.open_set.calibrate(val)
+    known = index.prototype_predict(val)[1]
+    assert (~index.is_unknown(known)).mean() >= 0.95
+    assert threshold == pytest.approx(np.sort(known)[6])  # floor(0.05 * 120)
     unseen, _ = blobs(rng, np.eye(1, DIM, 7, dtype=np.float32), 30, noise=0.3)
-    assert index.is_unknown(index.scores(unseen)).mean() > 0.9
+    assert index.is_unknown(index.prototype_predict(unseen)[1]).mean() > 0.9
 
 
 def test_threshold_on_max_softmax_when_calibrated_with_probabilities(
@@ -208,7 +208,7 @@ def test_threshold_on_max_softmax_when_calibrated_with_probabilities(
     x, y = blobs(rng, centres, 30)
     index = GeneratorIndex.build(x, y, NAMES)
     probs = rng.dirichlet(np.ones(len(NAMES)), size=40)
-    threshold = index.calibrate(x[:40], probs)
+    threshold = index.open_set.calibrate(x[:40], probs)
     assert index.threshold_score == "max_softmax"
     assert threshold == pytest.approx(np.sort(probs.max(1))[2])  # floor(0.05 * 40)
     np.testing.assert_allclose(index.knownness(x[:40], probs), probs.max(1))
@@ -216,16 +216,16 @@ def test_threshold_on_max_softmax_when_calibrated_with_probabilities(
         index.knownness(x[:40])
     loaded = GeneratorIndex.load(index.save(tmp_path / "idx"))
     assert (loaded.threshold_score, loaded.threshold) == ("max_softmax", threshold)
-    index.calibrate(x[:40])  # without probabilities: back to prototype cosine
+    index.open_set.calibrate(x[:40])  # without probabilities: back to prototype cosine
     assert index.threshold_score == "prototype_cosine"
-    np.testing.assert_allclose(index.knownness(x[:40]), index.scores(x[:40]))
+    np.testing.assert_allclose(index.knownness(x[:40]), index.prototype_predict(x[:40])[1])
 
 
 def test_threshold_survives_save_and_load(tmp_path: Path, centres: np.ndarray) -> None:
     rng = np.random.default_rng(4)
     x, y = blobs(rng, centres, 30)
     index = GeneratorIndex.build(x, y, NAMES, video_ids=[f"v{i}" for i in range(90)])
-    index.calibrate(x[::3], split="val")
+    index.open_set.calibrate(x[::3], split="val")
     loaded = GeneratorIndex.load(index.save(tmp_path / "idx"))
     assert loaded.threshold == index.threshold and loaded.threshold_split == "val"
     assert loaded.video_ids[5] == "v5"

@@ -12,7 +12,7 @@ import faiss
 import numpy as np
 import pytest
 
-import attribnet.index as index_module
+import attribnet.index.faiss_store as faiss_store
 from attribnet.index import GeneratorIndex
 
 DIM = 16
@@ -57,7 +57,7 @@ class FakeGpu:
 @pytest.fixture
 def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> FakeGpu:
     fake = FakeGpu()
-    monkeypatch.setattr(index_module, "gpu_available", lambda: True)
+    monkeypatch.setattr(faiss_store, "gpu_available", lambda: True)
     for name in ("StandardGpuResources", "index_cpu_to_gpu", "index_gpu_to_cpu"):
         monkeypatch.setattr(faiss, name, getattr(fake, name), raising=False)
     monkeypatch.setattr(faiss, "GpuParameterSpace", fake.GpuParameterSpace, raising=False)

@@ -193,7 +193,9 @@ def chosen_index() -> tuple[GeneratorIndex, np.ndarray, np.ndarray, np.ndarray]:
     val, val_y = clusters(rng, 6, noise=0.3)
     logits = one_hot_logits(rng, val_y, gap=1.0)
     index = GeneratorIndex.build(train, train_y, NAMES, use_gpu=False)
-    index.choose_score(val, val_y, probabilities=softmax(logits), logits=logits, split="val")
+    index.open_set.choose_score(
+        val, val_y, probabilities=softmax(logits), logits=logits, split="val"
+    )
     queries = unit(rng.normal(size=(12, DIM)))
     q_logits = rng.normal(size=(12, len(NAMES)))
     return index, queries, softmax(q_logits), q_logits
@@ -236,7 +238,7 @@ def test_threshold_keeps_95_percent_of_the_known_validation_videos() -> None:
     train, train_y = clusters(rng, 15, noise=0.3)
     val, val_y = clusters(rng, 10, noise=0.3)
     index = GeneratorIndex.build(train, train_y, NAMES, use_gpu=False)
-    index.choose_score(val, val_y)
+    index.open_set.choose_score(val, val_y)
     assert index.threshold_score in ("knn_cosine", "prototype_cosine", "mahalanobis")
     assert np.mean(~index.is_unknown(index.knownness(val))) >= 0.95
 
@@ -246,7 +248,7 @@ def test_choice_on_the_training_videos_leaves_each_one_out() -> None:
     train, train_y = clusters(rng, 10, noise=0.3)
     index = GeneratorIndex.build(train, train_y, NAMES, use_gpu=False)
     rows = np.arange(len(train))
-    index.choose_score(train, train_y, split="train", self_rows=rows)
+    index.open_set.choose_score(train, train_y, split="train", self_rows=rows)
     assert index.selection_data["leave_self_out"] and index.threshold_split == "train"
     reference = Reference(train, train_y, len(NAMES))
     loo = score_videos(index.threshold_score, reference, train, k=index.knn_k, self_rows=rows)
@@ -259,7 +261,7 @@ def test_no_choice_possible_falls_back_to_prototype_cosine() -> None:
     rng = np.random.default_rng(9)
     train, train_y = clusters(rng, 10)
     index = GeneratorIndex.build(train, train_y, NAMES, use_gpu=False)
-    assert index.choose_score(train[:10], train_y[:10]) is None
+    assert index.open_set.choose_score(train[:10], train_y[:10]) is None
     assert index.threshold_score == "prototype_cosine" and index.threshold is not None
     assert "no choice possible" in index.selection_data["note"]
 
@@ -269,7 +271,7 @@ def test_an_index_of_the_old_format_still_loads(tmp_path: Path) -> None:
     train, train_y = clusters(rng, 10)
     index = GeneratorIndex.build(train, train_y, NAMES, use_gpu=False)
     probs = softmax(rng.normal(size=(20, len(NAMES))))
-    threshold = index.calibrate(train[:20], probs)
+    threshold = index.open_set.calibrate(train[:20], probs)
     folder = index.save(tmp_path / "old")
     meta = json.loads((folder / META_FILE).read_text())
     del meta["open_set"]
@@ -277,7 +279,7 @@ def test_an_index_of_the_old_format_still_loads(tmp_path: Path) -> None:
     (folder / META_FILE).write_text(json.dumps(meta))
     loaded = GeneratorIndex.load(folder, use_gpu=False)
     assert (loaded.threshold_score, loaded.threshold) == ("max_softmax", threshold)
-    assert loaded.selection is None and loaded.gaussians is None
+    assert loaded.selection is None and loaded.open_set.gaussians is None
     np.testing.assert_allclose(loaded.knownness(train[:20], probs), probs.max(axis=1))
     # Every candidate can still be computed (the Gaussians are fitted when first needed).
     assert loaded.knownness(train, score="mahalanobis").shape == (len(train),)

@@ -4,76 +4,26 @@ cluster and plot."""
 
 from __future__ import annotations
 
-import csv
 import json
-import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-from attribnet.checkpoint import file_sha256, load_model
-from attribnet.data.codec import write_video
+from attribnet.checkpoint import file_sha256
+from attribnet.errors import VideoError
 from attribnet.index import KNOWNNESS_SCORES, GeneratorIndex, build_index_for_run
-from attribnet.index import main as index_main
 from attribnet.query import (
     UNKNOWN,
+    Attribution,
+    Attributor,
     cluster_embeddings,
     describe_clusters,
-    embed_videos,
     find_videos,
-    query,
 )
 from attribnet.query import main as query_main
-from tests.builders import texture_video, tiny_recipe, write_checkpoint
-
-NAMES = ["alpha", "beta", "gamma"]
-SPLITS = ["train", "train", "val", "test"]
-FRAMES, SIZE, T, DIM = 12, 32, 4, 16
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Videos (3 classes x train/train/val/test), a manifest, a checkpoint, its index
-    (built through the command line) and a query folder with a frame folder and a corrupt
-    file."""
-    root = tmp_path_factory.mktemp("world")
-    rng = np.random.default_rng(0)
-    rows = []
-    for label, name in enumerate(NAMES):
-        for i, split in enumerate(SPLITS):
-            path = root / "videos" / name / f"s{i}.mp4"
-            write_video(path, texture_video(rng, label, FRAMES, SIZE))
-            rows.append([str(path), name, "crf23", f"s{i}", split])
-    manifest = root / "manifest.csv"
-    with open(manifest, "w", newline="") as f:
-        csv.writer(f).writerows([["path", "label", "quality", "source_id", "split"], *rows])
-
-    queries = root / "queries"
-    for name in NAMES:
-        (queries / "deep").mkdir(parents=True, exist_ok=True)
-        shutil.copy(root / "videos" / name / "s3.mp4", queries / "deep" / f"{name}.mp4")
-    frames = queries / "frame_folder"
-    frames.mkdir()
-    for i, frame in enumerate(texture_video(rng, 0, FRAMES, SIZE)):
-        cv2.imwrite(str(frames / f"frame{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    good = (root / "videos" / NAMES[0] / "s0.mp4").read_bytes()
-    (queries / "corrupt.mp4").write_bytes(good[: len(good) // 2])
-    (queries / "notes.txt").write_text("not a video\n")
-
-    recipe = tiny_recipe(root / "cache", manifest, num_frames=T, size=SIZE, embedding_dim=DIM)
-    checkpoint = write_checkpoint(root / "run" / "best.pt", recipe, NAMES, seed=0)
-    index_dir = root / "indexes" / "tiny"
-    argv = ["build", "--checkpoint", str(checkpoint), "--manifest", str(manifest)]
-    assert index_main([*argv, "--out", str(index_dir)]) == 0
-    return {
-        "root": root,
-        "manifest": manifest,
-        "checkpoint": checkpoint,
-        "index": index_dir,
-        "queries": queries,
-    }
+from tests.builders import tiny_recipe, write_checkpoint
+from tests.world import DIM, FRAMES, NAMES, SIZE, T
 
 
 def test_index_built_from_train_split_calibrated_on_val(world: dict[str, Path]) -> None:
@@ -99,30 +49,60 @@ def test_index_built_from_train_split_calibrated_on_val(world: dict[str, Path]) 
 
 
 def test_query_of_an_indexed_video_finds_itself(world: dict[str, Path], tmp_path: Path) -> None:
-    model, recipe, _, _ = load_model(world["checkpoint"])
-    index = GeneratorIndex.load(world["index"], world["checkpoint"])
+    attributor = Attributor.load(world["index"])
+    index = attributor.index
     train_video = index.video_ids[3]
-    out = embed_videos(model, recipe, [train_video], tmp_path / "cache")
-    assert out.paths == [train_video] and not out.failures and out.embeddings.shape == (1, DIM)
-
-    (record,) = query(
-        index,
-        out.embeddings,
-        k=3,
-        probabilities=out.probabilities,
-        video_ids=out.paths,
-        logits=out.logits,
-    )
+    result = attributor.attribute(train_video, k=3, cache_dir=tmp_path / "cache")
+    assert isinstance(result, Attribution) and result.ok and result.embedding.shape == (DIM,)
+    record = result.to_dict()
     top = record["neighbors"][0]
     assert top["video_id"] == train_video and top["similarity"] == pytest.approx(1.0, abs=1e-4)
     assert top["generator"] == NAMES[index.labels[3]] and top["quality"] == "crf23"
     assert [n["rank"] for n in record["neighbors"]] == [1, 2, 3]
-    assert record["knn"]["generator"] in NAMES and 0 < record["knn"]["confidence"] <= 1
-    assert record["verdict"] in (*NAMES, UNKNOWN)
+    assert result.generator == record["knn"]["generator"] in NAMES
+    assert 0 < result.confidence <= 1
+    assert result.verdict in (*NAMES, UNKNOWN)
     assert record["score_name"] == index.threshold_score == index.selection.chosen
-    expected = index.knownness(out.embeddings, out.probabilities, logits=out.logits)
-    assert record["score"] == pytest.approx(float(expected[0]))
-    assert record["is_unknown"] == (record["score"] < index.threshold)
+    assert result.is_unknown == (record["score"] < index.threshold)
+
+
+def test_evidence_points_at_the_sampled_frames_of_the_file(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """Every sampled frame is listed once per clip with its frame index and time in the
+    file; the shares sum to 1; the top frames carry a face crop and a heatmap."""
+    attributor = Attributor.load(world["index"])
+    result = attributor.attribute(world["queries"] / "deep" / "beta.mp4", top=2)
+    frames = result.frames
+    assert len(frames) == result.record["clips"] * T
+    assert sum(f.weight for f in frames) == pytest.approx(1.0, abs=1e-5)
+    assert [f.weight for f in frames] == sorted((f.weight for f in frames), reverse=True)
+    for f in frames:
+        assert 0 <= f.source_frame < FRAMES and f.source_frame == f.frame  # all frames kept
+        assert f.time_s == pytest.approx(f.source_frame / 25.0)  # write_video's 25 fps
+    assert all(f.face.shape == (SIZE, SIZE, 3) for f in frames[:2])
+    assert frames[2].face is None
+    # the tiny recipe has SAM in every block: a heatmap per top frame, in (0, 1)
+    assert all(f.heatmap.shape == (SIZE, SIZE) and f.heatmap.min() > 0 for f in frames[:2])
+    evidence = result.to_dict()["evidence"]
+    assert [e["frame"] for e in evidence] == [f.frame for f in frames]
+    json.dumps(evidence)
+
+
+def test_api_and_command_line_give_the_same_json(world: dict[str, Path], tmp_path: Path) -> None:
+    out_json = tmp_path / "out.json"
+    inputs = [str(world["queries"] / "deep"), str(world["queries"] / "corrupt.mp4")]
+    assert query_main(["--index", str(world["index"]), *inputs, "--json", str(out_json)]) == 0
+    api = [r.to_dict() for r in Attributor.load(world["index"]).attribute(inputs)]
+    assert json.loads(out_json.read_text())["videos"] == json.loads(json.dumps(api))
+
+
+def test_a_single_unusable_video_is_an_error_not_a_result(world: dict[str, Path]) -> None:
+    attributor = Attributor.load(world["index"])
+    with pytest.raises(VideoError, match="corrupt.mp4"):
+        attributor.attribute(world["queries"] / "corrupt.mp4")
+    (failed,) = attributor.attribute([world["queries"] / "corrupt.mp4"])
+    assert not failed.ok and failed.reason and failed.to_dict()["status"] == "failed"
 
 
 def test_query_command_end_to_end(

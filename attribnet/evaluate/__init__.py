@@ -5,8 +5,8 @@ One concept per module, in the order data flows through them:
 
 - :mod:`.options`       :class:`EvalOptions`, how to evaluate (split, qualities, clips per video)
 - :mod:`.loaded_model`  :class:`LoadedModel`, a checkpoint loaded for evaluation
-- :mod:`.source`        :class:`EvalSource`, the videos to evaluate and their clips
-- :mod:`.predictions`   model outputs per clip and per video (:func:`infer`, :func:`to_videos`)
+- :mod:`.source`        :class:`EvalSource`, the videos to evaluate
+- :mod:`.predictions`   model outputs per clip and per video (:func:`evaluate_entries`)
 - :mod:`.protocols`     closed-set, embedding, index, detection and open-set metrics
 - :mod:`.output`        JSON-ready metrics and confusion-matrix PNG + CSV files
 - :mod:`.run`           ``evaluate run``: one checkpoint, its report folder
@@ -41,7 +41,6 @@ from attribnet.evaluate.predictions import (
     VideoOutputs,
     class_scores,
     evaluate_entries,
-    infer,
     prediction_rule,
     to_videos,
 )
@@ -59,7 +58,6 @@ from attribnet.evaluate.protocols import (
 from attribnet.evaluate.run import UNKNOWN, RunResult, evaluate_model, write_run
 from attribnet.evaluate.source import (
     EvalSource,
-    clip_dataset,
     manifest_source,
     open_source,
     select,
@@ -85,7 +83,6 @@ __all__ = [
     "ablations",
     "build_parser",
     "class_scores",
-    "clip_dataset",
     "closed_set_metrics",
     "cross_quality",
     "default_demo_recipe",
@@ -95,7 +92,6 @@ __all__ = [
     "evaluate_entries",
     "evaluate_model",
     "index_metrics",
-    "infer",
     "json_ready",
     "load_checkpoint",
     "main",

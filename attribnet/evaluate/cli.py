@@ -39,8 +39,9 @@ Robustness evaluation of attribution models; every command writes its numbers to
     over the held-out classes. The run's generator index gives the verdict score (built
     when the recipe builds indexes and it is missing).
 
-Evaluation is deterministic: periodic frame sampling, no augmentation, ``clips_per_video``
-phase-shifted periodic clips per video (training's frame stride), seeded classifiers and
+Evaluation is deterministic: periodic frame sampling, no augmentation, up to ``clips_per_video``
+phase-shifted periodic clips per video (training's frame stride, one clip per full stride
+of frames: :func:`attribnet.predict.predict_videos`), seeded classifiers and
 t-SNE; the same command gives the same ``metrics.json``. Undefined numbers (a class
 without test videos) are ``null`` there.
 
@@ -87,7 +88,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (report.md, metrics.json)")
     parser.add_argument("--qualities", help="comma-separated qualities to test, e.g. crf0,crf23")
     parser.add_argument(
-        "--clips-per-video", type=int, default=DEFAULT_CLIPS_PER_VIDEO, help="default 3"
+        "--clips-per-video",
+        type=int,
+        default=DEFAULT_CLIPS_PER_VIDEO,
+        help="most clips per video (default 3; fewer for videos under 3 strides)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batch-size", type=int, help="default: the recipe's")

@@ -310,7 +310,7 @@ def open_set_markdown(metrics: dict[str, Any]) -> str:
         f"Each row: a model trained without the held-out class, evaluated with that class's "
         f"**{metrics['unknown_split']}-split** videos as the unknowns (none shares a source "
         "with a training or validation video of the known classes) and the known classes' "
-        f"test videos as the knowns; video level, {metrics['clips_per_video']} clips per "
+        f"test videos as the knowns; video level, up to {metrics['clips_per_video']} clips per "
         f"video, qualities: {qualities}. Knownness scores as `evaluate run` computes them; "
         "the row's unknown-verdict score (the index's, else the evaluation's primary) is in "
         "bold. The mean row averages over the held-out classes.",

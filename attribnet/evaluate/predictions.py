@@ -1,22 +1,25 @@
 """A model's outputs over evaluation clips: per clip (:class:`Outputs`) and per video
-(:class:`VideoOutputs`), and the rule that turns them into class scores."""
+(:class:`VideoOutputs`), and the rule that turns them into class scores. The model runs
+through :func:`attribnet.predict.predict_videos`, as for the index and queries."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from torch.utils.data import DataLoader
 
 from attribnet.data.cache import CacheEntry
-from attribnet.data.clips import ClipDataset
 from attribnet.embedding import l2_normalize
+from attribnet.errors import DataError
 from attribnet.evaluate.loaded_model import LoadedModel
 from attribnet.evaluate.options import EvalOptions
-from attribnet.evaluate.source import EvalSource, clip_dataset
-from attribnet.inference import run_model
+from attribnet.evaluate.source import EvalSource
 from attribnet.metrics import aggregate_by_video
+from attribnet.predict import predict_videos
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,32 +63,12 @@ def prediction_rule(loaded: LoadedModel) -> str:
 
 
 def class_scores(loaded: LoadedModel, out: dict[str, np.ndarray]) -> np.ndarray:
-    """(N, K) class scores of :class:`Outputs` from ``run_model``'s outputs."""
+    """(N, K) class scores of :class:`Outputs` from clip ``logits`` and ``embedding``."""
     if prediction_rule(loaded) == "classifier":
         return out["logits"].astype(np.float64)
     centres = loaded.state["loss"]["arcface.W"].float().numpy().T
     cosine = l2_normalize(out["embedding"]) @ l2_normalize(centres).T
     return loaded.recipe.loss.arcface_scale * cosine.astype(np.float64)
-
-
-def infer(loaded: LoadedModel, dataset: ClipDataset, opts: EvalOptions) -> Outputs:
-    """Run the model over every clip of ``dataset``."""
-    recipe = loaded.recipe
-    loader = DataLoader(
-        dataset,
-        batch_size=opts.batch_size or recipe.train.batch_size,
-        shuffle=False,
-        num_workers=recipe.data.num_workers if opts.num_workers is None else opts.num_workers,
-        pin_memory=loaded.device.type == "cuda",
-    )
-    out = run_model(loaded.model, loader, loaded.device, amp=recipe.train.amp)
-    return Outputs(
-        scores=class_scores(loaded, out),
-        embedding=out.get("embedding"),
-        label=out["label"].astype(np.int64),
-        video=dataset.video_indices[out["index"]],
-        entries=list(dataset.entries),
-    )
 
 
 def to_videos(out: Outputs) -> VideoOutputs:
@@ -109,7 +92,36 @@ def evaluate_entries(
     class_names: Sequence[str],
     opts: EvalOptions,
 ) -> tuple[Outputs, VideoOutputs]:
-    """Clip and video outputs of the model over ``entries``."""
-    dataset = clip_dataset(source, entries, class_names, loaded.recipe, opts)
-    out = infer(loaded, dataset, opts)
+    """Clip and video outputs of the model over ``entries``: up to ``opts.clips_per_video``
+    periodic clips per video (one per full stride of ``T`` frames); videos shorter than
+    ``T`` frames are left out with a warning.
+
+    Raises DataError for a label not in ``class_names`` or when no video is long enough.
+    """
+    t = loaded.recipe.data.num_frames
+    usable = [e for e in entries if e.num_frames >= t]
+    if len(usable) < len(entries):
+        log.warning("leaving out %d video(s) shorter than %d frames", len(entries) - len(usable), t)
+    if entries and not usable:
+        raise DataError(f"none of {len(entries)} videos has the {t} frames a clip needs")
+    stray = sorted({e.row.label for e in usable} - set(class_names))
+    if stray:
+        raise DataError(f"labels {stray} are not in class_names {list(class_names)}")
+    preds = predict_videos(
+        loaded.model, source.cache, usable, loaded.recipe,
+        max_clips=opts.clips_per_video, batch_size=opts.batch_size,
+        num_workers=opts.num_workers, device=loaded.device,
+    )  # fmt: skip
+    counts = [p.num_clips for p in preds]
+    clips = {"logits": np.concatenate([p.clip_logits for p in preds])}
+    if loaded.model.embedding_dim:
+        clips["embedding"] = np.concatenate([p.clip_embeddings for p in preds])
+    labels = [list(class_names).index(e.row.label) for e in usable]
+    out = Outputs(
+        scores=class_scores(loaded, clips),
+        embedding=clips.get("embedding"),
+        label=np.repeat(np.asarray(labels, dtype=np.int64), counts),
+        video=np.repeat(np.arange(len(usable), dtype=np.int64), counts),
+        entries=list(usable),
+    )
     return out, to_videos(out)

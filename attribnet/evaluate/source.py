@@ -1,5 +1,5 @@
 """The videos to evaluate: :class:`EvalSource` (a face cache and the manifest rows of its
-videos), the selection of one split at some qualities, and their evaluation clips."""
+videos) and the selection of one split at some qualities."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from attribnet.config import Recipe
-from attribnet.data.augment import Normalize
 from attribnet.data.cache import CacheEntry, FaceCache
-from attribnet.data.clips import ClipDataset
 from attribnet.data.manifest import ManifestRow
 from attribnet.data.sources import (
     preprocess_rows,
@@ -21,7 +19,7 @@ from attribnet.data.sources import (
     with_rows,
 )
 from attribnet.errors import DataError
-from attribnet.evaluate.options import EvalOptions, eval_seed
+from attribnet.evaluate.options import EvalOptions
 
 log = logging.getLogger(__name__)
 
@@ -90,27 +88,3 @@ def select(
             strays,
         )
     return known
-
-
-def clip_dataset(
-    source: EvalSource,
-    entries: Sequence[CacheEntry],
-    class_names: Sequence[str],
-    recipe: Recipe,
-    opts: EvalOptions,
-) -> ClipDataset:
-    """Evaluation clips: ``clips_per_video`` phase-shifted periodic clips per video
-    (:func:`attribnet.data.sampling.clip_indices`), the recipe's frame count, face size and
-    normalisation, no augmentation."""
-    data = recipe.data
-    return ClipDataset(
-        source.cache,
-        entries,
-        class_names,
-        num_frames=data.num_frames,
-        sampling="periodic",
-        normalize=Normalize(data.mean, data.std),
-        image_size=data.image_size,
-        seed=eval_seed(recipe, opts),
-        clips_per_video=opts.clips_per_video,
-    )

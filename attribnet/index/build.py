@@ -1,0 +1,168 @@
+"""Building the generator index of a trained run: embed, index, choose the open-set score.
+
+Videos are embedded by :func:`attribnet.predict.predict_videos`: the same face cache and
+normalisation as training, periodic sampling, and up to ``max_clips`` phase-shifted clips
+per video whose embeddings are averaged and re-normalised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
+from attribnet.errors import CheckpointError, DataError
+from attribnet.index.faiss_store import DEFAULT_IVF_THRESHOLD
+from attribnet.index.store import GeneratorIndex
+from attribnet.predict import VideoPrediction, predict_videos, stack
+
+if TYPE_CHECKING:
+    from attribnet.config import Recipe
+    from attribnet.data.cache import CacheEntry, FaceCache
+    from attribnet.data.manifest import ManifestRow
+
+log = logging.getLogger(__name__)
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, or ``<run dir>/best.pt`` for a run folder."""
+    path = Path(path)
+    return path / "best.pt" if path.is_dir() else path
+
+
+def _training_rows(
+    recipe: Recipe, manifest: str | os.PathLike[str] | None
+) -> tuple[FaceCache, list[tuple[CacheEntry, ManifestRow]]]:
+    """(cache, [(entry, row)]) for the videos to index and calibrate on.
+
+    Without ``manifest``: the recipe's cached videos (:func:`recipe_videos`). With one: its
+    rows (split by source_id when unsplit), preprocessed into the cache first when missing.
+    """
+    from attribnet.data.sources import (
+        preprocess_rows,
+        read_rows,
+        recipe_cache_dir,
+        recipe_videos,
+        with_rows,
+    )
+
+    if manifest is None:
+        cache, entries = recipe_videos(recipe)
+    else:
+        rows = read_rows(manifest, recipe.train.seed)
+        cache = preprocess_rows(rows, recipe_cache_dir(recipe), recipe)
+        entries = with_rows(cache, rows)
+    return cache, [(e, e.row) for e in entries]
+
+
+def _split_videos(
+    pairs: list[tuple[CacheEntry, ManifestRow]],
+    split: str,
+    qualities: Sequence[str],
+    class_names: Sequence[str],
+    t: int,
+) -> tuple[list[CacheEntry], list[int], list[ManifestRow]]:
+    """Entries, generator ids and rows of one split: known classes, the given qualities
+    (all when empty), at least ``t`` cached frames (shorter ones are left out, as training
+    leaves them out, with a warning)."""
+    chosen = [
+        (e, r)
+        for e, r in pairs
+        if r.split == split and r.label in class_names and (not qualities or r.quality in qualities)
+    ]
+    usable = [(e, r) for e, r in chosen if e.num_frames >= t]
+    if len(usable) < len(chosen):
+        log.warning("%s split: leaving out %d video(s) shorter than %d frames",
+                    split, len(chosen) - len(usable), t)  # fmt: skip
+    return (
+        [e for e, _ in usable],
+        [list(class_names).index(r.label) for _, r in usable],
+        [r for _, r in usable],
+    )
+
+
+def build_index_for_run(
+    checkpoint_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    manifest: str | os.PathLike[str] | None = None,
+    *,
+    max_clips: int = DEFAULT_MAX_CLIPS,
+    ivf_threshold: int = DEFAULT_IVF_THRESHOLD,
+    nprobe: int | None = None,
+    device: torch.device | None = None,
+) -> Path:
+    """Build and save the generator index of a trained model; returns ``out_dir``.
+
+    Embeds the TRAIN split (the recipe's ``train_qualities``) into the index and calibrates
+    the open-set threshold on the VAL split (``eval_qualities``); videos of classes the
+    model does not know are left out. Data: the recipe's face cache, or ``manifest``'s rows.
+    """
+    from attribnet.checkpoint import file_sha256, load_model
+
+    path = resolve_checkpoint(checkpoint_path)
+    model, recipe, names, _ = load_model(path)
+    if not model.embedding_dim:
+        raise CheckpointError(
+            f"{path}: the model has no embedding head (model.embedding_dim is 0); "
+            "train with model.embedding_dim > 0 to build an index"
+        )
+    cache, pairs = _training_rows(recipe, manifest)
+    data = recipe.data
+    entries, labels, rows = _split_videos(
+        pairs, "train", data.train_qualities, names, data.num_frames
+    )
+    if not entries:
+        raise DataError(f"no training videos of classes {names} in cache {cache.root}")
+    kwargs = {"max_clips": max_clips, "device": device, "progress": True}
+    log.info("embedding %d training videos for the index", len(entries))
+    train = predict_videos(model, cache, entries, recipe, **kwargs)
+    index = GeneratorIndex.build(
+        stack(train, "embedding"),
+        np.asarray(labels),
+        names,
+        video_ids=[r.video_id for r in rows],
+        qualities=[r.quality for r in rows],
+        checkpoint_sha256=file_sha256(path),
+        checkpoint_path=str(path),
+        ivf_threshold=ivf_threshold,
+        nprobe=nprobe,
+    )
+    val_entries, val_labels, _ = _split_videos(
+        pairs, "val", data.eval_qualities, names, data.num_frames
+    )
+    classifier = recipe.loss.ce_weight > 0  # else the classifier head was never trained
+    if val_entries:
+        val = predict_videos(model, cache, val_entries, recipe, **kwargs)
+        _choose_score(index, val, val_labels, classifier, split="val")
+    else:
+        log.warning("no validation videos: open-set score chosen and calibrated on the TRAIN "
+                    "split, each video scored leave-self-out")  # fmt: skip
+        _choose_score(index, train, labels, classifier, split="train")
+    return index.save(out_dir)
+
+
+def _choose_score(
+    index: GeneratorIndex,
+    videos: list[VideoPrediction],
+    labels: Sequence[int],
+    classifier: bool,
+    split: str,
+) -> None:
+    """:meth:`~attribnet.index.open_set.OpenSetPolicy.choose_score` on ``videos`` of
+    ``split`` (the indexed training videos themselves, in index order, when ``split`` is
+    ``train``); the classifier scores are candidates only when ``classifier`` (its head was
+    trained)."""
+    index.open_set.choose_score(
+        stack(videos, "embedding"),
+        np.asarray(labels, dtype=np.int64),
+        probabilities=stack(videos, "probabilities") if classifier else None,
+        logits=stack(videos, "logits") if classifier else None,
+        split=split,
+        self_rows=np.arange(len(labels)) if split == "train" else None,
+    )

@@ -1,0 +1,186 @@
+"""An index folder on disk: its files, the ``meta.json`` sidecar, writing and checking them.
+
+A folder holds two or three files, each written atomically (temp file + rename):
+``index.faiss`` (:mod:`attribnet.index.faiss_store`), ``meta.json`` and, when the index has
+the ``mahalanobis`` Gaussians, ``open_set.npz`` (:mod:`attribnet.index.open_set`).
+
+``meta.json`` holds the per-row generator ids, video ids and qualities, class names, the
+embedding dim, the sha256 and path of the model checkpoint that made the embeddings,
+per-class prototypes (mean embedding of the class, re-normalised), the open-set score, its
+threshold and how the score was chosen (``open_set``). A query with another checkpoint is
+refused (IndexMismatchError).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from attribnet import __version__
+from attribnet.atomic import atomic_path
+from attribnet.errors import CheckpointError, DataError
+from attribnet.faiss_import import faiss
+from attribnet.index.faiss_store import TARGET_RECALL, TUNE_K, TUNE_QUERIES, read_faiss
+from attribnet.index.open_set import OPEN_SET_FILE, OpenSetPolicy
+
+if TYPE_CHECKING:
+    from attribnet.index.store import GeneratorIndex
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "index.faiss"
+META_FILE = "meta.json"
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+_META_KEYS = (
+    "format_version", "embedding_dim", "ntotal", "index_bytes", "class_names", "labels",
+    "video_ids", "qualities", "prototypes", "prototype_counts", "threshold", "checkpoint",
+)  # fmt: skip
+
+
+def sidecar(index: GeneratorIndex, index_bytes: int = 0) -> dict[str, Any]:
+    """The ``meta.json`` of ``index`` as a JSON-ready dict."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "embedding_dim": index.embedding_dim,
+        "ntotal": index.ntotal,
+        "index_bytes": int(index_bytes),
+        "index_type": index.kind,
+        "metric": "inner_product on L2-normalised vectors (cosine)",
+        "nprobe": index.nprobe,
+        "nprobe_tuning": None
+        if index.nprobe_recall is None
+        else {
+            "target_recall": TARGET_RECALL,
+            f"recall_at_{TUNE_K}": index.nprobe_recall,
+            "queries": TUNE_QUERIES,
+        },  # fmt: skip
+        "checkpoint": {"path": index.checkpoint_path, "sha256": index.checkpoint_sha256},
+        "class_names": index.class_names,
+        **index.open_set.meta(),  # "threshold" and "open_set"
+        "prototype_counts": index.prototype_counts.tolist(),
+        "prototypes": index.prototypes.tolist(),
+        "labels": index.labels.tolist(),
+        "video_ids": index.video_ids,
+        "qualities": index.qualities,
+    }
+
+
+def write_folder(index: GeneratorIndex, folder: str | os.PathLike[str]) -> Path:
+    """Write ``index.faiss``, ``meta.json`` and (with Gaussians) ``open_set.npz``.
+
+    All go to temporary files first and are renamed only when all were written, so a failed
+    save leaves a previous index in the folder intact. Returns the folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cpu_index = index.cpu_index()
+    gaussians = index.open_set.gaussians
+    with contextlib.ExitStack() as stack:
+        index_tmp = stack.enter_context(atomic_path(folder / INDEX_FILE))
+        meta_tmp = stack.enter_context(atomic_path(folder / META_FILE))
+        if gaussians is not None:
+            np.savez(stack.enter_context(atomic_path(folder / OPEN_SET_FILE)),
+                     **gaussians.arrays())  # fmt: skip
+        faiss.write_index(cpu_index, str(index_tmp))
+        meta = sidecar(index, index_bytes=index_tmp.stat().st_size)
+        meta_tmp.write_text(json.dumps(meta) + "\n")
+    log.info("index of %d %s vectors written to %s", index.ntotal, index.kind, folder)
+    return folder
+
+
+def read_folder(folder: Path) -> tuple[faiss.Index, dict[str, Any]]:
+    """The CPU FAISS index and the parsed sidecar of an index folder; DataError naming the
+    folder or file when one is missing, corrupt or truncated."""
+    if not folder.is_dir():
+        raise DataError(f"no index folder at {folder} (build one: python -m attribnet.index)")
+    meta = read_meta(folder / META_FILE)
+    return read_index_file(folder / INDEX_FILE, meta), meta
+
+
+def index_fields(meta: dict[str, Any]) -> dict[str, Any]:
+    """:class:`GeneratorIndex`'s keywords (but ``use_gpu``) from a parsed sidecar;
+    KeyError, TypeError or ValueError when it is corrupt."""
+    names, dim = list(meta["class_names"]), int(meta["embedding_dim"])
+    labels = np.asarray(meta["labels"], dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
+        raise ValueError(f"labels outside the class ids 0..{len(names) - 1}")
+    return {
+        "labels": labels,
+        "class_names": names,
+        "video_ids": [str(v) for v in meta["video_ids"]],
+        "qualities": [str(q) for q in meta["qualities"]],
+        "prototypes": np.asarray(meta["prototypes"], dtype=np.float32).reshape(len(names), dim),
+        "prototype_counts": np.asarray(meta["prototype_counts"], dtype=np.int64),
+        "checkpoint_sha256": str(meta["checkpoint"]["sha256"]),
+        "checkpoint_path": str(meta["checkpoint"]["path"]),
+        "nprobe_recall": (meta.get("nprobe_tuning") or {}).get(f"recall_at_{TUNE_K}"),
+        "open_set": OpenSetPolicy.fields(meta),
+    }
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """Parse and sanity-check ``meta.json``; DataError naming the file otherwise."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing (not an index folder, or an interrupted build)")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: corrupt index sidecar, not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or any(k not in meta for k in _META_KEYS):
+        missing = [k for k in _META_KEYS if not isinstance(meta, dict) or k not in meta]
+        raise DataError(f"{path}: corrupt index sidecar, missing keys {missing}")
+    if meta["format_version"] not in READABLE_FORMATS:
+        raise DataError(
+            f"{path}: index format {meta['format_version']}, this attribnet reads "
+            f"{' and '.join(map(str, READABLE_FORMATS))}; rebuild the index"
+        )
+    n = meta["ntotal"]
+    lengths = {k: len(meta[k]) for k in ("labels", "video_ids", "qualities")}
+    if any(v != n for v in lengths.values()):
+        raise DataError(f"{path}: corrupt index sidecar, {lengths} rows for {n} vectors")
+    return meta
+
+
+def read_index_file(path: Path, meta: dict[str, Any]) -> faiss.Index:
+    """Read ``index.faiss`` and check it against the sidecar; DataError naming the file."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing (an interrupted build?); rebuild the index")
+    size = path.stat().st_size
+    if meta["index_bytes"] and size != meta["index_bytes"]:
+        raise DataError(
+            f"{path}: truncated or replaced ({size} bytes, {META_FILE} expects "
+            f"{meta['index_bytes']}); rebuild the index"
+        )
+    index = read_faiss(path)
+    if index.ntotal != meta["ntotal"] or index.d != meta["embedding_dim"]:
+        raise DataError(
+            f"{path}: holds {index.ntotal} vectors of dim {index.d}, {META_FILE} describes "
+            f"{meta['ntotal']} of dim {meta['embedding_dim']}; rebuild the index"
+        )
+    return index
+
+
+def check_checkpoint(
+    index: GeneratorIndex, checkpoint_path: str | os.PathLike[str], embedding_dim: int | None
+) -> None:
+    """IndexMismatchError unless the checkpoint is the index's (dim, then sha256)."""
+    from attribnet.checkpoint import file_sha256, read_checkpoint
+
+    path = Path(checkpoint_path)
+    path = path / "best.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if embedding_dim is None:
+        args = read_checkpoint(path)["args"]
+        embedding_dim = int(args.get("model", {}).get("embedding_dim", 0))
+    index.check_compatible(
+        embedding_dim=embedding_dim, checkpoint_sha256=file_sha256(path), checkpoint_path=path
+    )

@@ -1,0 +1,291 @@
+"""The one inference path: a model over cached face videos, one typed result per video.
+
+Every consumer (index building, query, evaluation, the Python API) runs a model through
+:func:`predict_videos`. A video gives up to ``max_clips`` deterministic clips of the
+recipe's ``T`` frames (:class:`attribnet.data.eval_clips.EvalClips`: training's periodic
+stride, phase-shifted so clips interleave). Per clip it keeps the logits, the unit
+embedding and the evidence: which cached frames it read, their temporal-attention weights
+(normalised to sum to 1: the share of each frame in the clip's fused features, DMA-STA's
+Eq. 5) and, on request, the spatial-attention maps. Per video the clip embeddings are
+averaged and re-normalised, the softmax probabilities and the logits averaged.
+
+Spatial-attention maps (``sam=True``): every SAM module of the encoder (one per residual
+block with the authors' placement) gates its feature map with a sigmoid map at its own
+resolution; each is upsampled to the face crop and the maps are averaged, giving one
+(S, S) map in (0, 1) per frame. A model without SAM has no maps (``None``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS, EvalClips
+from attribnet.embedding import l2_normalize
+from attribnet.errors import ConfigError
+from attribnet.metrics import softmax
+from attribnet.models.attention import SpatialAttention
+
+if TYPE_CHECKING:
+    from attribnet.config import Recipe
+    from attribnet.data.cache import CacheEntry, FaceCache
+    from attribnet.models import AttributionModel
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``auto``/None (CUDA when available), ``cpu``, ``cuda[:N]`` or a device.
+
+    Raises ConfigError for ``cuda`` without a CUDA device.
+    """
+    if isinstance(name, torch.device):
+        return name
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name}, but no CUDA device is available")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def run_model(
+    model: AttributionModel, loader: DataLoader, device: torch.device, amp: bool = False
+) -> dict[str, np.ndarray]:
+    """Clip-level outputs over a loader of ``{"clip", "label", "index"}`` batches (training's
+    validation, on its own clip dataset): ``logits`` (N, K), ``embedding`` (N, D) when the
+    model has one, ``label`` (N,) and ``index`` (N,) (dataset item indices)."""
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {"logits": [], "embedding": [], "label": [], "index": []}
+    try:
+        for batch in loader:
+            with autocast(device, amp):
+                out = model(batch["clip"].to(device, non_blocking=True))
+            parts["logits"].append(out["logits"].float().cpu().numpy())
+            if "embedding" in out:
+                parts["embedding"].append(out["embedding"].float().cpu().numpy())
+            parts["label"].append(batch["label"].numpy())
+            parts["index"].append(batch["index"].numpy())
+    finally:
+        model.train(was_training)
+    return {k: np.concatenate(v) for k, v in parts.items() if v}
+
+
+@dataclass
+class ClipEvidence:
+    """One clip of a video: ``frames`` (T,) positions in the video's cached face frames,
+    ``weights`` (T,) temporal-attention weights summing to 1, and ``sam`` (T, S, S) float32
+    spatial-attention maps in (0, 1) over the face crops, or None."""
+
+    frames: np.ndarray
+    weights: np.ndarray
+    sam: np.ndarray | None = None
+
+
+@dataclass
+class VideoPrediction:
+    """A model's outputs for one video: per clip ``clip_logits`` (C, K), ``clip_embeddings``
+    (C, D) unit vectors (None without an embedding head) and ``clips`` (C evidence)."""
+
+    clip_logits: np.ndarray
+    clip_embeddings: np.ndarray | None
+    clips: list[ClipEvidence]
+
+    @property
+    def num_clips(self) -> int:
+        return len(self.clips)
+
+    @property
+    def logits(self) -> np.ndarray:
+        """(K,) mean clip logits (for logit scores such as energy)."""
+        return self.clip_logits.mean(0)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """(K,) mean of the clip softmax probabilities."""
+        return softmax(self.clip_logits.astype(np.float64)).mean(0).astype(np.float32)
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        """(D,) mean of the unit clip embeddings, re-normalised; None without a head."""
+        if self.clip_embeddings is None:
+            return None
+        return l2_normalize(self.clip_embeddings.mean(0, keepdims=True))[0]
+
+
+def stack(predictions: Sequence[VideoPrediction], field: str) -> np.ndarray:
+    """One video-level field of every prediction as an array: ``embedding`` (V, D),
+    ``probabilities`` (V, K), ``logits`` (V, K) or ``num_clips`` (V,)."""
+    if field == "num_clips":
+        return np.array([p.num_clips for p in predictions], dtype=np.int64)
+    rows = [getattr(p, field) for p in predictions]
+    if any(r is None for r in rows):
+        raise ValueError(f"some predictions have no {field}")
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+
+
+@contextlib.contextmanager
+def _sam_recorder(model: nn.Module, enabled: bool) -> Iterator[list[torch.Tensor]]:
+    """While active, every SAM module's map (N, 1, h, w) of a forward pass is appended to
+    the yielded list (nothing when not ``enabled``)."""
+    maps: list[torch.Tensor] = []
+    modules = [m for m in model.modules() if isinstance(m, SpatialAttention)] if enabled else []
+    hooks = [
+        m.conv.register_forward_hook(lambda _m, _i, out: maps.append(torch.sigmoid(out.float())))
+        for m in modules
+    ]
+    try:
+        yield maps
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _mean_map(maps: list[torch.Tensor], size: int) -> torch.Tensor | None:
+    """SAM maps of several resolutions (each (N, 1, h, w)) -> their mean at (N, size, size)."""
+    if not maps:
+        return None
+    up = [F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False) for m in maps]
+    return torch.stack(up).mean(0)[:, 0]
+
+
+@torch.no_grad()
+def predict_videos(
+    model: AttributionModel,
+    cache: FaceCache,
+    videos: Sequence[CacheEntry],
+    recipe: Recipe,
+    *,
+    max_clips: int = DEFAULT_MAX_CLIPS,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    device: torch.device | str | None = None,
+    sam: bool = False,
+    progress: bool = False,
+) -> list[VideoPrediction]:
+    """Run ``model`` over cached videos; one :class:`VideoPrediction` per video, in order.
+
+    Clips come from ``recipe.data`` (frame count, face size, normalisation); batches
+    default to ``recipe.train.batch_size`` and mix clips of several videos. ``sam`` also
+    returns the spatial-attention maps (memory: C * T * S * S floats per video).
+    """
+    if not videos:
+        return []
+    data = recipe.data
+    dataset = EvalClips(
+        cache,
+        videos,
+        [-1] * len(videos),
+        num_frames=data.num_frames,
+        image_size=data.image_size,
+        mean=data.mean,
+        std=data.std,
+        max_clips=max_clips,
+    )
+    device = resolve_device(device)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size or recipe.train.batch_size,
+        shuffle=False,
+        num_workers=data.num_workers if num_workers is None else num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    show = progress and sys.stderr.isatty()
+    bar = tqdm(loader, desc="predict", unit="batch", disable=not show)
+    clips = _run(model.to(device), bar, device, recipe.train.amp, sam, data.image_size)
+    return _per_video(dataset, clips, len(videos))
+
+
+def _run(
+    model: AttributionModel,
+    batches: Iterator[dict[str, torch.Tensor]],
+    device: torch.device,
+    amp: bool,
+    sam: bool,
+    size: int,
+) -> dict[str, list[np.ndarray]]:
+    """Per-batch outputs: logits, embedding, frame weights, dataset index, SAM maps."""
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "embedding", "w", "i", "sam")}
+    try:
+        for batch in batches:
+            clips_btchw = batch["clip"].to(device, non_blocking=True)
+            with _sam_recorder(model, sam) as maps, autocast(device, amp):
+                out = model(clips_btchw)
+            parts["logits"].append(out["logits"].float().cpu().numpy())
+            if "embedding" in out:
+                parts["embedding"].append(out["embedding"].float().cpu().numpy())
+            weights = out["frame_weights"].float()
+            parts["w"].append((weights / weights.sum(1, keepdim=True)).cpu().numpy())
+            parts["i"].append(batch["index"].numpy())
+            sam_maps = _mean_map(maps, size)
+            if sam_maps is not None:
+                b, t = clips_btchw.shape[:2]
+                parts["sam"].append(sam_maps.view(b, t, size, size).cpu().numpy())
+    finally:
+        model.train(was_training)
+    return parts
+
+
+def _per_video(
+    dataset: EvalClips, parts: dict[str, list[np.ndarray]], num_videos: int
+) -> list[VideoPrediction]:
+    """Group clip outputs (in dataset order) by video."""
+    cat: dict[str, np.ndarray | None] = {
+        k: (np.concatenate(v) if v else None) for k, v in parts.items()
+    }
+    index = cat["i"]
+    video_of = dataset.video_of[index]
+    embeddings = cat["embedding"]
+    unit = l2_normalize(embeddings) if embeddings is not None else None
+    rows: list[list[int]] = [[] for _ in range(num_videos)]
+    for n, v in enumerate(video_of):
+        rows[int(v)].append(n)
+    out = []
+    for r in rows:
+        evidence = [
+            ClipEvidence(
+                frames=np.asarray(dataset.items[index[n]][1], dtype=np.int64),
+                weights=cat["w"][n],
+                sam=cat["sam"][n] if cat["sam"] is not None else None,
+            )
+            for n in r
+        ]
+        out.append(
+            VideoPrediction(
+                clip_logits=cat["logits"][r],
+                clip_embeddings=unit[r] if unit is not None else None,
+                clips=evidence,
+            )
+        )
+    return out
+
+
+def top_frames(prediction: VideoPrediction, n: int | None = None) -> list[tuple[int, int, float]]:
+    """The ``n`` (default all) sampled frames with the largest share of the decision:
+    (clip, cached frame, weight), each weight a frame's TAM weight divided by the number
+    of clips (so the weights of all frames of a video sum to 1), largest first."""
+    share = 1.0 / max(prediction.num_clips, 1)
+    found = [
+        (c, int(f), float(w) * share)
+        for c, clip in enumerate(prediction.clips)
+        for f, w in zip(clip.frames, clip.weights, strict=True)
+    ]
+    return sorted(found, key=lambda x: -x[2])[:n]

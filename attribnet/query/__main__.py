@@ -1,0 +1,5 @@
+"""``python -m attribnet.query``: see :mod:`attribnet.query.cli`."""
+
+from attribnet.query.cli import main
+
+raise SystemExit(main())

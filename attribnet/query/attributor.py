@@ -1,0 +1,302 @@
+"""The Python API: which generator made a video, how sure, and which frames say so.
+
+    from attribnet import Attributor
+
+    a = Attributor.load("indexes/demo")        # the index and the model that built it
+    r = a.attribute("suspect.mp4")             # one video file -> one Attribution
+    r.verdict, r.confidence, r.frames[0].time_s
+    rs = a.attribute(["a.mp4", "folder/"])     # a list or a folder -> a list
+    json.dumps([x.to_dict() for x in rs])
+
+A video is cropped to its face as the model's training data were (the recipe's detector,
+margin, face size and frame budget), run through :func:`attribnet.predict.predict_videos`
+and looked up in the generator index (:mod:`attribnet.query.attribute`). The verdict is
+the k-NN generator, or ``unknown generator`` when the index's open-set score is below its
+threshold. The evidence is every sampled frame's share of the decision (its temporal
+attention weight, divided by the number of clips, so a video's shares sum to 1) with its
+frame index and time in the file, and for the ``top_frames`` largest shares the face crop
+and the spatial-attention heatmap (arrays, for pictures; not in :meth:`to_dict`).
+
+The command line (``python -m attribnet.query``), the HTML report and the web app are thin
+layers over :meth:`Attributor.attribute`: they give the same JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
+from attribnet.data.frame_times import source_frames
+from attribnet.errors import ConfigError, VideoError
+from attribnet.predict import VideoPrediction, predict_videos, resolve_device, stack, top_frames
+from attribnet.query.attribute import DEFAULT_K, query
+from attribnet.query.videos import find_videos
+
+if TYPE_CHECKING:
+    import torch
+
+    from attribnet.config import Recipe
+    from attribnet.data.cache import CacheEntry, FaceCache
+    from attribnet.index import GeneratorIndex
+    from attribnet.models import AttributionModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOP_FRAMES = 3
+CHUNK_VIDEOS = 16  # videos per model pass: bounds the memory of the attention maps
+
+
+@dataclass
+class FrameEvidence:
+    """One sampled frame: ``clip`` it belongs to, ``frame`` (position among the cached face
+    frames), ``source_frame`` / ``time_s`` (index and time in the file; None when unknown),
+    ``weight`` (share of the video's decision). ``face`` (S, S, 3) uint8 and ``heatmap``
+    (S, S) float32 in (0, 1) are set for the top frames (heatmap None without SAM)."""
+
+    clip: int
+    frame: int
+    source_frame: int | None
+    time_s: float | None
+    weight: float
+    face: np.ndarray | None = field(default=None, repr=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "clip": self.clip,
+            "frame": self.frame,
+            "source_frame": self.source_frame,
+            "time_s": None if self.time_s is None else round(self.time_s, 3),
+            "weight": round(self.weight, 6),
+        }
+
+
+@dataclass
+class Attribution:
+    """The answer for one video. ``status`` is ``ok`` or ``failed`` (then only ``video`` and
+    ``reason`` are set). ``verdict``: the generator, or ``unknown generator``;
+    ``generator`` / ``confidence``: the k-NN vote's winner and its share; ``score`` /
+    ``threshold``: the open-set score (``score_name``) and the index's cut; ``knn``,
+    ``prototype``, ``classifier`` and ``neighbors`` as in the JSON; ``frames``: the
+    evidence, largest share first; ``embedding`` (D,): the unit video embedding."""
+
+    video: str
+    status: str = "ok"
+    reason: str | None = None
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
+    frames: list[FrameEvidence] = field(default_factory=list, repr=False)
+    embedding: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def verdict(self) -> str | None:
+        return self.record.get("verdict")
+
+    @property
+    def is_unknown(self) -> bool | None:
+        return self.record.get("is_unknown")
+
+    @property
+    def generator(self) -> str | None:
+        return self.record["knn"]["generator"] if self.ok else None
+
+    @property
+    def confidence(self) -> float | None:
+        return self.record["knn"]["confidence"] if self.ok else None
+
+    @property
+    def classifier(self) -> dict[str, Any] | None:
+        return self.record.get("classifier")
+
+    @property
+    def neighbors(self) -> list[dict[str, Any]]:
+        return self.record.get("neighbors", [])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the query record, with ``evidence`` (every sampled frame)."""
+        if not self.ok:
+            return {"video": self.video, "status": self.status, "reason": self.reason}
+        return {**self.record, "evidence": [f.to_dict() for f in self.frames]}
+
+
+class Attributor:
+    """A generator index and the model that built it, checked to belong together."""
+
+    def __init__(
+        self,
+        index: GeneratorIndex,
+        model: AttributionModel,
+        recipe: Recipe,
+        checkpoint: Path,
+        device: torch.device,
+        index_dir: str = "",
+    ):
+        self.index, self.model, self.recipe = index, model.to(device).eval(), recipe
+        self.checkpoint, self.device, self.index_dir = checkpoint, device, index_dir
+
+    @classmethod
+    def load(
+        cls,
+        index_dir: str | os.PathLike[str],
+        checkpoint: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+    ) -> Attributor:
+        """The index at ``index_dir`` and its model (``checkpoint``, default: the one the
+        index records). Raises IndexMismatchError when the checkpoint is not the one that
+        built the index, ConfigError/CheckpointError when it is missing or unreadable."""
+        from attribnet.checkpoint import file_sha256, load_model
+        from attribnet.index import GeneratorIndex, resolve_checkpoint
+
+        index = GeneratorIndex.load(index_dir)
+        path = resolve_checkpoint(checkpoint or index.checkpoint_path)
+        if not path.is_file():
+            where = "--checkpoint" if checkpoint else f"the index's checkpoint ({index_dir})"
+            raise ConfigError(f"checkpoint {path} not found ({where}); pass --checkpoint")
+        model, recipe, _, _ = load_model(path)
+        index.check_compatible(
+            embedding_dim=model.embedding_dim,
+            checkpoint_sha256=file_sha256(path),
+            checkpoint_path=path,
+        )
+        return cls(index, model, recipe, path, resolve_device(device), str(index_dir))
+
+    def attribute(
+        self,
+        inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        *,
+        k: int | None = None,
+        max_clips: int = DEFAULT_MAX_CLIPS,
+        top: int = DEFAULT_TOP_FRAMES,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool = False,
+    ) -> Attribution | list[Attribution]:
+        """Attribute videos. One video file -> one :class:`Attribution` (a video that
+        cannot be used raises VideoError or NoFaceError with the reason); a folder, a frame
+        folder or a list -> a list in input order, failures included with their reason.
+
+        ``k`` neighbours (default :data:`attribnet.query.attribute.DEFAULT_K`); up to
+        ``max_clips`` clips per video; ``top`` frames get face crops and heatmaps;
+        ``cache_dir`` keeps the face crops (default: a temporary folder, removed after).
+        """
+        k = DEFAULT_K if k is None else k
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        single = isinstance(inputs, (str, os.PathLike)) and Path(inputs).is_file()
+        items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+        paths, missing = find_videos(items)
+        if not paths and not missing:
+            raise ConfigError(f"no videos or frame folders found in {[str(i) for i in items]}")
+        with _cache_dir(cache_dir) as where:
+            done, failures = self._attribute(paths, where, k, max_clips, top, progress)
+        failures = {**missing, **failures}
+        results = [
+            done.get(p) or Attribution(p, status="failed", reason=failures[p])
+            for p in [*missing, *paths]
+        ]
+        if single:
+            if not results[0].ok:
+                raise VideoError(f"{results[0].video}: {results[0].reason}")
+            return results[0]
+        return results
+
+    def _attribute(
+        self, paths: list[str], cache_dir: str, k: int, max_clips: int, top: int, progress: bool
+    ) -> tuple[dict[str, Attribution], dict[str, str]]:
+        """Crop, predict and look up ``paths``; (path -> Attribution, path -> reason)."""
+        cache, usable, failures = self._faces(paths, cache_dir, progress)
+        done: dict[str, Attribution] = {}
+        for start in range(0, len(usable), CHUNK_VIDEOS):
+            chunk = usable[start : start + CHUNK_VIDEOS]
+            entries = [e for _, e in chunk]
+            preds = predict_videos(
+                self.model, cache, entries, self.recipe, max_clips=max_clips,
+                device=self.device, sam=True, progress=progress,
+            )  # fmt: skip
+            records = query(
+                self.index,
+                stack(preds, "embedding"),
+                k,
+                probabilities=stack(preds, "probabilities"),
+                video_ids=[p for p, _ in chunk],
+                logits=stack(preds, "logits"),
+            )
+            for (path, entry), pred, record in zip(chunk, preds, records, strict=True):
+                record["clips"] = pred.num_clips
+                frames = self._evidence(cache, entry, pred, top)
+                done[path] = Attribution(path, record=record, frames=frames,
+                                         embedding=pred.embedding)  # fmt: skip
+        return done, failures
+
+    def _faces(
+        self, paths: list[str], cache_dir: str, progress: bool
+    ) -> tuple[FaceCache, list[tuple[str, CacheEntry]], dict[str, str]]:
+        """Preprocess ``paths`` into the face cache at ``cache_dir`` as the recipe says:
+        (cache, [(path, entry)] of usable videos, path -> reason for the others)."""
+        from attribnet.data.manifest import ManifestRow
+        from attribnet.preprocess import run_preprocess
+
+        data = self.recipe.data
+        rows = [ManifestRow(path=str(p), label="query") for p in paths]
+        cache, report = run_preprocess(
+            rows, cache_dir, detector=data.detector, size=data.image_size,
+            margin=data.face_margin, max_frames=data.max_frames, progress=progress,
+        )  # fmt: skip
+        failures = {**report["skipped"], **report["failed"]}
+        usable = []
+        for row in rows:
+            entry = cache.entry_for(row.path)
+            if entry is None:
+                failures.setdefault(row.path, "not preprocessed (see the log)")
+            elif entry.num_frames < data.num_frames:
+                need = data.num_frames
+                failures[row.path] = f"only {entry.num_frames} face frames, a clip needs {need}"
+            else:
+                usable.append((row.path, entry))
+        return cache, usable, {p: failures[p] for p in paths if p in failures}
+
+    def _evidence(
+        self, cache: FaceCache, entry: CacheEntry, pred: VideoPrediction, top: int
+    ) -> list[FrameEvidence]:
+        """Every sampled frame's share, largest first; faces and heatmaps for the top."""
+        max_frames = self.recipe.data.max_frames
+        indices, times = source_frames(entry.row.path, entry.num_frames, max_frames)
+        faces = cache.load(entry)
+        frames = []
+        for rank, (c, f, weight) in enumerate(top_frames(pred)):
+            clip = pred.clips[c]
+            evidence = FrameEvidence(
+                clip=c,
+                frame=f,
+                source_frame=int(indices[f]) if indices is not None else None,
+                time_s=float(times[f]) if times is not None else None,
+                weight=weight,
+            )
+            if rank < top:
+                evidence.face = np.array(faces[f])
+                if clip.sam is not None:
+                    position = int(np.flatnonzero(clip.frames == f)[0])
+                    evidence.heatmap = clip.sam[position].astype(np.float32)
+            frames.append(evidence)
+        return frames
+
+
+@contextlib.contextmanager
+def _cache_dir(path: str | os.PathLike[str] | None) -> Iterator[str]:
+    """``path``, or a temporary folder removed on exit."""
+    if path:
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="attribnet-query-") as tmp:
+        yield tmp

@@ -1,0 +1,127 @@
+"""The command line of ``python -m attribnet.query``: :func:`build_parser`, :func:`run`
+(the report written with ``--json``) and :func:`main` (the report printed as tables).
+
+Exit codes: 0 at least one video was attributed, 1 none could be, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from attribnet.atomic import write_json
+from attribnet.cli import DONE, NOTHING, Parser, add_verbose, run_cli
+from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
+from attribnet.errors import ConfigError
+from attribnet.query.attribute import DEFAULT_K
+from attribnet.query.attributor import Attribution, Attributor
+from attribnet.query.cluster import cluster_embeddings, default_cluster_threshold, describe_clusters
+from attribnet.query.html import write_html
+from attribnet.query.render import format_clusters, format_table, plot_embeddings
+
+if TYPE_CHECKING:
+    from attribnet.index import GeneratorIndex
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = "Which known generator made each video, how sure, or is it from an unseen generator?"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m attribnet.query``."""
+    parser = Parser(prog="python -m attribnet.query", description=DESCRIPTION)
+    parser.add_argument("inputs", nargs="+", help="video files, frame folders or folders")
+    parser.add_argument("--index", required=True, help="index folder, e.g. indexes/<name>")
+    parser.add_argument("--checkpoint", help="model (default: the one the index was built by)")
+    parser.add_argument("--k", type=int, default=DEFAULT_K, help="neighbours to report")
+    parser.add_argument("--json", help="also write the results as JSON to this file")
+    parser.add_argument("--cluster", action="store_true", help="group the queries")
+    parser.add_argument("--cluster-threshold", type=float, help="cosine-distance cut")
+    parser.add_argument("--plot", help="write a 2-D PCA plot (PNG) to this file")
+    parser.add_argument("--html", help="write a self-contained HTML report (index.html) here")
+    parser.add_argument("--cache", help="face cache folder for the queries (default: temp)")
+    parser.add_argument("--max-clips", type=int, default=DEFAULT_MAX_CLIPS)
+    add_verbose(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Do what the command line asks; returns the report written with --json."""
+    if args.k < 1:
+        raise ConfigError(f"--k must be >= 1, got {args.k}")
+    attributor = Attributor.load(args.index, args.checkpoint)
+    results = attributor.attribute(
+        list(args.inputs),
+        k=args.k,
+        max_clips=args.max_clips,
+        cache_dir=args.cache,
+        progress=sys.stderr.isatty(),
+    )
+    index = attributor.index
+    report: dict[str, Any] = {
+        "index": str(args.index),
+        "checkpoint": str(attributor.checkpoint),
+        "threshold": index.threshold,
+        "score_name": index.threshold_score,
+        "k": args.k,
+        "videos": [r.to_dict() for r in results],
+    }
+    ok = [r for r in results if r.ok]
+    if (args.cluster or args.plot) and ok:
+        _cluster(args, index, ok, report)
+    if args.html:
+        page = write_html(
+            args.html, results, index, face_cache=attributor.recipe.data.cache,
+            index_name=str(args.index), cluster_threshold=args.cluster_threshold,
+        )  # fmt: skip
+        report["html"] = str(page)
+    return report
+
+
+def _cluster(
+    args: argparse.Namespace, index: GeneratorIndex, ok: list[Attribution], report: dict[str, Any]
+) -> None:
+    """Add ``clusters`` (with --cluster) to the report and draw --plot."""
+    embeddings = np.stack([r.embedding for r in ok])
+    cut = args.cluster_threshold or default_cluster_threshold(index)
+    clusters = cluster_embeddings(embeddings, cut)
+    if args.cluster:
+        report["cluster_threshold"] = cut
+        unknown = np.array([r.is_unknown for r in ok])
+        paths = [r.video for r in ok]
+        report["clusters"] = describe_clusters(index, embeddings, clusters, paths, unknown)
+    if args.plot:
+        plot_embeddings(index, embeddings, args.plot, clusters)
+        report["plot"] = str(args.plot)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print(format_table(report["videos"]))
+    if "clusters" in report:
+        print(f"\nclusters (cosine-distance cut {report['cluster_threshold']:.3f}):")
+        print(format_clusters(report["clusters"]))
+    ok = sum(r["status"] == "ok" for r in report["videos"])
+    print(f"\n{ok} of {len(report['videos'])} videos attributed")
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run, write --json, print the tables; 0 when a video was attributed, else 1."""
+    report = run(args)
+    if args.json:
+        write_json(args.json, report)
+    _print_report(report)
+    if args.json:
+        log.info("results written to %s", args.json)
+    if args.html:
+        log.info("HTML report written to %s", report["html"])
+    return DONE if any(r["status"] == "ok" for r in report["videos"]) else NOTHING
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; see the module docstring for the exit codes."""
+    return run_cli(build_parser(), argv, _command)
