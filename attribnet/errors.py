@@ -27,3 +27,11 @@ class CheckpointError(AttribnetError):
 
 class IndexMismatchError(AttribnetError):
     """A generator index built by another model than the one used to query it."""
+
+
+class RunExistsError(ConfigError):
+    """A run name whose folder already holds a run (refused without --resume/--overwrite)."""
+
+
+class LockedError(AttribnetError):
+    """A run folder or face cache that another live process is writing."""

@@ -5,8 +5,12 @@
 Each video keeps ``--max-frames`` evenly spaced frames (all of a shorter video; 0 = all).
 A video that cannot be decoded or has no face is skipped and listed with its reason; the
 run goes on. Re-running the same command resumes: finished and skipped videos are not
-touched again, so an interrupted run loses at most the video in progress. At the end
-``<out>/report.json`` lists what was done, skipped and failed.
+touched again (until their file changes: a fixed video is tried again), so an interrupted
+run loses at most the video in progress. At the end ``<out>/report.json`` lists what was
+done, skipped and failed.
+
+One preprocess at a time per cache: ``<out>/preprocess.lock`` names the running one, and
+a second run on the same cache waits for it to finish, then does only what is left.
 
 Exit codes: 0 done (some videos may be skipped), 1 some videos failed with an unexpected
 error (they are retried by a re-run), 2 a usage error (missing manifest, bad argument),
@@ -35,11 +39,14 @@ from attribnet.data.manifest import ManifestRow, read_manifest
 from attribnet.data.sampling import sample_indices
 from attribnet.data.video import BACKENDS, open_clip_source
 from attribnet.errors import AttribnetError, ConfigError, NoFaceError, VideoError
+from attribnet.file_lock import FileLock
 
 log = logging.getLogger(__name__)
 
 DETECTOR_NAMES = ("haar", "none", "centre")
 MAX_REPORTED_REASONS = 10
+LOCK_NAME = "preprocess.lock"
+LOCK_POLL_S = 2.0
 
 
 @dataclass
@@ -142,7 +149,7 @@ def _log_report(report: dict[str, Any]) -> None:
                 "  ... %d more %s (see report.json)", len(reasons) - MAX_REPORTED_REASONS, kind
             )
     if report["skipped"]:
-        log.info("skipped videos are not retried; delete skipped.jsonl in the cache to retry")
+        log.info("skipped videos are tried again once their file changes (size or mtime)")
 
 
 def preprocess(
@@ -173,7 +180,8 @@ def run_preprocess(
     ``detector`` is a name (``haar``, ``none``) or a detector object. Videos already done
     or skipped in the cache are not touched. Clips are (K, size, size, 3) uint8 with
     K = min(frames, max_frames). Writes ``<cache_dir>/report.json``. Raises ConfigError
-    for bad settings and DataError when the cache was made with other settings.
+    for bad settings and DataError when the cache was made with other settings. While
+    another process preprocesses into the same cache, waits for it (logging who it is).
     """
     _check_settings(size, margin, max_frames, backend)
     det = build_detector(detector) if isinstance(detector, str) else detector
@@ -183,7 +191,6 @@ def run_preprocess(
         "detector": detector_name(det),
         "max_frames": int(max_frames),
     }
-    cache = FaceCache(cache_dir, settings)
     faces_kwargs = {
         "detector": det,
         "size": int(size),
@@ -192,6 +199,16 @@ def run_preprocess(
         "backend": backend,
         "timeout_s": timeout_s,
     }
+    lock = FileLock(Path(cache_dir) / LOCK_NAME, f"face cache {cache_dir}")
+    with lock.acquire(wait=True, poll_s=LOCK_POLL_S):
+        cache = FaceCache(cache_dir, settings)
+        return cache, _fill(rows, cache, faces_kwargs, progress)
+
+
+def _fill(
+    rows: list[ManifestRow], cache: FaceCache, faces_kwargs: dict[str, Any], progress: bool
+) -> dict[str, Any]:
+    """Process the videos of ``rows`` not yet done; write and return the report."""
     todo = [r for r in rows if not cache.done(r.path)]
     log.info("%d of %d videos to preprocess into %s", len(todo), len(rows), cache.root)
     tally, start = _Tally(), time.monotonic()
@@ -202,7 +219,7 @@ def run_preprocess(
     report = _report(rows, cache, tally, time.monotonic() - start)
     write_json(cache.root / "report.json", report)
     _log_report(report)
-    return cache, report
+    return report
 
 
 class _Parser(argparse.ArgumentParser):

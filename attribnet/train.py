@@ -1,8 +1,10 @@
-"""``python -m attribnet.train recipes/<x>.yaml [--set a.b=v ...] [--resume]``
+"""``python -m attribnet.train recipes/<x>.yaml [--set a.b=v ...] [--resume | --overwrite]``
 
 Trains an attribution model from a recipe: data (demo generation, face cache), model,
 losses, the loop (AMP, checkpoints, exact resume, DDP under torchrun), and at the end the
-validation report and the generator index.
+validation report and the generator index. The run goes to ``train.out_dir/<name>``; a
+name that already holds a run needs ``--resume`` (continue it) or ``--overwrite`` (move it
+aside to ``<name>.replaced-<UTC time>`` and start again).
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ from attribnet.data.clips import ClipDataset, select_entries
 from attribnet.data.manifest import class_names
 from attribnet.data.open_space import OpenSpaceSimulator, pool_seed, step_generator
 from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
-from attribnet.errors import AttribnetError, ConfigError, DataError
-from attribnet.predict import autocast, run_model
+from attribnet.errors import AttribnetError, ConfigError, DataError, LockedError
+from attribnet.jsonl import append_jsonl, read_jsonl, write_jsonl
 from attribnet.logs import setup_logging
 from attribnet.losses import AttributionLoss
 from attribnet.metrics import closed_set_report
 from attribnet.models import build_model
+from attribnet.predict import autocast, run_model
+from attribnet.run_dir import check_run_dir, claim_run_dir, run_mode
 from attribnet.task import AttributionTask
 
 log = logging.getLogger(__name__)
@@ -360,19 +364,24 @@ def _init_distributed() -> bool:
     return True
 
 
-def fit(recipe: Recipe, resume: bool = False) -> Path:
-    """Train as the recipe says; returns the run directory."""
+def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train as the recipe says; returns the run directory ``train.out_dir/name``.
+
+    A folder that already holds a run is refused unless ``resume`` (continue from its
+    last.pt) or ``overwrite`` (move it aside, start again); a folder another process writes
+    is refused (see :mod:`attribnet.run_dir`). Nothing is written into it before the data
+    and model are built, and its lock is released however training ends.
+    """
     distributed = _init_distributed()
-    rank = dist.get_rank() if distributed else 0
-    is_main = rank == 0
-    torch.manual_seed(recipe.train.seed)
+    is_main = not distributed or dist.get_rank() == 0
     run_dir = Path(recipe.train.out_dir) / recipe.name
-    last_path = run_dir / "last.pt"
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
+    mode = run_mode(resume, overwrite)
+    check_run_dir(run_dir, mode)
     device = _device(recipe)
     data = prepare_data(recipe, is_main)
+    # seeded after the data: generating the demo set or filling the cache draws from the
+    # global RNG or not, and must not change the model
+    torch.manual_seed(recipe.train.seed)
     model = build_model(recipe.model, len(data.class_names))
     loss = AttributionLoss(recipe.loss, data.class_names, recipe.model.embedding_dim, distributed)
     task = AttributionTask(model, loss, build_open_space(recipe)).to(device)
@@ -380,27 +389,60 @@ def fit(recipe: Recipe, resume: bool = False) -> Path:
         task = task.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(task, recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(recipe, e))
-    start_epoch, best = 0, None
-    if resume:
-        if not last_path.exists():
-            raise ConfigError(f"--resume: no checkpoint at {last_path}")
-        state = read_checkpoint(last_path)
-        model.load_state_dict(state["model"])
-        loss.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["lr_scheduler"])
-        _set_rng_state(state["rng"])
-        start_epoch, best = state["epoch"] + 1, state["best_metric"]
-        log.info("resumed from %s at epoch %d", last_path, start_epoch + 1)
+    lock = claim_run_dir(run_dir, mode) if is_main else None
+    try:
+        start_epoch, best = 0, None
+        if resume:
+            start_epoch, best = _load_last(run_dir / "last.pt", task, optimizer, scheduler)
+        if is_main:
+            write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
+            _truncate_metrics(run_dir / "metrics.jsonl", start_epoch)
+        _train_epochs(task, data, recipe, device, optimizer, scheduler, run_dir, start_epoch, best)
+        if is_main:
+            _finish(recipe, run_dir, data, device)
+    finally:
+        if lock is not None:
+            lock.release()
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return run_dir
+
+
+def _load_last(
+    path: Path, task: AttributionTask, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> tuple[int, float | None]:
+    """Restore a run from its last.pt; returns (epoch to start at, best metric so far)."""
+    state = read_checkpoint(path)
+    task.model.load_state_dict(state["model"])
+    task.loss.load_state_dict(state["loss"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["lr_scheduler"])
+    _set_rng_state(state["rng"])
+    log.info("resumed from %s at epoch %d", path, state["epoch"] + 2)
+    return state["epoch"] + 1, state["best_metric"]
+
+
+def _train_epochs(
+    task: AttributionTask,
+    data: Data,
+    recipe: Recipe,
+    device: torch.device,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    run_dir: Path,
+    start_epoch: int,
+    best: float | None,
+) -> None:
+    """Epochs ``start_epoch`` .. the last: train, validate, checkpoint, log metrics."""
+    distributed = dist.is_initialized()
+    is_main = not distributed or dist.get_rank() == 0
     ddp_task: Any = task
     if distributed:
         ddp_task = torch.nn.parallel.DistributedDataParallel(
             task, device_ids=[device.index] if device.type == "cuda" else None
         )
     step_fn = torch.compile(ddp_task) if recipe.train.compile else ddp_task
-    metrics_path = run_dir / "metrics.jsonl"
-    if is_main:
-        _truncate_metrics(metrics_path, start_epoch)
     for epoch in range(start_epoch, recipe.train.epochs):
         data.train.set_epoch(epoch)
         loader = _train_loader(data, recipe, epoch)
@@ -416,8 +458,8 @@ def fit(recipe: Recipe, resume: bool = False) -> Path:
             best = val[recipe.train.select_metric]
         if is_main:
             state = {
-                "model": model.state_dict(),
-                "loss": loss.state_dict(),
+                "model": task.model.state_dict(),
+                "loss": task.loss.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "lr_scheduler": scheduler.state_dict(),
                 "epoch": epoch,
@@ -428,15 +470,14 @@ def fit(recipe: Recipe, resume: bool = False) -> Path:
             }
             if improved or (best is None and last_epoch):
                 save_checkpoint(run_dir / "best.pt", state)
-            save_checkpoint(last_path, state)
+            save_checkpoint(run_dir / "last.pt", state)
             record = {
                 "epoch": epoch + 1,
                 "lr": lr,
                 **stats,
                 **{k: v for k, v in val.items() if k != "val_report"},
             }
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_jsonl(run_dir / "metrics.jsonl", record)
             log.info(
                 "epoch %d/%d  %s",
                 epoch + 1,
@@ -445,24 +486,13 @@ def fit(recipe: Recipe, resume: bool = False) -> Path:
                     f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float) and k != "lr"
                 ),
             )
-    if is_main:
-        _finish(recipe, run_dir, data, device)
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
-    return run_dir
 
 
 def _truncate_metrics(path: Path, start_epoch: int) -> None:
-    """Drop metric lines of epochs that a resumed run will redo."""
-    if not path.exists():
-        return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line)["epoch"] <= start_epoch
-    ]
-    write_text(path, "".join(line + "\n" for line in kept))
+    """Drop metric lines of epochs that a resumed run will redo (and torn lines)."""
+    if path.exists():
+        kept = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= start_epoch]
+        write_jsonl(path, kept)
 
 
 def _finish(recipe: Recipe, run_dir: Path, data: Data, device: torch.device) -> None:
@@ -502,15 +532,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("recipe", help="YAML recipe, e.g. recipes/demo.yaml")
     add_overrides_argument(parser)
     parser.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start the run again; an existing run folder is moved aside to "
+        "<run>.replaced-<UTC time>, never deleted",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
         recipe = load_recipe(args.recipe, args.overrides)
-        run_dir = fit(recipe, resume=args.resume)
+        run_dir = fit(recipe, resume=args.resume, overwrite=args.overwrite)
     except AttribnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, (ConfigError, DataError)) else 1
+        return 2 if isinstance(exc, (ConfigError, DataError, LockedError)) else 1
     print(f"run finished: {run_dir}")
     return 0
 

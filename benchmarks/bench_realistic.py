@@ -73,6 +73,7 @@ from realistic.build_dataset import build, build_parser
 from attribnet.data.manifest import read_manifest, write_manifest
 from attribnet.evaluate import main as evaluate_main
 from attribnet.evaluate.cross_quality_table import quality_drops
+from attribnet.jsonl import read_jsonl
 from attribnet.logs import setup_logging
 from attribnet.report import drop_cell
 
@@ -303,7 +304,7 @@ def training_summary(work: Path, name: str) -> str:
         path = work / "runs" / f"{name}_{q}" / "metrics.jsonl"
         if not path.is_file():
             continue
-        lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        lines = read_jsonl(path)
         secs = sum(x.get("epoch_s", 0.0) for x in lines)
         best = max((x.get("val_accuracy") or 0.0 for x in lines), default=float("nan"))
         total += secs

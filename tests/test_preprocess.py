@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -329,11 +333,81 @@ def test_a_rewritten_video_is_cropped_again(tmp_path: Path, four_videos: list[Ma
     np.testing.assert_array_equal(np.asarray(reopened.load(reopened.entries[0])), again)
 
 
+def test_a_skipped_video_is_tried_again_once_its_file_changes(
+    tmp_path: Path, four_videos: list[ManifestRow], monkeypatch
+):
+    settings = {"detector": "none", "size": SIZE, "max_frames": MAX_FRAMES, "progress": False}
+    corrupt = next(r for r in four_videos if Path(r.path).stem == "corrupt")
+    assert list(prep.preprocess([corrupt], tmp_path / "cache", **settings).skipped) == [
+        corrupt.path
+    ]
+    counting = _CountingOpen(prep.open_clip_source)
+    monkeypatch.setattr(prep, "open_clip_source", counting)
+    prep.preprocess([corrupt], tmp_path / "cache", **settings)
+    assert counting.names == []  # the same file: still skipped
+    write_video(corrupt.path, _moving(10, 2), crf=10)  # the file is fixed
+    cache = prep.preprocess([corrupt], tmp_path / "cache", **settings)
+    assert counting.names == ["corrupt"]
+    assert cache.skipped == {} and cache.entry_for(corrupt.path) is not None
+    report = json.loads((tmp_path / "cache" / "report.json").read_text())
+    assert report["done"] == 1 and report["skipped"] == {}
+    assert FaceCache(tmp_path / "cache").done(corrupt.path)
+
+
+def test_a_skip_record_without_size_and_mtime_is_tried_again(tmp_path: Path):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"broken")
+    FaceCache(tmp_path / "cache", {"size": SIZE})
+    (tmp_path / "cache" / "skipped.jsonl").write_text(
+        json.dumps({"path": str(video), "reason": "cannot open as video"}) + "\n"
+    )
+    assert not FaceCache(tmp_path / "cache").done(str(video))
+
+
+def test_two_preprocess_runs_on_one_cache_do_the_work_once(
+    tmp_path: Path, four_videos: list[ManifestRow], monkeypatch, caplog
+):
+    """The second run waits for the first (named in the log), then finds nothing to do."""
+    settings = {"detector": "none", "size": SIZE, "max_frames": MAX_FRAMES, "progress": False}
+    counting = _CountingOpen(prep.open_clip_source)
+
+    def slow_open(path: str, **kwargs: Any) -> Any:
+        time.sleep(0.1)
+        return counting(path, **kwargs)
+
+    monkeypatch.setattr(prep, "open_clip_source", slow_open)
+    monkeypatch.setattr(prep, "LOCK_POLL_S", 0.02)
+    reports: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            reports.append(prep.run_preprocess(four_videos, tmp_path / "cache", **settings)[1])
+        except BaseException as exc:
+            errors.append(exc)
+
+    first, second = threading.Thread(target=run), threading.Thread(target=run)
+    with caplog.at_level(logging.INFO):
+        first.start()
+        while not counting.names and first.is_alive():
+            time.sleep(0.01)
+        second.start()
+        first.join()
+        second.join()
+    assert errors == []
+    assert sorted(counting.names) == ["corrupt", "good", "grey", "short"]  # each once
+    assert [r["this_run"]["done"] for r in reports] == [3, 0]
+    assert all(r["done"] == 3 and len(r["skipped"]) == 1 for r in reports)
+    assert f"is in use by pid {os.getpid()}" in caplog.text and "waiting" in caplog.text
+    assert not (tmp_path / "cache" / prep.LOCK_NAME).exists()
+
+
 def test_cli_interrupt_exits_130(tmp_path: Path, four_videos, monkeypatch, capsys):
     monkeypatch.setattr(prep, "open_clip_source", _CountingOpen(prep.open_clip_source, 1))
     argv = [str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "c"), "--detector", "none"]
     assert prep.main(argv) == 130
     assert "resume" in capsys.readouterr().err
+    assert not (tmp_path / "c" / prep.LOCK_NAME).exists()  # Ctrl-C releases the cache lock
 
 
 def test_cli_end_to_end(tmp_path: Path, four_videos: list[ManifestRow], capsys):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
 from sklearn.pipeline import make_pipeline
@@ -105,6 +106,16 @@ def test_generator_weights_are_fixed_per_architecture() -> None:
     a, b = build_generator("iae"), build_generator("iae")
     for (key, wa), wb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert np.array_equal(wa.numpy(), wb.numpy()), key
+
+
+def test_generating_leaves_the_global_random_state_alone(tmp_path: Path) -> None:
+    """A model seeded before the demo set is generated is the one seeded without it."""
+    torch.manual_seed(7)
+    np.random.seed(7)
+    before_torch, before_numpy = torch.get_rng_state(), np.random.get_state()[1].copy()
+    _tiny(tmp_path / "demo", generators=("iae", "dfaker", "unseen"))
+    assert torch.equal(torch.get_rng_state(), before_torch)
+    assert np.array_equal(np.random.get_state()[1], before_numpy)
 
 
 # ------------------------------------------------------------------------------ honesty

@@ -14,6 +14,8 @@ import torch
 
 from attribnet import train
 from attribnet.checkpoint import read_checkpoint
+from attribnet.data import synthetic
+from attribnet.run_dir import LOCK_NAME, run_lock
 from tests.builders import tiny_overrides
 
 ROOT = Path(__file__).parents[1]
@@ -49,9 +51,9 @@ def test_missing_dfdm_data_is_a_clear_error(tmp_path, capsys):
     assert "Getting DFDM" in err[0] and "m.csv" in err[0]
 
 
-def _run(manifest, out, epochs, resume=False, **extra):
+def _run(manifest, out, epochs, resume=False, flags=(), **extra):
     argv = args(ROOT / "recipes/demo.yaml", manifest, out, **{"train.epochs": epochs, **extra})
-    return train.main(argv + (["--resume"] if resume else []))
+    return train.main(argv + (["--resume"] if resume else []) + list(flags))
 
 
 def _kill_then_resume(tiny_demo, tmp_path, monkeypatch, epochs, **extra):
@@ -71,6 +73,7 @@ def _kill_then_resume(tiny_demo, tmp_path, monkeypatch, epochs, **extra):
     with pytest.raises(KeyboardInterrupt):
         _run(tiny_demo, tmp_path / "b", epochs, **extra)
     assert read_checkpoint(tmp_path / "b/runs/demo/last.pt")["epoch"] == epochs - 2
+    assert not (tmp_path / "b/runs/demo" / LOCK_NAME).exists()  # Ctrl-C released the lock
     monkeypatch.setattr(train, "train_one_epoch", real_epoch)
     assert _run(tiny_demo, tmp_path / "b", epochs, resume=True, **extra) == 0
     resumed = read_checkpoint(tmp_path / "b/runs/demo/last.pt")
@@ -104,10 +107,88 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     code = _run(tiny_demo, tmp_path, 2, resume=True, **{"train.max_steps_per_epoch": 2})
     assert code == 1
     assert "non-finite loss at epoch 2" in capsys.readouterr().err
+    assert not (tmp_path / "runs/demo" / LOCK_NAME).exists()  # an error released the lock
     kept = read_checkpoint(tmp_path / "runs/demo/last.pt")
     assert kept["epoch"] == good["epoch"] == 0
     for key, value in good["model"].items():
         assert torch.equal(value, kept["model"][key])
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_an_existing_run_is_refused_unless_resumed_or_overwritten(tiny_demo, tmp_path, capsys):
+    one = {"train.max_steps_per_epoch": 1}
+    assert _run(tiny_demo, tmp_path, 1, **one) == 0
+    run = tmp_path / "runs/demo"
+    before = _files(run)
+    assert {"best.pt", "last.pt", "metrics.jsonl", "recipe.yaml"} <= set(before)
+    capsys.readouterr()
+    assert _run(tiny_demo, tmp_path, 1, **one) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: run folder {run} already holds a run (best.pt, last.pt, metrics.jsonl); add "
+        "--resume to continue it, --overwrite to move it aside and start again, or choose "
+        "another name (--set name=...)"
+    ]
+    typo = {**one, "data.classes": "[dfaker,fsaceswap]"}  # fails when the data is read
+    assert _run(tiny_demo, tmp_path, 2, resume=True, **typo) == 2
+    assert _run(tiny_demo, tmp_path, 2, flags=["--overwrite"], **typo) == 2
+    assert _files(run) == before and not list((tmp_path / "runs").glob("*.replaced-*"))
+
+    assert _run(tiny_demo, tmp_path, 1, flags=["--overwrite"], **one) == 0
+    (aside,) = (tmp_path / "runs").glob("demo.replaced-*")
+    assert _files(aside) == before
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["demo", aside.name]
+
+
+def test_a_run_being_written_is_refused_naming_the_writer(tiny_demo, tmp_path, capsys):
+    run = tmp_path / "runs/demo"
+    holder = run_lock(run).acquire()
+    try:
+        assert _run(tiny_demo, tmp_path, 1, **{"train.max_steps_per_epoch": 1}) == 2
+    finally:
+        holder.release()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"error: run folder {run} is in use by pid {os.getpid()} on host ")
+    assert list(run.iterdir()) == []  # nothing written
+
+
+def test_resume_reads_past_a_torn_metrics_line(tiny_demo, tmp_path, capsys):
+    one = {"train.max_steps_per_epoch": 1}
+    assert _run(tiny_demo, tmp_path, 1, **one) == 0
+    metrics = tmp_path / "runs/demo/metrics.jsonl"
+    with open(metrics, "a") as f:
+        f.write('{"epoch": 2, "lr": 0.0')  # killed while writing epoch 2's line
+    assert _run(tiny_demo, tmp_path, 2, resume=True, **one) == 0
+    assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1, 2]
+    assert "metrics.jsonl:2: ignoring an unfinished line" in capsys.readouterr().err
+
+
+def test_the_run_that_generates_the_demo_trains_like_later_runs(tmp_path, monkeypatch):
+    """Generating the demo set and its face cache must not move the model's random draws:
+    the first run of a command (which makes them) equals a later one bitwise."""
+    real = synthetic.generate_demo
+
+    def tiny_generate(root):
+        return real(root, num_sources=6, num_frames=8, size=32, qualities=(0, 23))
+
+    monkeypatch.setattr(synthetic, "generate_demo", tiny_generate)
+    root = tmp_path / "demo"
+    demo = {"data.demo": True, "data.root": root, "data.cache": root / "cache",
+            "train.max_steps_per_epoch": 1}  # fmt: skip
+    for out in ("first", "later"):
+        argv = args(ROOT / "recipes/demo.yaml", root / "manifest.csv", tmp_path / out, **demo)
+        assert train.main(argv) == 0
+        assert (root / "manifest.csv").is_file() and (root / "cache/index.jsonl").is_file()
+    first = read_checkpoint(tmp_path / "first/runs/demo/last.pt")
+    later = read_checkpoint(tmp_path / "later/runs/demo/last.pt")
+    for key, value in first["model"].items():
+        assert torch.equal(value, later["model"][key]), key
+    assert torch.equal(first["loss"]["arcface.W"], later["loss"]["arcface.W"])
 
 
 def _free_port() -> int:

@@ -6,7 +6,8 @@ Layout of a cache folder::
     clips/<key>.npy one array (N, S, S, 3) uint8 RGB per finished video
     index.jsonl     one line per finished video (its manifest row, frame count, and the
                     video file's size and mtime when it was cropped)
-    skipped.jsonl   one line per video that was skipped, with the reason
+    skipped.jsonl   one line per video that was skipped, with the reason and the video
+                    file's size and mtime then
 
 A clip file is renamed into place before its index line is appended, so a killed run
 loses at most the video in progress and a re-run skips everything already listed.
@@ -14,7 +15,9 @@ loses at most the video in progress and a re-run skips everything already listed
 A video is keyed by its resolved path. When the file at that path has since changed (other
 size or mtime), its entry is stale: it is not listed, not found and not ``done``, so the
 next preprocess crops it again and the new line replaces the old one. When the video file
-is absent (a cache moved to another machine), the entry is used as it is.
+is absent (a cache moved to another machine), the entry is used as it is. A skipped video
+is keyed the same way: once its file changes (fixed, replaced), it is tried again.
+Reading the ``*.jsonl`` files ignores a torn last line (see :mod:`attribnet.jsonl`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 from attribnet.atomic import atomic_path, write_json
 from attribnet.data.manifest import ManifestRow
 from attribnet.errors import DataError
+from attribnet.jsonl import append_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +70,26 @@ def file_stamp(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning("%s:%d: ignoring an unfinished line (interrupted write?)", path, n)
-    return records
+@dataclass(frozen=True)
+class SkipRecord:
+    """A video that was skipped, why, and its file's (size, mtime_ns) then (None when the
+    file was absent). It stays skipped only while the file keeps that size and mtime."""
 
+    path: str
+    reason: str
+    stamp: tuple[int, int] | None
 
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> SkipRecord | None:
+        """A record of skipped.jsonl; None for one written before stamps (retried once)."""
+        if "stamp" not in record:
+            return None
+        stamp = tuple(record["stamp"]) if record["stamp"] else None
+        return cls(record["path"], record["reason"], stamp)
+
+    def is_current(self) -> bool:
+        """Whether the file is as it was when skipped (same size and mtime, or still absent)."""
+        return file_stamp(self.path) == self.stamp
 
 
 class FaceCache:
@@ -115,13 +120,17 @@ class FaceCache:
                 write_json(meta_path, settings)
             self.settings = settings
         self._entries: dict[str, CacheEntry] = {}
-        for record in _read_jsonl(self.root / "index.jsonl"):
+        for record in read_jsonl(self.root / "index.jsonl"):
             row = ManifestRow(**record["row"])
             stamp = tuple(record["stamp"]) if record.get("stamp") else None
             self._entries[record["key"]] = CacheEntry(
                 record["key"], row, record["num_frames"], stamp
             )
-        self._skipped = {r["path"]: r["reason"] for r in _read_jsonl(self.root / "skipped.jsonl")}
+        self._skipped: dict[str, SkipRecord] = {}
+        for record in read_jsonl(self.root / "skipped.jsonl"):
+            skip = SkipRecord.from_json(record)
+            if skip is not None:
+                self._skipped[skip.path] = skip
 
     @property
     def entries(self) -> list[CacheEntry]:
@@ -136,12 +145,16 @@ class FaceCache:
 
     @property
     def skipped(self) -> dict[str, str]:
-        """Skipped videos: path -> reason."""
-        return dict(self._skipped)
+        """Skipped videos whose files did not change since: path -> reason."""
+        return {p: s.reason for p, s in self._skipped.items() if s.is_current()}
 
     def done(self, path: str) -> bool:
-        """Whether a video is finished or was skipped (a re-run need not touch it)."""
-        return self.entry_for(path) is not None or path in self._skipped
+        """Whether a video is finished, or was skipped and its file has not changed since
+        (a re-run need not touch it; a fixed file is tried again)."""
+        if self.entry_for(path) is not None:
+            return True
+        skip = self._skipped.get(path)
+        return skip is not None and skip.is_current()
 
     def add(self, row: ManifestRow, frames_nhwc: np.ndarray) -> CacheEntry:
         """Store a video's face crops (N, S, S, 3) uint8 and list it in the index."""
@@ -151,7 +164,7 @@ class FaceCache:
         with atomic_path(self.root / "clips" / f"{key}.npy") as tmp:
             np.save(tmp, np.ascontiguousarray(frames_nhwc))
         entry = CacheEntry(key, row, int(frames_nhwc.shape[0]), file_stamp(row.path))
-        _append_jsonl(
+        append_jsonl(
             self.root / "index.jsonl",
             {"key": key, "row": asdict(row), "num_frames": entry.num_frames,
              "stamp": entry.stamp},
@@ -160,9 +173,10 @@ class FaceCache:
         return entry
 
     def skip(self, row: ManifestRow, reason: str) -> None:
-        """Record that a video was skipped, and why."""
-        _append_jsonl(self.root / "skipped.jsonl", {"path": row.path, "reason": reason})
-        self._skipped[row.path] = reason
+        """Record that a video was skipped, why, and its file's size and mtime now."""
+        skip = SkipRecord(row.path, reason, file_stamp(row.path))
+        append_jsonl(self.root / "skipped.jsonl", asdict(skip))
+        self._skipped[row.path] = skip
 
     def load(self, entry: CacheEntry) -> np.ndarray:
         """The clip's frames (N, S, S, 3) uint8, memory-mapped (read-only)."""

@@ -206,17 +206,23 @@ class ToyGenerator(nn.Module):
     def __init__(self, arch: ToyArchitecture):
         super().__init__()
         self.arch = arch
-        self.down = nn.Conv2d(3, 12, 2, stride=2)
-        self.encoder = nn.Sequential(*(_ResidualConv(12, 3) for _ in range(arch.encoder_convs - 1)))
-        self.intermediate = nn.Sequential(
-            *(_ResidualConv(12, 1) for _ in range(arch.intermediate_layers))
-        )
-        ups = [_Upsampler(arch.upsampler, 12 if i == 0 else 3) for i in range(arch.upsamplings)]
-        self.decoder = nn.Sequential(
-            *ups, *(_ResidualBlock(3) for _ in range(arch.residual_blocks))
-        )
-        self.skip = nn.Conv2d(3, 3, 1) if arch.skip else None
-        self.final = nn.Conv2d(3, 3, 3, padding=1)
+        # the layers' default init draws from torch's global RNG; the weights come from
+        # the generator below, so leave the global RNG as it was (demo generation must not
+        # change a model seeded before it)
+        with torch.random.fork_rng(devices=[]):
+            self.down = nn.Conv2d(3, 12, 2, stride=2)
+            self.encoder = nn.Sequential(
+                *(_ResidualConv(12, 3) for _ in range(arch.encoder_convs - 1))
+            )
+            self.intermediate = nn.Sequential(
+                *(_ResidualConv(12, 1) for _ in range(arch.intermediate_layers))
+            )
+            ups = [_Upsampler(arch.upsampler, 12 if i == 0 else 3) for i in range(arch.upsamplings)]
+            self.decoder = nn.Sequential(
+                *ups, *(_ResidualBlock(3) for _ in range(arch.residual_blocks))
+            )
+            self.skip = nn.Conv2d(3, 3, 1) if arch.skip else None
+            self.final = nn.Conv2d(3, 3, 3, padding=1)
         _init_near_identity(self, torch.Generator().manual_seed(arch.weight_seed), arch.strength)
         self.requires_grad_(False)
 
