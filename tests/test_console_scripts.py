@@ -1,0 +1,31 @@
+"""The console scripts of pyproject.toml: each names a ``main(argv) -> int`` that answers
+``--help`` (checked from the file, so it holds before an install registers them)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+SCRIPTS = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"][
+    "scripts"
+]
+
+
+def test_every_command_has_a_script() -> None:
+    assert {"attribnet-train", "attribnet-query", "attribnet-evaluate", "attribnet-serve"} <= set(
+        SCRIPTS
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_script_target_answers_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    module, attr = SCRIPTS[name].split(":")
+    main = getattr(importlib.import_module(module), attr)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
