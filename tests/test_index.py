@@ -195,10 +195,10 @@ def test_threshold_keeps_95_percent_of_val_knowns_and_rejects_unseen(
     val, _ = blobs(rng, centres, 40, noise=0.3)
     threshold = index.open_set.calibrate(val)
     known = index.prototype_predict(val)[1]
-    assert (~index.is_unknown(known)).mean() >= 0.95
+    assert (~index.open_set.is_unknown(known)).mean() >= 0.95
     assert threshold == pytest.approx(np.sort(known)[6])  # floor(0.05 * 120)
     unseen, _ = blobs(rng, np.eye(1, DIM, 7, dtype=np.float32), 30, noise=0.3)
-    assert index.is_unknown(index.prototype_predict(unseen)[1]).mean() > 0.9
+    assert index.open_set.is_unknown(index.prototype_predict(unseen)[1]).mean() > 0.9
 
 
 def test_threshold_on_max_softmax_when_calibrated_with_probabilities(
@@ -211,14 +211,14 @@ def test_threshold_on_max_softmax_when_calibrated_with_probabilities(
     threshold = index.open_set.calibrate(x[:40], probs)
     assert index.threshold_score == "max_softmax"
     assert threshold == pytest.approx(np.sort(probs.max(1))[2])  # floor(0.05 * 40)
-    np.testing.assert_allclose(index.knownness(x[:40], probs), probs.max(1))
+    np.testing.assert_allclose(index.open_set.knownness(x[:40], probs), probs.max(1))
     with pytest.raises(ValueError, match="pass the classifier probabilities"):
-        index.knownness(x[:40])
+        index.open_set.knownness(x[:40])
     loaded = GeneratorIndex.load(index.save(tmp_path / "idx"))
     assert (loaded.threshold_score, loaded.threshold) == ("max_softmax", threshold)
     index.open_set.calibrate(x[:40])  # without probabilities: back to prototype cosine
     assert index.threshold_score == "prototype_cosine"
-    np.testing.assert_allclose(index.knownness(x[:40]), index.prototype_predict(x[:40])[1])
+    np.testing.assert_allclose(index.open_set.knownness(x[:40]), index.prototype_predict(x[:40])[1])
 
 
 def test_threshold_survives_save_and_load(tmp_path: Path, centres: np.ndarray) -> None:

@@ -214,12 +214,12 @@ def test_index_saves_and_loads_its_choice(
     assert loaded.selection == index.selection
     assert loaded.selection_data == index.selection_data
     for name in KNOWNNESS_SCORES:
-        before = index.knownness(queries, probs, logits=logits, score=name)
-        after = loaded.knownness(queries, probs, logits=logits, score=name)
+        before = index.open_set.knownness(queries, probs, logits=logits, score=name)
+        after = loaded.open_set.knownness(queries, probs, logits=logits, score=name)
         np.testing.assert_array_equal(before, after)
     np.testing.assert_array_equal(
-        index.knownness(queries, probs, logits=logits),
-        loaded.knownness(queries, probs, logits=logits),
+        index.open_set.knownness(queries, probs, logits=logits),
+        loaded.open_set.knownness(queries, probs, logits=logits),
     )
 
     meta = json.loads((folder / META_FILE).read_text())
@@ -240,7 +240,7 @@ def test_threshold_keeps_95_percent_of_the_known_validation_videos() -> None:
     index = GeneratorIndex.build(train, train_y, NAMES, use_gpu=False)
     index.open_set.choose_score(val, val_y)
     assert index.threshold_score in ("knn_cosine", "prototype_cosine", "mahalanobis")
-    assert np.mean(~index.is_unknown(index.knownness(val))) >= 0.95
+    assert np.mean(~index.open_set.is_unknown(index.open_set.knownness(val))) >= 0.95
 
 
 def test_choice_on_the_training_videos_leaves_each_one_out() -> None:
@@ -280,10 +280,12 @@ def test_an_index_of_the_old_format_still_loads(tmp_path: Path) -> None:
     loaded = GeneratorIndex.load(folder, use_gpu=False)
     assert (loaded.threshold_score, loaded.threshold) == ("max_softmax", threshold)
     assert loaded.selection is None and loaded.open_set.gaussians is None
-    np.testing.assert_allclose(loaded.knownness(train[:20], probs), probs.max(axis=1))
+    np.testing.assert_allclose(loaded.open_set.knownness(train[:20], probs), probs.max(axis=1))
     # Every candidate can still be computed (the Gaussians are fitted when first needed).
-    assert loaded.knownness(train, score="mahalanobis").shape == (len(train),)
-    assert loaded.knownness(train, score="knn_cosine").max() == pytest.approx(1.0, abs=1e-5)
+    assert loaded.open_set.knownness(train, score="mahalanobis").shape == (len(train),)
+    assert loaded.open_set.knownness(train, score="knn_cosine").max() == pytest.approx(
+        1.0, abs=1e-5
+    )
 
 
 def test_corrupt_open_set_file_is_a_data_error(

@@ -162,7 +162,7 @@ def knownness_scores(
     }
     if index is not None and videos.embedding is not None:
         for name in REFERENCE_SCORES:
-            found[name] = index.knownness(videos.embedding, score=name)
+            found[name] = index.open_set.knownness(videos.embedding, score=name)
     return {name: found[name] for name in SCORE_NAMES if name in found}
 
 

@@ -206,21 +206,6 @@ class GeneratorIndex:
 
     # ------------------------------------------------------------------ open set (see open_set)
 
-    def knownness(
-        self,
-        embeddings: np.ndarray,
-        probabilities: np.ndarray | None = None,
-        *,
-        logits: np.ndarray | None = None,
-        score: str | None = None,
-    ) -> np.ndarray:
-        """:meth:`OpenSetPolicy.knownness <attribnet.index.open_set.OpenSetPolicy.knownness>`."""
-        return self.open_set.knownness(embeddings, probabilities, logits=logits, score=score)
-
-    def is_unknown(self, scores: np.ndarray) -> np.ndarray:
-        """:meth:`OpenSetPolicy.is_unknown <attribnet.index.open_set.OpenSetPolicy.is_unknown>`."""
-        return self.open_set.is_unknown(scores)
-
     @property
     def threshold(self) -> float | None:
         """The open-set threshold (None: nothing is unknown)."""

@@ -49,8 +49,8 @@ def query(
     sims, rows = index.search(embeddings, k)
     knn_pred, knn_conf, votes = index.knn_predict(embeddings, k)
     proto_pred, proto_sims = index.prototype_predict(embeddings)
-    scores = index.knownness(embeddings, probabilities, logits=logits)
-    unknown = index.is_unknown(scores)
+    scores = index.open_set.knownness(embeddings, probabilities, logits=logits)
+    unknown = index.open_set.is_unknown(scores)
     records = []
     for q, video in enumerate(ids):
         record: dict[str, Any] = {
