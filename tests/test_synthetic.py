@@ -214,7 +214,7 @@ def test_interrupted_generation_leaves_no_manifest(
     def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "write_video", crash)
+    monkeypatch.setattr(synthetic.dataset, "write_video", crash)
     with pytest.raises(KeyboardInterrupt):
         _tiny(tmp_path, generators=("dfaker",))
     assert not (tmp_path / "manifest.csv").exists()

@@ -11,19 +11,19 @@ import cv2
 import numpy as np
 import pytest
 
-from attribnet.data import video
 from attribnet.data.codec import decode_all, write_video
 from attribnet.data.video import (
     DecordSource,
     FrameFolderSource,
     PyAVSource,
+    decord_source,
     natural_key,
     open_clip_source,
 )
 from attribnet.errors import DataError, VideoError
 
 try:
-    video._import_decord()
+    decord_source._import_decord()
     HAVE_DECORD = True
 except ImportError:
     HAVE_DECORD = False
@@ -59,7 +59,7 @@ def _no_decord(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing() -> None:
         raise ImportError("decord is unavailable (forced off by the test)")
 
-    monkeypatch.setattr(video, "_import_decord", missing)
+    monkeypatch.setattr(decord_source, "_import_decord", missing)
 
 
 @pytest.mark.parametrize("backend", FILE_BACKENDS)

@@ -321,7 +321,7 @@ def open_set_markdown(metrics: dict[str, Any]) -> str:
         + ", ".join(f"{METRIC_TITLES[k]} {report.fmt(verdict[k])}" for k in METRIC_KEYS)
         + ".",
         "",
-        *report._training_section(metrics),
+        *report.training_section(metrics),
         "Unknown manifests: "
         + ", ".join(f"[{m}]({m})" for m in (r["unknown_manifest"] for r in rows))
         + ". Numbers: [metrics.json](metrics.json).",
