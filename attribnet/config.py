@@ -58,6 +58,11 @@ class DataConfig:
     uniform softmax, weighted by ``loss.outlier_weight``). They are no classes of the model
     (not in ``classes``, no classifier output, no ArcFace centre) and validation, test and
     the index leave them out. E.g. ``[real]`` or other tools' fakes.
+
+    ``face_check`` (default on): whatever the ``detector``, a video whose face crops show
+    no face (noise, one colour, no face in most of 8 sampled crops) is skipped with its
+    reason, in training, index building and queries alike
+    (attribnet.data.faces.FaceCheck). Turn it off only for inputs that are not faces.
     """
 
     manifest: str = ""
@@ -66,6 +71,7 @@ class DataConfig:
     root: str = ""
     detector: str = "none"
     face_margin: float = 0.3
+    face_check: bool = True
     max_frames: int = 64
     classes: list[str] = field(default_factory=list)
     outlier_classes: list[str] = field(default_factory=list)
@@ -151,7 +157,12 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """The loop. ``m_per_class`` > 0 uses PML's MPerClassSampler (needed by triplet)."""
+    """The loop. ``m_per_class`` > 0 uses PML's MPerClassSampler (needed by triplet).
+
+    ``checkpoint_every_steps`` N > 0 also writes last.pt every N optimizer steps inside an
+    epoch (0 = at epoch ends only); ``--resume`` continues from that step with the same
+    batches, as if never stopped (attribnet.train_state).
+    """
 
     epochs: int = 300
     batch_size: int = 10
@@ -168,6 +179,7 @@ class TrainConfig:
     build_index: bool = True
     index_dir: str = "indexes"
     max_steps_per_epoch: int = 0
+    checkpoint_every_steps: int = 0
 
 
 @dataclass
@@ -208,6 +220,7 @@ NON_NEGATIVE = {
     "model.spectral_dim",
     "optim.weight_decay", "optim.warmup_epochs", "train.grad_clip", "train.m_per_class",
     "train.max_steps_per_epoch", "loss.outlier_weight", "loss.open_space_weight",
+    "train.checkpoint_every_steps",
 }  # fmt: skip
 PROBABILITIES = {
     "data.augment.hflip", "data.augment.h264_p", "data.augment.jpeg_p", "loss.open_space_fraction",

@@ -4,9 +4,12 @@
 
 Each video keeps ``--max-frames`` evenly spaced frames (all of a shorter video; 0 = all).
 A video that cannot be decoded or has no face is skipped and listed with its reason; the
-run goes on. Re-running the same command resumes: finished and skipped videos are not
-touched again (until their file changes: a fixed video is tried again), so an interrupted
-run loses at most the video in progress. At the end ``<out>/report.json`` lists what was
+run goes on. Whatever the detector, the face crops of every video must show a face (the
+face check, :class:`attribnet.data.faces.FaceCheck`; ``--no-face-check`` turns it off): a
+video of noise, of one colour or without a face in most frames is skipped as "no face".
+Re-running the same command resumes: finished and skipped videos are not touched again
+(until their file changes: a fixed video is tried again), so an interrupted run loses at
+most the video in progress. At the end ``<out>/report.json`` lists what was
 done, skipped and failed.
 
 One preprocess at a time per cache: ``<out>/preprocess.lock`` names the running one, and
@@ -20,6 +23,7 @@ error (they are retried by a re-run), 2 a usage error (missing manifest, bad arg
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -32,9 +36,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from attribnet.atomic import write_json
+from attribnet.atomic import remove_partial_files, write_json
 from attribnet.data.cache import FaceCache
-from attribnet.data.faces import FaceDetector, build_detector, crop_faces, detector_name
+from attribnet.data.faces import (
+    FaceCheck,
+    FaceDetector,
+    build_detector,
+    crop_faces,
+    detector_name,
+)
 from attribnet.data.manifest import ManifestRow, read_manifest
 from attribnet.data.sampling import sample_indices
 from attribnet.data.video import BACKENDS, open_clip_source
@@ -86,11 +96,16 @@ def _faces_of(
     max_frames: int,
     backend: str,
     timeout_s: float | None,
+    face_check: FaceCheck | None,
 ) -> np.ndarray:
-    """Decode one video's kept frames and crop its face: (K, size, size, 3) uint8."""
+    """Decode one video's kept frames and crop its face: (K, size, size, 3) uint8.
+    NoFaceError when the detector or the face check finds no face."""
     with open_clip_source(row.path, backend=backend, timeout_s=timeout_s) as source:
         frames = source.get_frames(frame_indices(len(source), max_frames))
-    return crop_faces(frames, detector, size=size, margin=margin)
+    crops = crop_faces(frames, detector, size=size, margin=margin)
+    if face_check is not None:
+        face_check.check(crops)
+    return crops
 
 
 def _process(
@@ -102,7 +117,8 @@ def _process(
         tally.done += 1
     except (VideoError, NoFaceError) as exc:
         reason = str(exc).removeprefix(f"{row.path}: ")
-        reason = reason if isinstance(exc, VideoError) else f"no face: {reason}"
+        if isinstance(exc, NoFaceError) and not reason.startswith("no face"):
+            reason = f"no face: {reason}"
         log.warning("skipped %s: %s", row.path, reason)
         cache.skip(row, reason)
         tally.skipped += 1
@@ -174,22 +190,27 @@ def run_preprocess(
     backend: str = "auto",
     timeout_s: float | None = 60.0,
     progress: bool = True,
+    face_check: bool | FaceCheck = True,
 ) -> tuple[FaceCache, dict[str, Any]]:
     """Crop the faces of every video in ``rows`` into the cache; return it and the report.
 
-    ``detector`` is a name (``haar``, ``none``) or a detector object. Videos already done
-    or skipped in the cache are not touched. Clips are (K, size, size, 3) uint8 with
+    ``detector`` is a name (``haar``, ``none``, ``centre``) or a detector object.
+    ``face_check`` (True, False or a :class:`FaceCheck`) skips videos whose crops show no
+    face, whatever the detector. Videos already done or skipped in the cache are not
+    touched. Clips are (K, size, size, 3) uint8 with
     K = min(frames, max_frames). Writes ``<cache_dir>/report.json``. Raises ConfigError
     for bad settings and DataError when the cache was made with other settings. While
     another process preprocesses into the same cache, waits for it (logging who it is).
     """
     _check_settings(size, margin, max_frames, backend)
     det = build_detector(detector) if isinstance(detector, str) else detector
+    check = FaceCheck() if face_check is True else face_check or None
     settings = {
         "size": int(size),
         "margin": float(margin),
         "detector": detector_name(det),
         "max_frames": int(max_frames),
+        "face_check": check is not None,
     }
     faces_kwargs = {
         "detector": det,
@@ -198,11 +219,43 @@ def run_preprocess(
         "max_frames": int(max_frames),
         "backend": backend,
         "timeout_s": timeout_s,
+        "face_check": check,
     }
     lock = FileLock(Path(cache_dir) / LOCK_NAME, f"face cache {cache_dir}")
     with lock.acquire(wait=True, poll_s=LOCK_POLL_S):
-        cache = FaceCache(cache_dir, settings)
+        for folder in (Path(cache_dir), Path(cache_dir) / "clips"):
+            remove_partial_files(folder)  # writes killed mid-file; we hold the lock
+        cache = _open_cache(cache_dir, settings, check)
         return cache, _fill(rows, cache, faces_kwargs, progress)
+
+
+def _open_cache(
+    cache_dir: str | os.PathLike[str], settings: dict[str, Any], check: FaceCheck | None
+) -> FaceCache:
+    """The cache for ``settings``. One made before the face check existed (the same
+    settings less ``face_check``) is brought up to date: with the check on, its videos'
+    crops are checked now and those without a face become skipped ones."""
+    meta = Path(cache_dir) / "meta.json"
+    legacy = {k: v for k, v in settings.items() if k != "face_check"}
+    if not meta.is_file() or json.loads(meta.read_text()) != legacy:
+        return FaceCache(cache_dir, settings)
+    cache = FaceCache(cache_dir, legacy)
+    if check is not None:
+        refused = []
+        for entry in cache.entries:
+            try:
+                check.check(cache.load(entry))
+            except NoFaceError as exc:
+                refused.append((entry, str(exc)))
+        log.warning(
+            "cache %s was made before the face check: checked its %d videos, %d have no face",
+            cache.root, len(cache.entries), len(refused),
+        )  # fmt: skip
+        for entry, reason in refused:
+            log.warning("skipped %s: %s", entry.row.path, reason)
+        cache.refuse(refused)
+    cache.update_settings(settings)
+    return cache
 
 
 def _fill(
@@ -255,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds allowed per video decode (0 = no limit)",
     )
+    parser.add_argument(
+        "--no-face-check",
+        action="store_true",
+        help="keep videos whose face crops show no face (noise, one colour, no face in "
+        "most frames); by default they are skipped whatever the detector",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -282,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             backend=args.backend,
             timeout_s=args.timeout or None,
             progress=not args.no_progress,
+            face_check=not args.no_face_check,
         )
     except (AttribnetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

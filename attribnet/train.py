@@ -4,19 +4,23 @@ Trains an attribution model from a recipe: data (demo generation, face cache), m
 losses, the loop (AMP, checkpoints, exact resume, DDP under torchrun), and at the end the
 validation report and the generator index. The run goes to ``train.out_dir/<name>``; a
 name that already holds a run needs ``--resume`` (continue it) or ``--overwrite`` (move it
-aside to ``<name>.replaced-<UTC time>`` and start again).
+aside to ``<name>.replaced-<UTC time>`` and start again). With
+``train.checkpoint_every_steps`` N > 0, last.pt is also written every N steps inside an
+epoch, and ``--resume`` continues from that step (see :mod:`attribnet.train_state`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +30,11 @@ import torch
 import torch.distributed as dist
 from pytorch_metric_learning.samplers import MPerClassSampler
 from pytorch_metric_learning.utils import common_functions as pml_common
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from attribnet.atomic import write_text
-from attribnet.checkpoint import read_checkpoint, save_checkpoint
+from attribnet.atomic import remove_partial_files, write_text
+from attribnet.checkpoint import save_checkpoint
 from attribnet.config import Recipe, add_overrides_argument, dump_recipe, load_recipe, to_dict
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
 from attribnet.data.cache import FaceCache
@@ -47,6 +51,14 @@ from attribnet.models import build_model
 from attribnet.predict import autocast, run_model
 from attribnet.run_dir import check_run_dir, claim_run_dir, run_mode
 from attribnet.task import AttributionTask
+from attribnet.train_state import (
+    EpochProgress,
+    SkipBatches,
+    checkpoint_due,
+    checkpoint_state,
+    load_last,
+    save_mid_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +164,8 @@ def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
     return Data(names, train, val)
 
 
-def _train_loader(data: Data, recipe: Recipe, epoch: int) -> DataLoader:
+def _train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataLoader:
+    """The epoch's batches, in an order fixed by (seed, epoch), less the first ``skip``."""
     tc = recipe.train
     sampler: Any = None
     if tc.m_per_class:
@@ -170,15 +183,15 @@ def _train_loader(data: Data, recipe: Recipe, epoch: int) -> DataLoader:
         sampler = DistributedSampler(data.train, shuffle=True, seed=tc.seed)
         sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(tc.seed * 1000 + epoch)
+    if sampler is None:  # what shuffle=True builds, drawing from the same generator
+        sampler = RandomSampler(data.train, generator=generator)
+    batches = BatchSampler(sampler, tc.batch_size, drop_last=len(data.train) > tc.batch_size)
     return DataLoader(
         data.train,
-        batch_size=tc.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
+        batch_sampler=SkipBatches(batches, skip),
         generator=generator,
         num_workers=recipe.data.num_workers,
         pin_memory=torch.cuda.is_available(),
-        drop_last=len(data.train) > tc.batch_size,
         persistent_workers=False,
     )
 
@@ -264,19 +277,6 @@ def _is_better(recipe: Recipe, metrics: dict[str, Any], best: float | None) -> b
     return value > best if key == "val_accuracy" else value < best
 
 
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def train_one_epoch(
     step_fn: Any,
     task: AttributionTask,
@@ -285,24 +285,31 @@ def train_one_epoch(
     recipe: Recipe,
     device: torch.device,
     epoch: int,
+    progress: EpochProgress | None = None,
+    checkpoint: Callable[[EpochProgress], None] | None = None,
 ) -> dict[str, float]:
     """One pass over the loader; returns the mean of each loss part and clips/s.
 
-    With an open-space simulator on the task, its pool is re-drawn from (seed, epoch) and
-    each batch gets simulated clips appended (label -2) from a generator seeded by (seed,
-    epoch, step, rank): no global RNG is touched, so a resumed run draws the same.
+    ``progress`` continues an epoch resumed after ``progress.steps`` steps (the loader
+    skips those batches); ``checkpoint(progress)`` is called every
+    ``train.checkpoint_every_steps`` steps. With an open-space simulator on the task, its
+    pool is re-drawn from (seed, epoch) and each batch gets simulated clips appended (label
+    -2) from a generator seeded by (seed, epoch, step, rank): no global RNG is touched, so
+    a resumed run draws the same.
     """
     task.train()
     seed = recipe.train.seed
     rank = dist.get_rank() if dist.is_initialized() else 0
     if task.open_space is not None:
         task.open_space.redraw(pool_seed(seed, epoch))
-    sums: dict[str, float] = {}
-    steps, clips, start = 0, 0, time.perf_counter()
-    limit = recipe.train.max_steps_per_epoch or len(loader)
+    progress = progress or EpochProgress(epoch)
+    clips, start = 0, time.perf_counter()
+    total = len(loader) + progress.steps
+    limit = min(recipe.train.max_steps_per_epoch or total, total)
     bar = tqdm(
-        loader,
-        total=min(limit, len(loader)),
+        itertools.islice(loader, max(limit - progress.steps, 0)),
+        total=limit,
+        initial=progress.steps,
         desc=f"epoch {epoch + 1}",
         disable=not sys.stderr.isatty(),
         leave=False,
@@ -312,35 +319,34 @@ def train_one_epoch(
         y = batch["label"].to(device, non_blocking=True)
         loaded = len(y)
         if task.open_space is not None:
-            x, y = task.open_space.extend(x, y, step_generator(seed, epoch, steps, rank))
+            x, y = task.open_space.extend(x, y, step_generator(seed, epoch, progress.steps, rank))
         with autocast(device, recipe.train.amp):
             _, losses = step_fn(x, y)
         if not torch.isfinite(losses["total"]):
             parts = {k: float(v.detach()) for k, v in losses.items()}
             raise NonFiniteLossError(
-                f"non-finite loss at epoch {epoch + 1}, step {steps + 1}: {parts}; stopped, "
-                "the last good checkpoint is kept (lower optim.lr or set train.grad_clip)"
+                f"non-finite loss at epoch {epoch + 1}, step {progress.steps + 1}: {parts}; "
+                "stopped, the last good checkpoint is kept (lower optim.lr or set "
+                "train.grad_clip)"
             )
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         if recipe.train.grad_clip:
             torch.nn.utils.clip_grad_norm_(task.parameters(), recipe.train.grad_clip)
         optimizer.step()
-        for k, v in losses.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-        steps += 1
+        progress.add({k: float(v.detach()) for k, v in losses.items()})
         clips += loaded
-        rate = clips / (time.perf_counter() - start)
         bar.set_postfix(
             loss=f"{float(losses['total'].detach()):.3f}",
-            clips_s=f"{rate:.1f}",
+            clips_s=f"{clips / (time.perf_counter() - start):.1f}",
             lr=f"{optimizer.param_groups[0]['lr']:.2e}",
         )
-        if steps >= limit:
-            break
+        if checkpoint and checkpoint_due(
+            progress.steps, recipe.train.checkpoint_every_steps, limit
+        ):
+            checkpoint(progress)
     elapsed = time.perf_counter() - start
-    means = {f"train_{k}": v / max(steps, 1) for k, v in sums.items()}
-    return {**means, "clips_per_s": clips / max(elapsed, 1e-9), "epoch_s": elapsed}
+    return {**progress.means(), "clips_per_s": clips / max(elapsed, 1e-9), "epoch_s": elapsed}
 
 
 def _device(recipe: Recipe) -> torch.device:
@@ -391,13 +397,15 @@ def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(recipe, e))
     lock = claim_run_dir(run_dir, mode) if is_main else None
     try:
-        start_epoch, best = 0, None
+        start, best = EpochProgress(0), None
+        if is_main:
+            remove_partial_files(run_dir)  # a save killed mid-write; we hold the lock
         if resume:
-            start_epoch, best = _load_last(run_dir / "last.pt", task, optimizer, scheduler)
+            start, best = load_last(run_dir / "last.pt", task, optimizer, scheduler)
         if is_main:
             write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
-            _truncate_metrics(run_dir / "metrics.jsonl", start_epoch)
-        _train_epochs(task, data, recipe, device, optimizer, scheduler, run_dir, start_epoch, best)
+            _truncate_metrics(run_dir / "metrics.jsonl", start.epoch)
+        _train_epochs(task, data, recipe, device, optimizer, scheduler, run_dir, start, best)
         if is_main:
             _finish(recipe, run_dir, data, device)
     finally:
@@ -409,20 +417,6 @@ def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
     return run_dir
 
 
-def _load_last(
-    path: Path, task: AttributionTask, optimizer: torch.optim.Optimizer, scheduler: Any
-) -> tuple[int, float | None]:
-    """Restore a run from its last.pt; returns (epoch to start at, best metric so far)."""
-    state = read_checkpoint(path)
-    task.model.load_state_dict(state["model"])
-    task.loss.load_state_dict(state["loss"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["lr_scheduler"])
-    _set_rng_state(state["rng"])
-    log.info("resumed from %s at epoch %d", path, state["epoch"] + 2)
-    return state["epoch"] + 1, state["best_metric"]
-
-
 def _train_epochs(
     task: AttributionTask,
     data: Data,
@@ -431,10 +425,11 @@ def _train_epochs(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     run_dir: Path,
-    start_epoch: int,
+    start: EpochProgress,
     best: float | None,
 ) -> None:
-    """Epochs ``start_epoch`` .. the last: train, validate, checkpoint, log metrics."""
+    """From ``start`` (an epoch, maybe some steps into it) to the last epoch: train,
+    validate, checkpoint (also every ``train.checkpoint_every_steps``), log metrics."""
     distributed = dist.is_initialized()
     is_main = not distributed or dist.get_rank() == 0
     ddp_task: Any = task
@@ -443,10 +438,18 @@ def _train_epochs(
             task, device_ids=[device.index] if device.type == "cuda" else None
         )
     step_fn = torch.compile(ddp_task) if recipe.train.compile else ddp_task
-    for epoch in range(start_epoch, recipe.train.epochs):
+    snapshot = functools.partial(
+        checkpoint_state, task, optimizer, scheduler, to_dict(recipe), data.class_names
+    )
+    for epoch in range(start.epoch, recipe.train.epochs):
+        progress = start if epoch == start.epoch else EpochProgress(epoch)
         data.train.set_epoch(epoch)
-        loader = _train_loader(data, recipe, epoch)
-        stats = train_one_epoch(step_fn, task, loader, optimizer, recipe, device, epoch)
+        loader = _train_loader(data, recipe, epoch, skip=progress.steps)
+        save = functools.partial(save_mid_epoch, run_dir / "last.pt", snapshot, best)
+        stats = train_one_epoch(
+            step_fn, task, loader, optimizer, recipe, device, epoch, progress,
+            save if is_main else None,
+        )  # fmt: skip
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         val: dict[str, Any] = {}
@@ -457,17 +460,7 @@ def _train_epochs(
         if improved:
             best = val[recipe.train.select_metric]
         if is_main:
-            state = {
-                "model": task.model.state_dict(),
-                "loss": task.loss.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "lr_scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "args": to_dict(recipe),
-                "class_names": data.class_names,
-                "rng": _rng_state(),
-                "best_metric": best,
-            }
+            state = snapshot(epoch, best)
             if improved or (best is None and last_epoch):
                 save_checkpoint(run_dir / "best.pt", state)
             save_checkpoint(run_dir / "last.pt", state)

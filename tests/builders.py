@@ -33,13 +33,15 @@ def tiny_recipe(
     batch_size: int = 4,
     build_index: bool = True,
 ) -> Recipe:
-    """A CPU recipe: resnet10, mean fusion, detector none, no loader workers."""
+    """A CPU recipe: resnet10, mean fusion, detector none, no loader workers, and no face
+    check (its videos are textures, see :func:`texture_video`)."""
     return Recipe(
         name=name,
         data=DataConfig(
             manifest=str(manifest),
             cache=str(cache),
             detector="none",
+            face_check=False,
             num_frames=num_frames,
             image_size=size,
             max_frames=16,

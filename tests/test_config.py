@@ -48,6 +48,10 @@ def test_unknown_section(tmp_path):
             r"train.m_per_class .* triplet",
         ),
         ("- just\n- a list\n", r"expected a mapping"),
+        ("train:\n  checkpoint_every_steps: -1\n", r"train.checkpoint_every_steps .* >= 0"),
+        ("train:\n  checkpoint_every: 10\n", r"did you mean 'train.checkpoint_every_steps'"),
+        ("data:\n  face_check: 'yes'\n", r"data.face_check .* expected bool"),
+        ("data:\n  face_chek: true\n", r"did you mean 'data.face_check'"),
     ],
 )
 def test_impossible_values_are_rejected(tmp_path, text, pattern):

@@ -31,6 +31,9 @@ from attribnet.data.manifest import ManifestRow, read_manifest, write_manifest
 from attribnet.errors import ConfigError, DataError, NoFaceError
 
 SIZE, MAX_FRAMES = 32, 8
+# the job's mechanics (resume, locks, skips) on texture videos, which show no face
+JOB = {"detector": "none", "size": SIZE, "max_frames": MAX_FRAMES, "progress": False,
+       "face_check": False}  # fmt: skip
 
 # --- tracking and cropping with a scripted detector -----------------------------------
 
@@ -245,9 +248,7 @@ def _by_name(cache: FaceCache) -> dict[str, np.ndarray]:
 
 def test_preprocess_detector_none(tmp_path: Path, four_videos: list[ManifestRow]):
     out = tmp_path / "cache"
-    cache = prep.preprocess(
-        four_videos, out, detector="none", size=SIZE, max_frames=MAX_FRAMES, progress=False
-    )
+    cache = prep.preprocess(four_videos, out, **JOB)
     clips = _by_name(cache)
     assert sorted(clips) == ["good", "grey", "short"]
     assert clips["good"].shape == (MAX_FRAMES, SIZE, SIZE, 3)
@@ -257,7 +258,9 @@ def test_preprocess_detector_none(tmp_path: Path, four_videos: list[ManifestRow]
     assert report["done"] == 3 and report["videos"] == 4 and report["failed"] == {}
     ((path, reason),) = report["skipped"].items()
     assert path.endswith("corrupt.mp4") and "cannot open as video" in reason
-    assert cache.settings == {"size": SIZE, "margin": 0.3, "detector": "none", "max_frames": 8}
+    assert cache.settings == {
+        "size": SIZE, "margin": 0.3, "detector": "none", "max_frames": 8, "face_check": False
+    }  # fmt: skip
 
 
 def test_preprocess_haar(tmp_path: Path, four_videos: list[ManifestRow]):
@@ -293,7 +296,7 @@ class _CountingOpen:
 
 
 def test_resume_after_kill(tmp_path: Path, four_videos: list[ManifestRow], monkeypatch):
-    settings = {"detector": "none", "size": SIZE, "max_frames": MAX_FRAMES, "progress": False}
+    settings = JOB
     original = prep.open_clip_source
 
     def run(out: str, kill_at: int | None = None) -> tuple[list[str], FaceCache | None]:
@@ -318,7 +321,7 @@ def test_resume_after_kill(tmp_path: Path, four_videos: list[ManifestRow], monke
 
 
 def test_a_rewritten_video_is_cropped_again(tmp_path: Path, four_videos: list[ManifestRow]):
-    settings = {"detector": "none", "size": SIZE, "max_frames": MAX_FRAMES, "progress": False}
+    settings = JOB
     good = next(r for r in four_videos if Path(r.path).stem == "good")
     first = _by_name(prep.preprocess([good], tmp_path / "cache", **settings))["good"]
     write_video(good.path, _moving(20, 1)[:, ::-1].copy(), crf=10)  # same path, new content
@@ -336,7 +339,7 @@ def test_a_rewritten_video_is_cropped_again(tmp_path: Path, four_videos: list[Ma
 def test_a_skipped_video_is_tried_again_once_its_file_changes(
     tmp_path: Path, four_videos: list[ManifestRow], monkeypatch
 ):
-    settings = {"detector": "none", "size": SIZE, "max_frames": MAX_FRAMES, "progress": False}
+    settings = JOB
     corrupt = next(r for r in four_videos if Path(r.path).stem == "corrupt")
     assert list(prep.preprocess([corrupt], tmp_path / "cache", **settings).skipped) == [
         corrupt.path
@@ -368,7 +371,7 @@ def test_two_preprocess_runs_on_one_cache_do_the_work_once(
     tmp_path: Path, four_videos: list[ManifestRow], monkeypatch, caplog
 ):
     """The second run waits for the first (named in the log), then finds nothing to do."""
-    settings = {"detector": "none", "size": SIZE, "max_frames": MAX_FRAMES, "progress": False}
+    settings = JOB
     counting = _CountingOpen(prep.open_clip_source)
 
     def slow_open(path: str, **kwargs: Any) -> Any:
@@ -422,6 +425,7 @@ def test_cli_end_to_end(tmp_path: Path, four_videos: list[ManifestRow], capsys):
         str(SIZE),
         "--max-frames",
         "4",
+        "--no-face-check",
         "--backend",
         "pyav",
     ]
@@ -463,3 +467,62 @@ def test_frame_indices():
     assert prep.frame_indices(100, 0).tolist() == list(range(100))
     idx = prep.frame_indices(100, 8)
     assert len(idx) == 8 and idx[0] >= 0 and idx[-1] < 100 and (np.diff(idx) > 0).all()
+
+
+# --- the face check in the cache ----------------------------------------------------------
+
+
+def _noise_video(n: int = 12) -> np.ndarray:
+    return np.random.default_rng(3).integers(0, 256, (n, 48, 64, 3), dtype=np.uint8)
+
+
+def test_a_cache_made_before_the_face_check_is_checked_once(tmp_path: Path, caplog):
+    """Its cached crops are checked: a noise video becomes a skipped one with the reason
+    (its clip deleted), a face stays, and meta.json records the check."""
+    rows = _manifest(tmp_path, {"portrait": _portrait_frames(), "noise": _noise_video()})
+    out = tmp_path / "cache"
+    prep.preprocess(rows, out, **JOB)
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["face_check"]  # as caches made before the check
+    (out / "meta.json").write_text(json.dumps(meta))
+    noise_key = FaceCache(out).entry_for(rows[1].path).key
+    with caplog.at_level(logging.WARNING):
+        cache = prep.preprocess(rows, out, **{**JOB, "face_check": True})
+    assert "made before the face check: checked its 2 videos, 1 have no face" in caplog.text
+    assert list(_by_name(cache)) == ["portrait"]
+    reason = "no face: frames are blank or noise in 8 of 8 sampled frames (8 noise)"
+    assert cache.skipped == {rows[1].path: reason}
+    assert not (out / "clips" / f"{noise_key}.npy").exists()
+    reopened = FaceCache(out)
+    assert reopened.settings["face_check"] is True and reopened.skipped == cache.skipped
+    assert [e.row.path for e in reopened.entries] == [rows[0].path]
+    report = json.loads((out / "report.json").read_text())
+    assert report["done"] == 1 and report["skipped"] == {rows[1].path: reason}
+    with pytest.raises(DataError, match="made with"):  # checked: not for an unchecked run
+        prep.preprocess(rows, out, **JOB)
+
+
+def test_partial_files_of_a_killed_run_are_removed(tmp_path: Path, caplog):
+    rows = _manifest(tmp_path, {"portrait": _portrait_frames()})
+    out = tmp_path / "cache"
+    prep.preprocess(rows, out, **JOB)
+    partials = [out / "clips" / ".0123abcd.npy.k1ll3d_x.npy", out / ".index.jsonl.zz11aa22.jsonl"]
+    for path in partials:
+        path.write_bytes(b"half")
+    keep = out / "clips" / "notes.txt"
+    keep.write_text("not ours")
+    with caplog.at_level(logging.WARNING):
+        cache = prep.preprocess(rows, out, **JOB)
+    assert not any(p.exists() for p in partials) and keep.exists()
+    assert len(cache.entries) == 1
+    assert "removed 1 partial file(s) left in" in caplog.text and ".k1ll3d_x.npy" in caplog.text
+
+
+def test_cli_refuses_no_face_videos_unless_told_not_to_check(tmp_path: Path, capsys):
+    _manifest(tmp_path, {"noise": _noise_video(), "grey": np.full((12, 48, 64, 3), 90, np.uint8)})
+    argv = [str(tmp_path / "manifest.csv"), "--detector", "none", "--size", str(SIZE)]
+    assert prep.main([*argv, "--out", str(tmp_path / "checked")]) == 0
+    skipped = FaceCache(tmp_path / "checked").skipped
+    assert sorted(reason.split(" (")[-1] for reason in skipped.values()) == ["8 blank)", "8 noise)"]
+    assert prep.main([*argv, "--out", str(tmp_path / "all"), "--no-face-check"]) == 0
+    assert len(FaceCache(tmp_path / "all").entries) == 2

@@ -56,40 +56,107 @@ def _run(manifest, out, epochs, resume=False, flags=(), **extra):
     return train.main(argv + (["--resume"] if resume else []) + list(flags))
 
 
-def _kill_then_resume(tiny_demo, tmp_path, monkeypatch, epochs, **extra):
-    """Train ``epochs`` straight (in a/) and again (in b/) killed at the start of the last
-    epoch, then resumed; both last checkpoints must be bitwise equal (model and ArcFace).
+def _kill_then_resume(tiny_demo, tmp_path, monkeypatch, epochs, kill_step=0, **extra):
+    """Train ``epochs`` straight (in a/) and again (in b/) killed, then resumed; both last
+    checkpoints must be bitwise equal (model and ArcFace) and both metrics.jsonl hold the
+    same training losses and validation results.
+
+    The kill comes at the start of the last epoch, or with ``kill_step`` k > 0 inside
+    optimizer step k of the run (counted from 1 over all epochs), before its update. A
+    partial file of a save killed mid-write is left in b/ too: the resumed run removes it.
     Returns (straight, resumed) checkpoints and b's metrics.jsonl records."""
     assert _run(tiny_demo, tmp_path / "a", epochs, **extra) == 0
     straight = read_checkpoint(tmp_path / "a/runs/demo/last.pt")
-    real_epoch = train.train_one_epoch
-
-    def killed_in_last_epoch(step_fn, task, loader, optimizer, recipe, device, epoch):
-        if epoch == epochs - 1:
-            raise KeyboardInterrupt
-        return real_epoch(step_fn, task, loader, optimizer, recipe, device, epoch)
-
-    monkeypatch.setattr(train, "train_one_epoch", killed_in_last_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        _run(tiny_demo, tmp_path / "b", epochs, **extra)
-    assert read_checkpoint(tmp_path / "b/runs/demo/last.pt")["epoch"] == epochs - 2
-    assert not (tmp_path / "b/runs/demo" / LOCK_NAME).exists()  # Ctrl-C released the lock
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    run = tmp_path / "b/runs/demo"
+    with monkeypatch.context() as patch:
+        _kill(patch, epochs, kill_step)
+        with pytest.raises(KeyboardInterrupt):
+            _run(tiny_demo, tmp_path / "b", epochs, **extra)
+    assert not (run / LOCK_NAME).exists()  # Ctrl-C released the lock
+    partial = run / ".last.pt.k1ll3d_x.pt"
+    partial.write_bytes(b"half a checkpoint")
     assert _run(tiny_demo, tmp_path / "b", epochs, resume=True, **extra) == 0
-    resumed = read_checkpoint(tmp_path / "b/runs/demo/last.pt")
+    assert not partial.exists()
+    resumed = read_checkpoint(run / "last.pt")
     assert resumed["epoch"] == straight["epoch"] == epochs - 1
+    assert "in_epoch" not in resumed
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
     assert torch.equal(straight["loss"]["arcface.W"], resumed["loss"]["arcface.W"])
-    lines = (tmp_path / "b/runs/demo/metrics.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
+    records = _metrics(run)
     assert [r["epoch"] for r in records] == list(range(1, epochs + 1))
+    assert _metrics(tmp_path / "a/runs/demo") == records
     return straight, resumed, records
+
+
+def _kill(patch: pytest.MonkeyPatch, epochs: int, kill_step: int) -> None:
+    """Make the next training raise KeyboardInterrupt at the start of its last epoch, or
+    (``kill_step`` > 0) inside optimizer step ``kill_step``, before the update."""
+    if not kill_step:
+        real_epoch = train.train_one_epoch
+
+        def killed_in_last_epoch(*args, **kwargs):
+            if args[6] == epochs - 1:  # the epoch
+                raise KeyboardInterrupt
+            return real_epoch(*args, **kwargs)
+
+        patch.setattr(train, "train_one_epoch", killed_in_last_epoch)
+        return
+    real_optimizer, steps = train.build_optimizer, []
+
+    def killed_in_a_step(task, recipe):
+        def count(optimizer, args, kwargs):
+            steps.append(1)
+            if len(steps) == kill_step:
+                raise KeyboardInterrupt
+
+        optimizer = real_optimizer(task, recipe)
+        optimizer.register_step_pre_hook(count)
+        return optimizer
+
+    patch.setattr(train, "build_optimizer", killed_in_a_step)
+
+
+def _metrics(run: Path) -> list[dict]:
+    """A run's metrics.jsonl records without their timings."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    drop = ("clips_per_s", "epoch_s")
+    return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in lines]
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny_demo, tmp_path, monkeypatch):
     extra = {"data.augment.h264_p": 0.5, "train.max_steps_per_epoch": 3}
     _kill_then_resume(tiny_demo, tmp_path, monkeypatch, 3, **extra)
+
+
+@pytest.mark.parametrize("kill_step", [4, 9], ids=["in_epoch_1", "in_epoch_2"])
+def test_resume_after_a_kill_mid_epoch_equals_an_uninterrupted_run(
+    tiny_demo, tmp_path, monkeypatch, capsys, kill_step
+):
+    """5 steps an epoch, last.pt every 2: a kill inside step 4 of an epoch resumes from the
+    checkpoint after its step 2 and redoes steps 3 and 4 with the same batches."""
+    extra = {"data.augment.h264_p": 0.5, "train.max_steps_per_epoch": 5,
+             "train.checkpoint_every_steps": 2}  # fmt: skip
+    _kill_then_resume(tiny_demo, tmp_path, monkeypatch, 2, kill_step=kill_step, **extra)
+    err = capsys.readouterr().err
+    last = tmp_path / "b/runs/demo/last.pt"
+    assert f"resumed from {last} at epoch {(kill_step - 1) // 5 + 1}, step 2\n" in err
+    assert "by an interrupted write: .last.pt.k1ll3d_x.pt\n" in err
+
+
+def test_a_kill_in_the_first_epoch_leaves_a_checkpoint(tiny_demo, tmp_path, monkeypatch):
+    extra = {"train.max_steps_per_epoch": 5, "train.checkpoint_every_steps": 2}
+    with monkeypatch.context() as patch:
+        _kill(patch, 2, kill_step=4)
+        with pytest.raises(KeyboardInterrupt):
+            _run(tiny_demo, tmp_path, 2, **extra)
+    run = tmp_path / "runs/demo"
+    state = read_checkpoint(run / "last.pt")
+    assert state["epoch"] == -1  # no epoch finished
+    assert state["in_epoch"]["epoch"] == 0 and state["in_epoch"]["step"] == 2
+    assert {"total", "ce", "arcface"} <= set(state["in_epoch"]["loss_sums"])
+    assert not (run / "best.pt").exists() and not (run / "metrics.jsonl").exists()
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
@@ -247,13 +314,21 @@ def test_an_outlier_class_is_trained_as_none_of_the_known(tiny_demo, tmp_path, c
     assert "outlier exposure" in err and "holding out" not in err
 
 
+@pytest.mark.parametrize("kill_step", [0, 5], ids=["at_epoch_end", "mid_epoch"])
 def test_resume_with_open_space_and_outliers_equals_an_uninterrupted_run(
-    tiny_demo, tmp_path, monkeypatch
+    tiny_demo, tmp_path, monkeypatch, kill_step
 ):
-    extra = {"train.max_steps_per_epoch": 2, "loss.open_space_weight": 0.5,
+    """Mid-epoch (kill inside step 2 of epoch 2, last.pt after every step) with the
+    m-per-class sampler and triplet loss too."""
+    extra = {"train.max_steps_per_epoch": 3, "loss.open_space_weight": 0.5,
              "loss.open_space_fraction": 0.4, "data.outlier_classes": "[iae]",
              "loss.outlier_weight": 0.5}  # fmt: skip
-    _, resumed, records = _kill_then_resume(tiny_demo, tmp_path, monkeypatch, 2, **extra)
+    if kill_step:
+        extra.update({"train.checkpoint_every_steps": 1, "train.m_per_class": 2,
+                      "train.batch_size": 10, "loss.triplet_weight": 0.5})  # fmt: skip
+    _, resumed, records = _kill_then_resume(
+        tiny_demo, tmp_path, monkeypatch, 2, kill_step=kill_step, **extra
+    )
     assert resumed["class_names"] == ["dfaker", "dfl", "faceswap", "lightweight"]
     assert not any("open_space" in key for key in [*resumed["model"], *resumed["loss"]])
     assert all(r["train_open_space"] > 0 and "train_outlier" in r for r in records)

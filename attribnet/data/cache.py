@@ -2,7 +2,8 @@
 
 Layout of a cache folder::
 
-    meta.json       crop settings the cache was made with (size, margin, detector)
+    meta.json       crop settings the cache was made with (size, margin, detector,
+                    face check)
     clips/<key>.npy one array (N, S, S, 3) uint8 RGB per finished video
     index.jsonl     one line per finished video (its manifest row, frame count, and the
                     video file's size and mtime when it was cropped)
@@ -35,7 +36,7 @@ import numpy as np
 from attribnet.atomic import atomic_path, write_json
 from attribnet.data.manifest import ManifestRow
 from attribnet.errors import DataError
-from attribnet.jsonl import append_jsonl, read_jsonl
+from attribnet.jsonl import append_jsonl, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +165,27 @@ class FaceCache:
         with atomic_path(self.root / "clips" / f"{key}.npy") as tmp:
             np.save(tmp, np.ascontiguousarray(frames_nhwc))
         entry = CacheEntry(key, row, int(frames_nhwc.shape[0]), file_stamp(row.path))
-        append_jsonl(
-            self.root / "index.jsonl",
-            {"key": key, "row": asdict(row), "num_frames": entry.num_frames,
-             "stamp": entry.stamp},
-        )  # fmt: skip
+        append_jsonl(self.root / "index.jsonl", _index_record(entry))
         self._entries[key] = entry
         return entry
+
+    def refuse(self, refused: list[tuple[CacheEntry, str]]) -> None:
+        """Turn finished videos into skipped ones, each with its reason (e.g. a check that
+        the cache was made without refuses them); their clips are deleted."""
+        if not refused:
+            return
+        for entry, reason in refused:
+            self.skip(entry.row, reason)
+        keys = {entry.key for entry, _ in refused}
+        self._entries = {k: e for k, e in self._entries.items() if k not in keys}
+        write_jsonl(self.root / "index.jsonl", [_index_record(e) for e in self._entries.values()])
+        for key in keys:
+            (self.root / "clips" / f"{key}.npy").unlink(missing_ok=True)
+
+    def update_settings(self, settings: dict[str, Any]) -> None:
+        """Record new settings in meta.json, for a cache that now holds what they make."""
+        write_json(self.root / "meta.json", settings)
+        self.settings = settings
 
     def skip(self, row: ManifestRow, reason: str) -> None:
         """Record that a video was skipped, why, and its file's size and mtime now."""
@@ -192,3 +207,9 @@ class FaceCache:
         """The finished, current entry of a video path, if any."""
         entry = self._entries.get(video_key(path))
         return entry if entry is not None and entry.is_current() else None
+
+
+def _index_record(entry: CacheEntry) -> dict[str, Any]:
+    """An entry's line in index.jsonl."""
+    return {"key": entry.key, "row": asdict(entry.row), "num_frames": entry.num_frames,
+            "stamp": entry.stamp}  # fmt: skip

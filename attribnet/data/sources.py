@@ -7,7 +7,8 @@ One place for what train, index and evaluate all need to agree on:
   ``train.seed`` is, only when training asks for it);
 - the recipe's face cache: ``data.cache``, else ``<data.root or data/demo>/cache``;
 - a manifest's rows with splits (unsplit rows get a 70/15/15 split by source_id);
-- preprocessing rows into the cache with the recipe's detector, face size and frame cap;
+- preprocessing rows into the cache with the recipe's detector, face margin and size,
+  frame cap and face check (:func:`preprocess_settings`: queries use them too);
 - the cached videos of a recipe, carrying their manifest rows.
 """
 
@@ -17,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from attribnet.config import Recipe
 from attribnet.data.cache import CacheEntry, FaceCache
@@ -83,16 +85,25 @@ def read_rows(path: str | Path, seed: int) -> list[ManifestRow]:
     return rows
 
 
+def preprocess_settings(recipe: Recipe) -> dict[str, Any]:
+    """The keyword settings of :func:`attribnet.preprocess.run_preprocess` that crop faces
+    as the recipe's training did: detector, face size and margin, frame cap, face check."""
+    data = recipe.data
+    return {
+        "detector": data.detector,
+        "size": data.image_size,
+        "margin": data.face_margin,
+        "max_frames": data.max_frames,
+        "face_check": data.face_check,
+    }
+
+
 def preprocess_rows(rows: list[ManifestRow], cache_dir: str | Path, recipe: Recipe) -> FaceCache:
-    """Crop the faces of ``rows`` into ``cache_dir`` as the recipe's training did (its
-    detector, face margin, face size and frame cap); videos already cached are not redone."""
+    """Crop the faces of ``rows`` into ``cache_dir`` as the recipe's training did
+    (:func:`preprocess_settings`); videos already cached are not redone."""
     from attribnet.preprocess import preprocess
 
-    data = recipe.data
-    return preprocess(
-        rows, cache_dir, detector=data.detector, size=data.image_size,
-        margin=data.face_margin, max_frames=data.max_frames,
-    )  # fmt: skip
+    return preprocess(rows, cache_dir, **preprocess_settings(recipe))
 
 
 def with_rows(cache: FaceCache, rows: Sequence[ManifestRow]) -> list[CacheEntry]:
