@@ -2,9 +2,10 @@
 
 Trains an attribution model from a recipe: data (demo generation, face cache), model,
 losses, the loop (AMP, checkpoints, exact resume, DDP under torchrun), and at the end the
-validation report and the generator index. The run goes to ``train.out_dir/<name>``; a
-name that already holds a run needs ``--resume`` (continue it) or ``--overwrite`` (move it
-aside to ``<name>.replaced-<UTC time>`` and start again). With
+validation report; the command then builds the generator index
+(:mod:`attribnet.pipeline`). The run goes to ``train.out_dir/<name>``; a name that already
+holds a run needs ``--resume`` (continue it) or ``--overwrite`` (move it aside to
+``<name>.replaced-<UTC time>`` and start again). With
 ``train.checkpoint_every_steps`` N > 0, last.pt is also written every N steps inside an
 epoch, and ``--resume`` continues from that step (see :mod:`attribnet.train_state`).
 """
@@ -489,7 +490,7 @@ def _truncate_metrics(path: Path, start_epoch: int) -> None:
 
 
 def _finish(recipe: Recipe, run_dir: Path, data: Data, device: torch.device) -> None:
-    """Validation report of the best checkpoint; the generator index when there is one."""
+    """Validation report of the best checkpoint."""
     from attribnet.checkpoint import load_model
 
     model, _, _, state = load_model(run_dir / "best.pt")
@@ -508,11 +509,6 @@ def _finish(recipe: Recipe, run_dir: Path, data: Data, device: torch.device) -> 
         log.info(
             "best epoch %d: val accuracy %.3f (%s)", report["epoch"], val["val_accuracy"], per_class
         )
-    if recipe.train.build_index and recipe.model.embedding_dim:
-        from attribnet.index import build_index_for_run
-
-        out = build_index_for_run(run_dir / "best.pt", Path(recipe.train.index_dir) / recipe.name)
-        log.info("generator index written to %s", out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -536,7 +532,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         recipe = load_recipe(args.recipe, args.overrides)
-        run_dir = fit(recipe, resume=args.resume, overwrite=args.overwrite)
+        from attribnet.pipeline import train_and_index
+
+        run_dir = train_and_index(recipe, resume=args.resume, overwrite=args.overwrite)
     except AttribnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (ConfigError, DataError, LockedError)) else 1
