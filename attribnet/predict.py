@@ -13,11 +13,20 @@ Spatial-attention maps (``sam=True``): every SAM module of the encoder (one per 
 block with the authors' placement) gates its feature map with a sigmoid map at its own
 resolution; each is upsampled to the face crop and the maps are averaged, giving one
 (S, S) map in (0, 1) per frame. A model without SAM has no maps (``None``).
+
+On the CPU, :func:`predict_videos` reads clips in the main process (no loader workers) and
+runs :func:`cpu_inference_model` (a copy of the model with each BatchNorm folded into its
+convolution, weights in channels_last): the same outputs within 1e-5, and faster
+(benchmarks/README.md, "Query speed on a CPU"). ``precision="bf16"`` runs it under bfloat16
+autocast on the CPU too: faster again on a CPU with AVX512-BF16 or AMX, but outputs differ
+from fp32 by about 1e-3, so it is not the default.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import itertools
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,19 +36,24 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.data import DataLoader
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from tqdm import tqdm
 
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS, EvalClips
 from attribnet.embedding import l2_normalize
 from attribnet.errors import ConfigError
 from attribnet.metrics import softmax
+from attribnet.models import AttributionModel
 from attribnet.models.attention import SpatialAttention
 
 if TYPE_CHECKING:
     from attribnet.config import Recipe
     from attribnet.data.cache import CacheEntry, FaceCache
-    from attribnet.models import AttributionModel
+    from attribnet.export import OnnxRuntimeModel
+
+PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
@@ -141,7 +155,7 @@ def stack(predictions: Sequence[VideoPrediction], field: str) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _sam_recorder(model: nn.Module, enabled: bool) -> Iterator[list[torch.Tensor]]:
+def record_sam_maps(model: nn.Module, enabled: bool) -> Iterator[list[torch.Tensor]]:
     """While active, every SAM module's map (N, 1, h, w) of a forward pass is appended to
     the yielded list (nothing when not ``enabled``)."""
     maps: list[torch.Tensor] = []
@@ -157,17 +171,51 @@ def _sam_recorder(model: nn.Module, enabled: bool) -> Iterator[list[torch.Tensor
             hook.remove()
 
 
-def _mean_map(maps: list[torch.Tensor], size: int) -> torch.Tensor | None:
-    """SAM maps of several resolutions (each (N, 1, h, w)) -> their mean at (N, size, size)."""
+def mean_sam_map(maps: list[torch.Tensor], size: int) -> torch.Tensor | None:
+    """SAM maps of several resolutions (each (N, 1, h, w)) -> their mean at (N, size, size),
+    summed one map at a time (memory: two maps at full size, not one per SAM module)."""
     if not maps:
         return None
-    up = [F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False) for m in maps]
-    return torch.stack(up).mean(0)[:, 0]
+    total = None
+    for m in maps:
+        up = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
+        total = up if total is None else total + up
+    return (total / len(maps))[:, 0]
+
+
+def cpu_inference_model(model: AttributionModel) -> AttributionModel:
+    """A copy of ``model`` for inference on a CPU: eval mode, every BatchNorm of the ResNet
+    trunk folded into the convolution that feeds it, those convolutions' weights in
+    channels_last memory format (the encoder then feeds its trunk channels_last). Same
+    outputs within 1e-5. The copy shares every other tensor with ``model`` (read only), so
+    it costs little more than the folded weights; ``model`` itself is left as it is."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    fused = copy.deepcopy(model, {id(t): t for t in tensors}).eval()
+    for module in fused.modules():
+        if isinstance(module, (ResNet, BasicBlock, Bottleneck)):
+            _fold_pairs(module, [(f"conv{i}", f"bn{i}") for i in (1, 2, 3)])
+            if isinstance(getattr(module, "downsample", None), nn.Sequential):
+                _fold_pairs(module.downsample, [("0", "1")])
+    return fused
+
+
+def _fold_pairs(module: nn.Module, pairs: list[tuple[str, str]]) -> None:
+    """Replace each child Conv2d of ``module`` by a new one with the BatchNorm2d that follows
+    it in ``module``'s forward folded in (weights channels_last); the BatchNorm becomes an
+    Identity."""
+    for conv_name, bn_name in pairs:
+        conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+        usable = isinstance(bn, nn.BatchNorm2d) and bn.running_var is not None
+        if isinstance(conv, nn.Conv2d) and usable:
+            folded = fuse_conv_bn_eval(conv, bn)
+            folded.weight.data = folded.weight.data.contiguous(memory_format=torch.channels_last)
+            setattr(module, conv_name, folded)
+            setattr(module, bn_name, nn.Identity())
 
 
 @torch.no_grad()
 def predict_videos(
-    model: AttributionModel,
+    model: AttributionModel | OnnxRuntimeModel,
     cache: FaceCache,
     videos: Sequence[CacheEntry],
     recipe: Recipe,
@@ -178,13 +226,24 @@ def predict_videos(
     device: torch.device | str | None = None,
     sam: bool = False,
     progress: bool = False,
+    precision: str = "fp32",
+    fuse: bool = True,
 ) -> list[VideoPrediction]:
     """Run ``model`` over cached videos; one :class:`VideoPrediction` per video, in order.
 
     Clips come from ``recipe.data`` (frame count, face size, normalisation); batches
     default to ``recipe.train.batch_size`` and mix clips of several videos. ``sam`` also
     returns the spatial-attention maps (memory: C * T * S * S floats per video).
+    ``num_workers`` loader processes default to the recipe's on a GPU and to none on the
+    CPU, where the model is the bound and workers only take its cores. ``precision``:
+    ``fp32``, or ``bf16`` (bfloat16 autocast, on the CPU too; on CUDA the recipe's
+    ``train.amp`` also turns it on). ``fuse``: on the CPU, run :func:`cpu_inference_model`
+    (``model`` itself is left as it is). ``model`` may be an
+    :class:`attribnet.export.OnnxRuntimeModel` (ONNX Runtime, on the CPU): its SAM maps
+    come from the graph, so it has them only when exported with them.
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
     if not videos:
         return []
     data = recipe.data
@@ -199,35 +258,45 @@ def predict_videos(
         max_clips=max_clips,
     )
     device = resolve_device(device)
+    if num_workers is None:
+        num_workers = 0 if device.type == "cpu" else data.num_workers
     loader = DataLoader(
         dataset,
         batch_size=batch_size or recipe.train.batch_size,
         shuffle=False,
-        num_workers=data.num_workers if num_workers is None else num_workers,
+        num_workers=num_workers,
         pin_memory=device.type == "cuda",
     )
     show = progress and sys.stderr.isatty()
     bar = tqdm(loader, desc="predict", unit="batch", disable=not show)
-    clips = _run(model.to(device), bar, device, recipe.train.amp, sam, data.image_size)
+    runner = model.to(device)
+    if fuse and device.type == "cpu" and isinstance(runner, AttributionModel):
+        runner = cpu_inference_model(runner)
+    bf16 = precision == "bf16" or (recipe.train.amp and device.type == "cuda")
+    clips = _run(runner, bar, device, bf16, sam, data.image_size)
     return _per_video(dataset, clips, len(videos))
 
 
 def _run(
-    model: AttributionModel,
+    model: AttributionModel | OnnxRuntimeModel,
     batches: Iterator[dict[str, torch.Tensor]],
     device: torch.device,
-    amp: bool,
+    bf16: bool,
     sam: bool,
     size: int,
 ) -> dict[str, list[np.ndarray]]:
-    """Per-batch outputs: logits, embedding, frame weights, dataset index, SAM maps."""
+    """Per-batch outputs: logits, embedding, frame weights, dataset index, SAM maps (from
+    the SAM modules' hooks, or the model's ``sam`` output when it has one)."""
     was_training = model.training
     model.eval()
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "embedding", "w", "i", "sam")}
     try:
         for batch in batches:
             clips_btchw = batch["clip"].to(device, non_blocking=True)
-            with _sam_recorder(model, sam) as maps, autocast(device, amp):
+            with (
+                record_sam_maps(model, sam) as maps,
+                torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+            ):
                 out = model(clips_btchw)
             parts["logits"].append(out["logits"].float().cpu().numpy())
             if "embedding" in out:
@@ -235,10 +304,10 @@ def _run(
             weights = out["frame_weights"].float()
             parts["w"].append((weights / weights.sum(1, keepdim=True)).cpu().numpy())
             parts["i"].append(batch["index"].numpy())
-            sam_maps = _mean_map(maps, size)
+            b, t = clips_btchw.shape[:2]
+            sam_maps = out["sam"] if sam and "sam" in out else mean_sam_map(maps, size)
             if sam_maps is not None:
-                b, t = clips_btchw.shape[:2]
-                parts["sam"].append(sam_maps.view(b, t, size, size).cpu().numpy())
+                parts["sam"].append(sam_maps.float().reshape(b, t, size, size).cpu().numpy())
     finally:
         model.train(was_training)
     return parts

@@ -16,7 +16,13 @@ from attribnet.data.manifest import ManifestRow
 from attribnet.data.sampling import clip_indices, clips_for
 from attribnet.errors import ConfigError
 from attribnet.models import build_model
-from attribnet.predict import predict_videos, resolve_device, stack, top_frames
+from attribnet.predict import (
+    cpu_inference_model,
+    predict_videos,
+    resolve_device,
+    stack,
+    top_frames,
+)
 from tests.builders import tiny_recipe
 
 T, SIZE, DIM, K = 4, 32, 8, 3
@@ -139,3 +145,63 @@ def test_cuda_without_a_gpu_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="no CUDA device"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def _with_batchnorm_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """Random BatchNorm statistics and affine terms, so that folding them can go wrong."""
+    rng = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=rng) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=rng) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=rng) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=rng) * 0.1)
+    return model
+
+
+@pytest.mark.parametrize("backbone", ["resnet10", "resnet50"])
+def test_cpu_inference_model_folds_every_batchnorm_and_keeps_outputs(backbone: str) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone=backbone, num_frames=T, embedding_dim=DIM)
+    model = _with_batchnorm_statistics(build_model(cfg, K)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = cpu_inference_model(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert fused.encoder.trunk.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.training and not fused.training
+    for k, v in model.state_dict().items():  # the caller's model is untouched
+        assert torch.equal(v, before[k]) and v.is_contiguous(), k
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    clips = torch.randn(2, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected, got = model.eval()(clips), fused(clips)
+    for name in ("logits", "embedding", "frame_weights"):
+        np.testing.assert_allclose(got[name].numpy(), expected[name].numpy(), atol=1e-5)
+
+
+def test_fused_and_plain_paths_agree(cached, tmp_path: Path) -> None:
+    cache, entries = cached
+    model, recipe = _with_batchnorm_statistics(_model("every_block")), _recipe(tmp_path)
+    plain = predict_videos(model, cache, entries, recipe, sam=True, fuse=False)
+    fused = predict_videos(model, cache, entries, recipe, sam=True, fuse=True)
+    for a, b in zip(plain, fused, strict=True):
+        np.testing.assert_allclose(b.clip_logits, a.clip_logits, atol=1e-5)
+        np.testing.assert_allclose(b.clip_embeddings, a.clip_embeddings, atol=1e-5)
+        for ca, cb in zip(a.clips, b.clips, strict=True):
+            np.testing.assert_array_equal(cb.frames, ca.frames)
+            np.testing.assert_allclose(cb.weights, ca.weights, atol=1e-5)
+            np.testing.assert_allclose(cb.sam, ca.sam, atol=1e-5)
+
+
+def test_bf16_is_close_to_fp32_and_precision_is_checked(cached, tmp_path: Path) -> None:
+    cache, entries = cached
+    model, recipe = _model("every_block"), _recipe(tmp_path)
+    fp32 = predict_videos(model, cache, entries, recipe)
+    bf16 = predict_videos(model, cache, entries, recipe, precision="bf16")
+    for a, b in zip(fp32, bf16, strict=True):
+        assert b.clip_logits.dtype == np.float32
+        assert float(a.embedding @ b.embedding) > 0.999
+        np.testing.assert_allclose(b.clip_logits, a.clip_logits, atol=0.05)
+        assert not np.allclose(b.clip_logits, a.clip_logits, atol=1e-6, rtol=0)  # it ran bf16
+    with pytest.raises(ConfigError, match="unknown precision"):
+        predict_videos(model, cache, entries, recipe, precision="fp16")

@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--html", help="write a self-contained HTML report (index.html) here")
     parser.add_argument("--cache", help="face cache folder for the queries (default: temp)")
     parser.add_argument("--max-clips", type=int, default=DEFAULT_MAX_CLIPS)
+    parser.add_argument(
+        "--onnx",
+        metavar="FILE",
+        help="run the model with ONNX Runtime on the CPU from FILE, written by "
+        "'python -m attribnet.export onnx --sam' from the index's checkpoint",
+    )
     add_verbose(parser)
     return parser
 
@@ -54,7 +60,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Do what the command line asks; returns the report written with --json."""
     if args.k < 1:
         raise ConfigError(f"--k must be >= 1, got {args.k}")
-    attributor = Attributor.load(args.index, args.checkpoint)
+    attributor = Attributor.load(args.index, args.checkpoint, onnx=args.onnx)
     results = attributor.attribute(
         list(args.inputs),
         k=args.k,
@@ -71,6 +77,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "k": args.k,
         "videos": [r.to_dict() for r in results],
     }
+    if args.onnx:
+        report["onnx"] = str(args.onnx)
     ok = [r for r in results if r.ok]
     if (args.cluster or args.plot) and ok:
         _cluster(args, index, ok, report)
