@@ -33,11 +33,14 @@ def run_cli(
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None,
     body: Callable[[argparse.Namespace], int | None],
+    *,
+    interrupted: str = "interrupted",
 ) -> int:
     """Parse ``argv``, set up logging (``args.verbose``) and run ``body(args)``.
 
     Returns ``body``'s exit code (None is 0). An :class:`AttribnetError` or ``OSError``
-    prints ``error: <message>`` on stderr and returns 2; Ctrl-C returns 130.
+    prints ``error: <message>`` on stderr and returns 2; Ctrl-C prints ``interrupted`` and
+    returns 130.
     """
     from attribnet.logs import setup_logging
 
@@ -49,6 +52,6 @@ def run_cli(
         print(f"error: {exc}", file=sys.stderr)
         return USER_ERROR
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return INTERRUPTED
     return DONE if code is None else code

@@ -37,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from attribnet.atomic import remove_partial_files, write_json
+from attribnet.cli import Parser, run_cli
 from attribnet.data.cache import FaceCache
 from attribnet.data.faces import (
     FaceCheck,
@@ -275,16 +276,9 @@ def _fill(
     return report
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are ConfigErrors (one line, exit code 2 in main)."""
-
-    def error(self, message: str) -> Any:
-        raise ConfigError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m attribnet.preprocess``."""
-    parser = _Parser(prog="python -m attribnet.preprocess", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m attribnet.preprocess", description=__doc__.split("\n")[0])
     parser.add_argument("manifest", help="manifest .csv or .json (path,label,...)")
     parser.add_argument("--out", required=True, help="face cache folder (created or resumed)")
     parser.add_argument(
@@ -325,31 +319,26 @@ def _detector_from_args(args: argparse.Namespace) -> FaceDetector:
     return build_detector(args.detector, **kwargs)
 
 
+def _command(args: argparse.Namespace) -> int:
+    _, report = run_preprocess(
+        read_manifest(args.manifest),
+        args.out,
+        detector=_detector_from_args(args),
+        size=args.size,
+        margin=args.margin,
+        max_frames=args.max_frames,
+        backend=args.backend,
+        timeout_s=args.timeout or None,
+        progress=not args.no_progress,
+        face_check=not args.no_face_check,
+    )
+    return 1 if report["failed"] else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        args = build_parser().parse_args(argv)
-        rows = read_manifest(args.manifest)
-        _, report = run_preprocess(
-            rows,
-            args.out,
-            detector=_detector_from_args(args),
-            size=args.size,
-            margin=args.margin,
-            max_frames=args.max_frames,
-            backend=args.backend,
-            timeout_s=args.timeout or None,
-            progress=not args.no_progress,
-            face_check=not args.no_face_check,
-        )
-    except (AttribnetError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
-    return 1 if report["failed"] else 0
+    resume = "interrupted: run the same command again to resume"
+    return run_cli(build_parser(), argv, _command, interrupted=resume)
 
 
 if __name__ == "__main__":

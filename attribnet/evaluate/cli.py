@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from attribnet.cli import Parser, add_verbose, run_cli
 from attribnet.config import add_overrides_argument, load_recipe
-from attribnet.errors import AttribnetError, ConfigError
+from attribnet.errors import ConfigError
 from attribnet.evaluate.ablation_table import ablation_recipe, ablations, write_ablations
 from attribnet.evaluate.cross_quality_table import (
     cross_quality,
@@ -72,16 +72,8 @@ from attribnet.evaluate.options import DEFAULT_CLIPS_PER_VIDEO, DEFAULT_K, EvalO
 from attribnet.evaluate.run import evaluate_model, write_run
 from attribnet.evaluate.source import recipe_data
 from attribnet.evaluate.training import prepare_run, recipe_changes
-from attribnet.logs import setup_logging
 
 log = logging.getLogger(__name__)
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are ConfigErrors (one line, exit code 2)."""
-
-    def error(self, message: str) -> Any:
-        raise ConfigError(f"{message} (see --help)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -97,13 +89,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="default: the recipe's")
     parser.add_argument("--num-workers", type=int, help="DataLoader workers (recipe's)")
     parser.add_argument("--seed", type=int, help="default: the recipe's train.seed")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    add_verbose(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m attribnet.evaluate``."""
-    parser = _Parser(prog="python -m attribnet.evaluate", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="python -m attribnet.evaluate", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     run = sub.add_parser("run", help="evaluate one checkpoint on its test split")
     run.add_argument("--checkpoint", required=True, help="<run>/best.pt or a run folder")
     run.add_argument("--manifest", help="evaluate these rows (preprocessed when needed)")
@@ -235,14 +227,11 @@ COMMANDS = {
 }
 
 
+def _command(args: argparse.Namespace) -> None:
+    COMMANDS[args.command](args, _options(args))
+    print(f"evaluation written to {args.out}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: 0 done, 2 a user error (one line on stderr)."""
-    try:
-        args = build_parser().parse_args(argv)
-        setup_logging(args.verbose)
-        COMMANDS[args.command](args, _options(args))
-    except (AttribnetError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"evaluation written to {args.out}")
-    return 0
+    return run_cli(build_parser(), argv, _command)
