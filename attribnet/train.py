@@ -17,44 +17,36 @@ import functools
 import itertools
 import json
 import logging
-import math
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from pytorch_metric_learning.samplers import MPerClassSampler
-from pytorch_metric_learning.utils import common_functions as pml_common
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from attribnet.atomic import remove_partial_files, write_text
 from attribnet.checkpoint import save_checkpoint
 from attribnet.config import Recipe, add_overrides_argument, dump_recipe, load_recipe, to_dict
-from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
-from attribnet.data.cache import FaceCache
-from attribnet.data.clips import ClipDataset, select_entries
-from attribnet.data.manifest import class_names
-from attribnet.data.open_space import OpenSpaceSimulator, pool_seed, step_generator
-from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
+from attribnet.data.open_space import pool_seed, step_generator
 from attribnet.errors import AttribnetError, ConfigError, DataError, LockedError
 from attribnet.jsonl import append_jsonl, read_jsonl, write_jsonl
 from attribnet.logs import setup_logging
 from attribnet.losses import AttributionLoss
 from attribnet.metrics import closed_set_report
 from attribnet.models import build_model
+from attribnet.optim import build_open_space, build_optimizer, lr_factor
 from attribnet.predict import autocast, run_model
 from attribnet.run_dir import check_run_dir, claim_run_dir, run_mode
 from attribnet.task import AttributionTask
+from attribnet.train_data import Data, eval_loader, prepare_data, train_loader
 from attribnet.train_state import (
     EpochProgress,
-    SkipBatches,
     checkpoint_due,
     checkpoint_state,
     load_last,
@@ -66,184 +58,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(AttribnetError):
     """The loss became NaN or infinite."""
-
-
-@dataclass
-class Data:
-    """What the loop needs from the data side."""
-
-    class_names: list[str]
-    train: ClipDataset
-    val: ClipDataset | None
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
-    """Manifest -> splits -> face cache (made or completed here) -> datasets.
-
-    The classes are ``data.classes``, else every label but ``data.outlier_classes``. Outlier
-    videos enter the training set only (label -1), from the train split.
-    """
-    cfg = recipe.data
-    rows = read_rows(training_manifest(recipe), recipe.train.seed)
-    outliers = list(cfg.outlier_classes)
-    present = {r.label for r in rows}
-    names = list(cfg.classes) or [c for c in class_names(rows) if c not in outliers]
-    both = sorted(set(names) & set(outliers))
-    if both:
-        raise DataError(f"{both} are in data.classes and in data.outlier_classes")
-    for key, labels in (("classes", names), ("outlier_classes", outliers)):
-        absent = sorted(set(labels) - present)
-        if absent:
-            raise DataError(f"data.{key} {absent} have no videos in the manifest")
-    held_out = sorted(present - set(names) - set(outliers))
-    if held_out:
-        # data.classes names a subset: the other generators are held out (open-set runs)
-        log.warning("holding out generators not in data.classes: %s", held_out)
-    rows = [r for r in rows if r.label in names or (r.label in outliers and r.split == "train")]
-    cache_dir = recipe_cache_dir(recipe)
-    if is_main:
-        preprocess_rows(rows, cache_dir, recipe)
-    if dist.is_initialized():
-        dist.barrier()
-    cache = FaceCache(cache_dir)
-    wanted = {r.path for r in rows}
-    normalize = Normalize(cfg.mean, cfg.std)
-    aug = cfg.augment
-    common = {
-        "num_frames": cfg.num_frames,
-        "sampling": cfg.sampling,
-        "normalize": normalize,
-        "image_size": cfg.image_size,
-        "seed": recipe.train.seed,
-    }
-
-    def entries(split: str, qualities: list[str]) -> list:
-        found = select_entries(cache, split=split, qualities=qualities or None)
-        return [e for e in found if e.row.path in wanted]
-
-    train_entries = entries("train", cfg.train_qualities)
-    if not train_entries:
-        raise DataError(f"no training videos in cache {cache_dir} (see its report.json)")
-    num_outliers = sum(e.row.label in outliers for e in train_entries)
-    if outliers and not num_outliers:
-        raise DataError(f"no training videos of data.outlier_classes {outliers} in {cache_dir}")
-    train = ClipDataset(
-        cache,
-        train_entries,
-        names,
-        spatial=ClipAugment(
-            cfg.image_size,
-            hflip=aug.hflip,
-            crop_scale=aug.crop_scale,
-            color_jitter=aug.color_jitter,
-        ),
-        compression=CompressionAugment(
-            h264_p=aug.h264_p,
-            crf_choices=aug.h264_crf,
-            jpeg_p=aug.jpeg_p,
-            jpeg_quality=aug.jpeg_quality,
-        ),
-        outlier_labels=outliers,
-        **common,
-    )
-    val_entries = entries("val", cfg.eval_qualities)
-    val = ClipDataset(cache, val_entries, names, **common) if val_entries else None
-    log.info(
-        "data: %d classes %s, %d train clips, %d val clips",
-        len(names),
-        names,
-        len(train),
-        len(val) if val else 0,
-    )
-    if outliers:
-        log.info(
-            "outlier exposure: %d train clips of %s as 'none of the known'", num_outliers, outliers
-        )
-    return Data(names, train, val)
-
-
-def _train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataLoader:
-    """The epoch's batches, in an order fixed by (seed, epoch), less the first ``skip``."""
-    tc = recipe.train
-    sampler: Any = None
-    if tc.m_per_class:
-        # PML's sampler draws from its module-level RandomState: re-seed it per epoch so a
-        # resumed run draws the same batches as an uninterrupted one.
-        rank = dist.get_rank() if dist.is_initialized() else 0
-        pml_common.NUMPY_RANDOM = np.random.RandomState(tc.seed * 100_003 + epoch * 101 + rank)
-        sampler = MPerClassSampler(
-            data.train.labels,
-            tc.m_per_class,
-            batch_size=tc.batch_size,
-            length_before_new_iter=len(data.train),
-        )
-    elif dist.is_initialized():
-        sampler = DistributedSampler(data.train, shuffle=True, seed=tc.seed)
-        sampler.set_epoch(epoch)
-    generator = torch.Generator().manual_seed(tc.seed * 1000 + epoch)
-    if sampler is None:  # what shuffle=True builds, drawing from the same generator
-        sampler = RandomSampler(data.train, generator=generator)
-    batches = BatchSampler(sampler, tc.batch_size, drop_last=len(data.train) > tc.batch_size)
-    return DataLoader(
-        data.train,
-        batch_sampler=SkipBatches(batches, skip),
-        generator=generator,
-        num_workers=recipe.data.num_workers,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,
-    )
-
-
-def _eval_loader(dataset: ClipDataset, recipe: Recipe) -> DataLoader:
-    return DataLoader(
-        dataset, batch_size=recipe.train.batch_size, num_workers=recipe.data.num_workers
-    )
-
-
-# ----------------------------------------------------------------------------- optimisation
-
-
-def build_optimizer(task: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """SGD (the paper's) or AdamW over every trainable parameter of the task."""
-    oc = recipe.optim
-    params = [p for p in task.parameters() if p.requires_grad]
-    if oc.name == "sgd":
-        return torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay)
-    return torch.optim.AdamW(params, lr=oc.lr, weight_decay=oc.weight_decay)
-
-
-def build_open_space(recipe: Recipe) -> OpenSpaceSimulator | None:
-    """The open-space simulator when ``loss.open_space_weight`` > 0 (frozen: no parameters;
-    its pool is re-drawn every epoch by :func:`train_one_epoch`)."""
-    lc = recipe.loss
-    if not lc.open_space_weight:
-        return None
-    return OpenSpaceSimulator(
-        lc.open_space_nets,
-        lc.open_space_fraction,
-        mean=recipe.data.mean,
-        std=recipe.data.std,
-        seed=pool_seed(recipe.train.seed, 0),
-    )
-
-
-def lr_factor(recipe: Recipe, epoch: int) -> float:
-    """Multiplier of the base lr in ``epoch`` (0-based): warm-up, then step/cosine/constant."""
-    oc, total = recipe.optim, recipe.train.epochs
-    if epoch < oc.warmup_epochs:
-        return (epoch + 1) / (oc.warmup_epochs + 1)
-    if oc.schedule == "step":
-        return oc.gamma ** (epoch // oc.step_epochs)
-    if oc.schedule == "cosine":
-        span = max(total - oc.warmup_epochs, 1)
-        return 0.5 * (1 + math.cos(math.pi * (epoch - oc.warmup_epochs) / span))
-    return 1.0
-
-
-# ----------------------------------------------------------------------------- loop
 
 
 def _predict(task: AttributionTask, out: dict[str, np.ndarray]) -> np.ndarray:
@@ -260,7 +74,7 @@ def validate(
     """Validation accuracy, CE loss and per-class report on the val split."""
     if data.val is None:
         return {}
-    out = run_model(task.model, _eval_loader(data.val, recipe), device, amp=recipe.train.amp)
+    out = run_model(task.model, eval_loader(data.val, recipe), device, amp=recipe.train.amp)
     pred = _predict(task, out)
     logits = torch.from_numpy(out["logits"])
     ce = torch.nn.functional.cross_entropy(logits, torch.from_numpy(out["label"])).item()
@@ -445,7 +259,7 @@ def _train_epochs(
     for epoch in range(start.epoch, recipe.train.epochs):
         progress = start if epoch == start.epoch else EpochProgress(epoch)
         data.train.set_epoch(epoch)
-        loader = _train_loader(data, recipe, epoch, skip=progress.steps)
+        loader = train_loader(data, recipe, epoch, skip=progress.steps)
         save = functools.partial(save_mid_epoch, run_dir / "last.pt", snapshot, best)
         stats = train_one_epoch(
             step_fn, task, loader, optimizer, recipe, device, epoch, progress,

@@ -1,0 +1,160 @@
+"""The training data of a run: the manifest's videos through the face cache into clip
+datasets (:func:`prepare_data`), and the loaders that draw each epoch's batches in an
+order fixed by (seed, epoch) (:func:`train_loader`), so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pytorch_metric_learning.samplers import MPerClassSampler
+from pytorch_metric_learning.utils import common_functions as pml_common
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
+
+from attribnet.config import Recipe
+from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
+from attribnet.data.cache import FaceCache
+from attribnet.data.clips import ClipDataset, select_entries
+from attribnet.data.manifest import class_names
+from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
+from attribnet.errors import DataError
+from attribnet.train_state import SkipBatches
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Data:
+    """What the loop needs from the data side."""
+
+    class_names: list[str]
+    train: ClipDataset
+    val: ClipDataset | None
+
+
+def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
+    """Manifest -> splits -> face cache (made or completed here) -> datasets.
+
+    The classes are ``data.classes``, else every label but ``data.outlier_classes``. Outlier
+    videos enter the training set only (label -1), from the train split.
+    """
+    cfg = recipe.data
+    rows = read_rows(training_manifest(recipe), recipe.train.seed)
+    outliers = list(cfg.outlier_classes)
+    present = {r.label for r in rows}
+    names = list(cfg.classes) or [c for c in class_names(rows) if c not in outliers]
+    both = sorted(set(names) & set(outliers))
+    if both:
+        raise DataError(f"{both} are in data.classes and in data.outlier_classes")
+    for key, labels in (("classes", names), ("outlier_classes", outliers)):
+        absent = sorted(set(labels) - present)
+        if absent:
+            raise DataError(f"data.{key} {absent} have no videos in the manifest")
+    held_out = sorted(present - set(names) - set(outliers))
+    if held_out:
+        # data.classes names a subset: the other generators are held out (open-set runs)
+        log.warning("holding out generators not in data.classes: %s", held_out)
+    rows = [r for r in rows if r.label in names or (r.label in outliers and r.split == "train")]
+    cache_dir = recipe_cache_dir(recipe)
+    if is_main:
+        preprocess_rows(rows, cache_dir, recipe)
+    if dist.is_initialized():
+        dist.barrier()
+    cache = FaceCache(cache_dir)
+    wanted = {r.path for r in rows}
+    normalize = Normalize(cfg.mean, cfg.std)
+    aug = cfg.augment
+    common = {
+        "num_frames": cfg.num_frames,
+        "sampling": cfg.sampling,
+        "normalize": normalize,
+        "image_size": cfg.image_size,
+        "seed": recipe.train.seed,
+    }
+
+    def entries(split: str, qualities: list[str]) -> list:
+        found = select_entries(cache, split=split, qualities=qualities or None)
+        return [e for e in found if e.row.path in wanted]
+
+    train_entries = entries("train", cfg.train_qualities)
+    if not train_entries:
+        raise DataError(f"no training videos in cache {cache_dir} (see its report.json)")
+    num_outliers = sum(e.row.label in outliers for e in train_entries)
+    if outliers and not num_outliers:
+        raise DataError(f"no training videos of data.outlier_classes {outliers} in {cache_dir}")
+    train = ClipDataset(
+        cache,
+        train_entries,
+        names,
+        spatial=ClipAugment(
+            cfg.image_size,
+            hflip=aug.hflip,
+            crop_scale=aug.crop_scale,
+            color_jitter=aug.color_jitter,
+        ),
+        compression=CompressionAugment(
+            h264_p=aug.h264_p,
+            crf_choices=aug.h264_crf,
+            jpeg_p=aug.jpeg_p,
+            jpeg_quality=aug.jpeg_quality,
+        ),
+        outlier_labels=outliers,
+        **common,
+    )
+    val_entries = entries("val", cfg.eval_qualities)
+    val = ClipDataset(cache, val_entries, names, **common) if val_entries else None
+    log.info(
+        "data: %d classes %s, %d train clips, %d val clips",
+        len(names),
+        names,
+        len(train),
+        len(val) if val else 0,
+    )
+    if outliers:
+        log.info(
+            "outlier exposure: %d train clips of %s as 'none of the known'", num_outliers, outliers
+        )
+    return Data(names, train, val)
+
+
+def train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataLoader:
+    """The epoch's batches, in an order fixed by (seed, epoch), less the first ``skip``."""
+    tc = recipe.train
+    sampler: Any = None
+    if tc.m_per_class:
+        # PML's sampler draws from its module-level RandomState: re-seed it per epoch so a
+        # resumed run draws the same batches as an uninterrupted one.
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        pml_common.NUMPY_RANDOM = np.random.RandomState(tc.seed * 100_003 + epoch * 101 + rank)
+        sampler = MPerClassSampler(
+            data.train.labels,
+            tc.m_per_class,
+            batch_size=tc.batch_size,
+            length_before_new_iter=len(data.train),
+        )
+    elif dist.is_initialized():
+        sampler = DistributedSampler(data.train, shuffle=True, seed=tc.seed)
+        sampler.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(tc.seed * 1000 + epoch)
+    if sampler is None:  # what shuffle=True builds, drawing from the same generator
+        sampler = RandomSampler(data.train, generator=generator)
+    batches = BatchSampler(sampler, tc.batch_size, drop_last=len(data.train) > tc.batch_size)
+    return DataLoader(
+        data.train,
+        batch_sampler=SkipBatches(batches, skip),
+        generator=generator,
+        num_workers=recipe.data.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+    )
+
+
+def eval_loader(dataset: ClipDataset, recipe: Recipe) -> DataLoader:
+    return DataLoader(
+        dataset, batch_size=recipe.train.batch_size, num_workers=recipe.data.num_workers
+    )
