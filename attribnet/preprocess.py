@@ -5,7 +5,7 @@
 Each video keeps ``--max-frames`` evenly spaced frames (all of a shorter video; 0 = all).
 A video that cannot be decoded or has no face is skipped and listed with its reason; the
 run goes on. Whatever the detector, the face crops of every video must show a face (the
-face check, :class:`attribnet.data.faces.FaceCheck`; ``--no-face-check`` turns it off): a
+face check, :class:`attribnet.data.face_check.FaceCheck`; ``--no-face-check`` turns it off): a
 video of noise, of one colour or without a face in most frames is skipped as "no face".
 Re-running the same command resumes: finished and skipped videos are not touched again
 (until their file changes: a fixed video is tried again), so an interrupted run loses at
@@ -39,8 +39,8 @@ from tqdm import tqdm
 from attribnet.atomic import remove_partial_files, write_json
 from attribnet.cli import Parser, run_cli
 from attribnet.data.cache import FaceCache
+from attribnet.data.face_check import FaceCheck
 from attribnet.data.faces import (
-    FaceCheck,
     FaceDetector,
     build_detector,
     crop_faces,

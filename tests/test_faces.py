@@ -14,7 +14,7 @@ import pytest
 
 from attribnet import preprocess as prep
 from attribnet.data.codec import write_video
-from attribnet.data.faces import FaceCheck
+from attribnet.data.face_check import FaceCheck
 from attribnet.data.manifest import ManifestRow, read_manifest
 from attribnet.data.sources import preprocess_rows, preprocess_settings
 from attribnet.data.video import open_clip_source

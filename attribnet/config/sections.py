@@ -1,0 +1,175 @@
+"""The recipe's sections as dataclasses: every YAML key maps 1:1 to a field here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from attribnet.data.augment import IMAGENET_MEAN, IMAGENET_STD
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation; probabilities in [0, 1].
+
+    ``crop_scale`` is the area range of a random resized crop; the default (1, 1) takes the
+    whole face and does not rescale it. A generator's traces are fine texture at a fixed
+    scale, and rescaling blurs them: on the realistic benchmark (benchmarks/README.md) the
+    main recipe with ``crop_scale: [0.85, 1.0]`` stayed at chance after 40 epochs (best
+    validation accuracy 0.29, 5 classes) and reached 0.60 with ``[1.0, 1.0]``.
+    """
+
+    hflip: float = 0.5
+    crop_scale: tuple[float, float] = (1.0, 1.0)
+    color_jitter: float = 0.0
+    h264_p: float = 0.0
+    h264_crf: list[int] = field(default_factory=lambda: [0, 10, 23])
+    jpeg_p: float = 0.0
+    jpeg_quality: tuple[int, int] = (60, 95)
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and how they are sampled.
+
+    ``manifest``/``cache`` are paths, relative to the working directory. With ``demo: true``
+    the built-in synthetic dataset is generated into ``root`` when missing.
+
+    ``outlier_classes`` (outlier exposure, Hendrycks et al., ICLR 2019): labels whose
+    TRAIN-split videos are shown in training as "none of the known" (label -1, pushed to a
+    uniform softmax, weighted by ``loss.outlier_weight``). They are no classes of the model
+    (not in ``classes``, no classifier output, no ArcFace centre) and validation, test and
+    the index leave them out. E.g. ``[real]`` or other tools' fakes.
+
+    ``face_check`` (default on): whatever the ``detector``, a video whose face crops show
+    no face (noise, one colour, no face in most of 8 sampled crops) is skipped with its
+    reason, in training, index building and queries alike
+    (attribnet.data.face_check.FaceCheck). Turn it off only for inputs that are not faces.
+    """
+
+    manifest: str = ""
+    cache: str = ""
+    demo: bool = False
+    root: str = ""
+    detector: str = "none"
+    face_margin: float = 0.3
+    face_check: bool = True
+    max_frames: int = 64
+    classes: list[str] = field(default_factory=list)
+    outlier_classes: list[str] = field(default_factory=list)
+    train_qualities: list[str] = field(default_factory=list)
+    eval_qualities: list[str] = field(default_factory=list)
+    num_frames: int = 10
+    sampling: str = "periodic"
+    image_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    num_workers: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ModelConfig:
+    """The encoder and heads (see attribnet.models.encoder.ClipEncoder).
+
+    Two options keep a generator's high-frequency traces in view; both are off by default.
+    ``input_filter``: ``none``, ``srm`` (fixed SRM residuals, greyscale, truncated) or
+    ``bayar`` (learnt constrained convolution) before the trunk
+    (attribnet.models.input_filters). ``spectral_dim`` > 0: a branch on each frame's
+    radially averaged log-amplitude spectrum (``spectral_bins`` rings; frames need
+    ``image_size >= 2 * spectral_bins``) adds that many features before the heads
+    (attribnet.models.spectral).
+    """
+
+    backbone: str = "resnet50"
+    sam: str = "every_block"
+    channel_attention: bool = False
+    fusion: str = "tam"
+    num_frames: int = 10
+    embedding_dim: int = 0
+    weights: str | None = None
+    input_filter: str = "none"
+    spectral_dim: int = 0
+    spectral_bins: int = 32
+
+
+@dataclass
+class LossConfig:
+    """Loss weights; total = ce_weight*CE + arcface_weight*ArcFace + triplet_weight*Triplet.
+
+    ArcFace margins are in DEGREES (pytorch-metric-learning's unit): 28.6 deg = 0.5 rad.
+    ``arcface_class_margins`` maps class names to per-class margins (ArcFaceMod).
+
+    Two terms teach the open space ("none of the known"); both push a clip's class
+    distribution toward uniform (cross-entropy to uniform over the classifier's softmax and,
+    with ArcFace, over the scaled cosines to the class centres) and are 0 = off:
+    ``outlier_weight`` for the videos of ``data.outlier_classes`` (the two go together);
+    ``open_space_weight`` for clips re-synthesised in the training step by a pool of
+    ``open_space_nets`` random generator-like nets (attribnet.data.open_space), a fraction
+    ``open_space_fraction`` of each batch's clips, appended to the batch.
+    """
+
+    ce_weight: float = 1.0
+    arcface_weight: float = 0.0
+    arcface_margin: float = 28.6
+    arcface_scale: float = 64.0
+    arcface_class_margins: dict[str, float] = field(default_factory=dict)
+    triplet_weight: float = 0.0
+    triplet_margin: float = 0.2
+    triplet_mining: str = "semihard"
+    outlier_weight: float = 0.0
+    open_space_weight: float = 0.0
+    open_space_fraction: float = 0.25
+    open_space_nets: int = 8
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule (``step``: lr * gamma every step_epochs)."""
+
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "step"
+    step_epochs: int = 40
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """The loop. ``m_per_class`` > 0 uses PML's MPerClassSampler (needed by triplet).
+
+    ``checkpoint_every_steps`` N > 0 also writes last.pt every N optimizer steps inside an
+    epoch (0 = at epoch ends only); ``--resume`` continues from that step with the same
+    batches, as if never stopped (attribnet.train_state).
+    """
+
+    epochs: int = 300
+    batch_size: int = 10
+    m_per_class: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    grad_clip: float = 0.0
+    seed: int = 0
+    out_dir: str = "runs"
+    val_every: int = 1
+    select_metric: str = "val_accuracy"
+    build_index: bool = True
+    index_dir: str = "indexes"
+    max_steps_per_epoch: int = 0
+    checkpoint_every_steps: int = 0
+
+
+@dataclass
+class Recipe:
+    """One experiment."""
+
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

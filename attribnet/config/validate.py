@@ -1,0 +1,143 @@
+"""Recipe checks: allowed choices, signs and ranges, and the rules between fields; each
+error names the key and the recipe it came from."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+from attribnet.config.sections import Recipe
+from attribnet.data.sampling import MODES as SAMPLING_MODES
+from attribnet.errors import ConfigError
+from attribnet.models.attention import FUSIONS
+from attribnet.models.encoder import BACKBONES, SAM_PLACEMENTS
+from attribnet.models.input_filters import INPUT_FILTERS
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.sampling": SAMPLING_MODES,
+    "data.detector": ("none", "haar", "centre"),
+    "model.backbone": tuple(sorted(BACKBONES)),
+    "model.sam": SAM_PLACEMENTS,
+    "model.fusion": FUSIONS,
+    "model.input_filter": INPUT_FILTERS,
+    "loss.triplet_mining": ("semihard", "hard", "all"),
+    "optim.name": ("sgd", "adamw"),
+    "optim.schedule": ("step", "cosine", "constant"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.select_metric": ("val_accuracy", "val_loss"),
+}
+POSITIVE = {
+    "data.num_frames", "data.image_size", "data.max_frames", "model.num_frames",
+    "model.spectral_bins",
+    "optim.lr", "optim.step_epochs", "train.epochs", "train.batch_size", "train.val_every",
+    "loss.arcface_scale", "loss.open_space_fraction", "loss.open_space_nets",
+}  # fmt: skip
+NON_NEGATIVE = {
+    "data.num_workers", "data.face_margin", "model.embedding_dim", "loss.ce_weight",
+    "loss.arcface_weight",
+    "loss.triplet_weight", "loss.arcface_margin", "loss.triplet_margin", "optim.momentum",
+    "model.spectral_dim",
+    "optim.weight_decay", "optim.warmup_epochs", "train.grad_clip", "train.m_per_class",
+    "train.max_steps_per_epoch", "loss.outlier_weight", "loss.open_space_weight",
+    "train.checkpoint_every_steps",
+}  # fmt: skip
+PROBABILITIES = {
+    "data.augment.hflip", "data.augment.h264_p", "data.augment.jpeg_p", "loss.open_space_fraction",
+}  # fmt: skip
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_flatten(value, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = value
+    return out
+
+
+def validate(recipe: Recipe, source: str) -> Recipe:
+    """Reject impossible values, naming the key."""
+    for key, value in _flatten(recipe).items():
+        if key in CHOICES and value not in CHOICES[key]:
+            near = difflib.get_close_matches(str(value), CHOICES[key], n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise ConfigError(
+                f"{key} in {source}: {value!r} is not one of {', '.join(CHOICES[key])}{hint}"
+            )
+        if key in POSITIVE and not value > 0:
+            raise ConfigError(f"{key} in {source}: must be > 0, got {value!r}")
+        if key in NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{key} in {source}: must be >= 0, got {value!r}")
+        if key in PROBABILITIES and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{key} in {source}: a probability in [0, 1], got {value!r}")
+    m = recipe.model
+    if m.fusion == "tam" and m.num_frames < 2:
+        raise ConfigError(f"model.num_frames in {source}: temporal attention needs >= 2 frames")
+    if m.fusion == "tam" and recipe.data.num_frames != m.num_frames:
+        raise ConfigError(
+            f"data.num_frames ({recipe.data.num_frames}) != model.num_frames ({m.num_frames}) "
+            f"in {source}: fusion 'tam' is tied to one clip length"
+        )
+    loss = recipe.loss
+    if loss.ce_weight + loss.arcface_weight + loss.triplet_weight <= 0:
+        raise ConfigError(f"loss in {source}: at least one loss weight must be > 0")
+    if (loss.arcface_weight or loss.triplet_weight) and not m.embedding_dim:
+        raise ConfigError(
+            f"model.embedding_dim in {source}: ArcFace/triplet losses need an embedding head "
+            "(set model.embedding_dim > 0)"
+        )
+    if loss.triplet_weight and recipe.train.m_per_class < 2:
+        raise ConfigError(
+            f"train.m_per_class in {source}: triplet loss needs >= 2 clips per class in a batch"
+        )
+    if m.spectral_dim and recipe.data.image_size < 2 * m.spectral_bins:
+        raise ConfigError(
+            f"model.spectral_bins in {source}: {m.spectral_bins} radial bins need faces of at "
+            f"least {2 * m.spectral_bins} px (data.image_size is {recipe.data.image_size}); use "
+            f"model.spectral_bins <= {recipe.data.image_size // 2}"
+        )
+    lo, hi = recipe.data.augment.crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise ConfigError(f"data.augment.crop_scale in {source}: need 0 < min <= max <= 1")
+    _validate_open_space(recipe, source)
+    return recipe
+
+
+def _validate_open_space(recipe: Recipe, source: str) -> None:
+    """Outlier exposure and open-space simulation: keys that only work together."""
+    data, loss = recipe.data, recipe.loss
+    outliers = list(data.outlier_classes)
+    if len(set(outliers)) != len(outliers):
+        raise ConfigError(f"data.outlier_classes in {source}: repeats a label: {outliers}")
+    both = sorted(set(outliers) & set(data.classes))
+    if both:
+        raise ConfigError(
+            f"data.outlier_classes in {source}: {both} also in data.classes; a label is "
+            "either a class of the model or an outlier, not both"
+        )
+    if outliers and not loss.outlier_weight:
+        raise ConfigError(
+            f"loss.outlier_weight in {source}: data.outlier_classes {outliers} need "
+            "loss.outlier_weight > 0 (e.g. 0.5)"
+        )
+    if loss.outlier_weight and not outliers:
+        raise ConfigError(
+            f"data.outlier_classes in {source}: loss.outlier_weight > 0 needs outlier videos "
+            "(name their labels in data.outlier_classes, e.g. [real])"
+        )
+    margins = sorted(set(outliers) & set(loss.arcface_class_margins))
+    if margins:
+        raise ConfigError(
+            f"loss.arcface_class_margins in {source}: {margins} are data.outlier_classes, "
+            "which have no ArcFace centre"
+        )
+    if (loss.outlier_weight or loss.open_space_weight) and not (
+        loss.ce_weight or loss.arcface_weight
+    ):
+        raise ConfigError(
+            f"loss in {source}: outlier_weight/open_space_weight push class scores toward "
+            "uniform and need a class head (ce_weight or arcface_weight > 0)"
+        )
