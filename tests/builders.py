@@ -102,3 +102,15 @@ def _yaml(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def assert_predictions_close(expected: list, actual: list, atol: float) -> None:
+    """Two runs of :func:`attribnet.predict.predict_videos` agree: logits, embeddings, and
+    per clip the frames (exactly), the frame weights and the SAM maps (within ``atol``)."""
+    for a, b in zip(expected, actual, strict=True):
+        np.testing.assert_allclose(b.clip_logits, a.clip_logits, atol=atol)
+        np.testing.assert_allclose(b.clip_embeddings, a.clip_embeddings, atol=atol)
+        for ca, cb in zip(a.clips, b.clips, strict=True):
+            np.testing.assert_array_equal(cb.frames, ca.frames)
+            np.testing.assert_allclose(cb.weights, ca.weights, atol=atol)
+            np.testing.assert_allclose(cb.sam, ca.sam, atol=atol)

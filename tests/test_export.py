@@ -18,7 +18,7 @@ from attribnet.config import ModelConfig
 from attribnet.errors import ConfigError
 from attribnet.models import build_model
 from attribnet.predict import mean_sam_map, record_sam_maps
-from tests.builders import tiny_recipe, write_checkpoint
+from tests.builders import assert_predictions_close, tiny_recipe, write_checkpoint
 
 pytest.importorskip("onnx", reason="needs onnx: pip install 'attribnet[onnx]'")
 pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install 'attribnet[onnx]'")
@@ -125,13 +125,7 @@ def test_predict_videos_runs_the_onnx_model_as_pytorch(tmp_path: Path) -> None:
     runtime = export.OnnxRuntimeModel.load(out)
     torch_preds = predict_videos(model, cache, entries, recipe, sam=True, batch_size=3)
     onnx_preds = predict_videos(runtime, cache, entries, recipe, sam=True, batch_size=3)
-    for a, b in zip(torch_preds, onnx_preds, strict=True):
-        np.testing.assert_allclose(b.clip_logits, a.clip_logits, atol=1e-4)
-        np.testing.assert_allclose(b.clip_embeddings, a.clip_embeddings, atol=1e-4)
-        for ca, cb in zip(a.clips, b.clips, strict=True):
-            np.testing.assert_array_equal(cb.frames, ca.frames)
-            np.testing.assert_allclose(cb.weights, ca.weights, atol=1e-4)
-            np.testing.assert_allclose(cb.sam, ca.sam, atol=1e-4)
+    assert_predictions_close(torch_preds, onnx_preds, atol=1e-4)
 
 
 def _numbers_close(a: object, b: object, key: str = "") -> None:

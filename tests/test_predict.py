@@ -23,7 +23,7 @@ from attribnet.predict import (
     stack,
     top_frames,
 )
-from tests.builders import tiny_recipe
+from tests.builders import assert_predictions_close, tiny_recipe
 
 T, SIZE, DIM, K = 4, 32, 8, 3
 LENGTHS = (4, 9, 16)  # 1, 2 and 4 clips at max_clips=4
@@ -184,13 +184,7 @@ def test_fused_and_plain_paths_agree(cached, tmp_path: Path) -> None:
     model, recipe = _with_batchnorm_statistics(_model("every_block")), _recipe(tmp_path)
     plain = predict_videos(model, cache, entries, recipe, sam=True, fuse=False)
     fused = predict_videos(model, cache, entries, recipe, sam=True, fuse=True)
-    for a, b in zip(plain, fused, strict=True):
-        np.testing.assert_allclose(b.clip_logits, a.clip_logits, atol=1e-5)
-        np.testing.assert_allclose(b.clip_embeddings, a.clip_embeddings, atol=1e-5)
-        for ca, cb in zip(a.clips, b.clips, strict=True):
-            np.testing.assert_array_equal(cb.frames, ca.frames)
-            np.testing.assert_allclose(cb.weights, ca.weights, atol=1e-5)
-            np.testing.assert_allclose(cb.sam, ca.sam, atol=1e-5)
+    assert_predictions_close(plain, fused, atol=1e-5)
 
 
 def test_bf16_is_close_to_fp32_and_precision_is_checked(cached, tmp_path: Path) -> None:
