@@ -18,6 +18,12 @@ from attribnet.errors import CheckpointError
 from attribnet.models import AttributionModel, build_model
 
 
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, or ``<run dir>/best.pt`` for a run folder."""
+    path = Path(path)
+    return path / "best.pt" if path.is_dir() else path
+
+
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Save ``state`` (plus the library version) to ``path`` atomically."""
     with atomic_path(path) as tmp:
@@ -26,9 +32,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint dict on the CPU; CheckpointError if missing or unreadable."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

@@ -1,4 +1,5 @@
-"""A checkpoint loaded for evaluation (:class:`LoadedModel`) and the device it runs on."""
+"""A checkpoint loaded for evaluation (:class:`LoadedModel`) on the device it runs on
+(:func:`attribnet.predict.resolve_device`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import Any
 
 import torch
 
-from attribnet.checkpoint import load_model
+from attribnet.checkpoint import load_model, resolve_checkpoint
 from attribnet.config import Recipe
-from attribnet.errors import ConfigError
 from attribnet.models import AttributionModel
+from attribnet.predict import resolve_device
 
 
 @dataclass
@@ -26,19 +27,9 @@ class LoadedModel:
     device: torch.device
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda, but no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def load_checkpoint(path: str | Path, device: str = "auto") -> LoadedModel:
     """Load a checkpoint (a file or a run folder holding best.pt) for evaluation."""
-    path = Path(path)
-    path = path / "best.pt" if path.is_dir() else path
+    path = resolve_checkpoint(path)
     model, recipe, names, state = load_model(path)
     dev = resolve_device(device)
     return LoadedModel(path, model.to(dev).eval(), recipe, names, state, dev)

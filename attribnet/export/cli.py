@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
@@ -48,15 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _export(args: argparse.Namespace) -> int:
     """Export the checkpoint, then check it with ONNX Runtime (unless --no-check)."""
-    from attribnet.checkpoint import file_sha256, load_model
+    from attribnet.checkpoint import file_sha256, load_model, resolve_checkpoint
     from attribnet.config import dump_recipe
 
     require_module("onnx")
     if not args.no_check:
         require_module("onnxruntime")
     model, recipe, class_names, _ = load_model(args.checkpoint)
-    source = Path(args.checkpoint)
-    source = source / "best.pt" if source.is_dir() else source  # as load_model reads it
+    source = resolve_checkpoint(args.checkpoint)  # as load_model reads it
     size, frames = recipe.data.image_size, recipe.data.num_frames
     metadata = {
         "recipe": dump_recipe(recipe),

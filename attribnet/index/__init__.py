@@ -20,7 +20,8 @@ One concept per module:
 - :mod:`.cli`          argument parsing and :func:`main`
 """
 
-from attribnet.index.build import build_index_for_run, resolve_checkpoint
+from attribnet.checkpoint import resolve_checkpoint
+from attribnet.index.build import build_index_for_run
 from attribnet.index.cli import main
 from attribnet.index.faiss_store import (
     TARGET_RECALL,

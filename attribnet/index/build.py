@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from attribnet.checkpoint import resolve_checkpoint
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
 from attribnet.errors import CheckpointError, DataError
 from attribnet.index.faiss_store import DEFAULT_IVF_THRESHOLD
@@ -28,12 +29,6 @@ if TYPE_CHECKING:
     from attribnet.data.manifest import ManifestRow
 
 log = logging.getLogger(__name__)
-
-
-def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """A checkpoint file, or ``<run dir>/best.pt`` for a run folder."""
-    path = Path(path)
-    return path / "best.pt" if path.is_dir() else path
 
 
 def _training_rows(

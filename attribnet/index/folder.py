@@ -172,10 +172,9 @@ def check_checkpoint(
     index: GeneratorIndex, checkpoint_path: str | os.PathLike[str], embedding_dim: int | None
 ) -> None:
     """IndexMismatchError unless the checkpoint is the index's (dim, then sha256)."""
-    from attribnet.checkpoint import file_sha256, read_checkpoint
+    from attribnet.checkpoint import file_sha256, read_checkpoint, resolve_checkpoint
 
-    path = Path(checkpoint_path)
-    path = path / "best.pt" if path.is_dir() else path
+    path = resolve_checkpoint(checkpoint_path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if embedding_dim is None:
