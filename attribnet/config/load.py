@@ -120,16 +120,27 @@ def read_recipe_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+# data.* keys whose absence from a recipe means "model.backbone's default" (set by validate)
+BACKBONE_DEFAULT_KEYS = ("image_size", "mean", "std")
+
+
+def _unset_backbone_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``raw`` with each absent key of BACKBONE_DEFAULT_KEYS None under ``data``."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("data", {}), (dict, type(None))):
+        return raw  # not a mapping: _build says so
+    return {**raw, "data": {**dict.fromkeys(BACKBONE_DEFAULT_KEYS), **(raw.get("data") or {})}}
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Load, override and validate a recipe file."""
-    raw = apply_overrides(read_recipe_yaml(path), overrides or [])
+    raw = _unset_backbone_defaults(apply_overrides(read_recipe_yaml(path), overrides or []))
     source = str(path) + (" (with --set overrides)" if overrides else "")
     return validate(_build(Recipe, raw, "", source), source)
 
 
 def recipe_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Recipe:
     """Build and validate a recipe from a mapping (e.g. one saved in a checkpoint)."""
-    return validate(_build(Recipe, raw, "", source), source)
+    return validate(_build(Recipe, _unset_backbone_defaults(raw), "", source), source)
 
 
 def to_dict(recipe: Recipe) -> dict[str, Any]:

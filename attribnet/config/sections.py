@@ -44,6 +44,12 @@ class DataConfig:
     no face (noise, one colour, no face in most of 8 sampled crops) is skipped with its
     reason, in training, index building and queries alike
     (attribnet.data.face_check.FaceCheck). Turn it off only for inputs that are not faces.
+
+    ``image_size``, ``mean`` and ``std`` (frames are ``(x / 255 - mean) / std``): None, or
+    absent from a recipe file, means ``model.backbone``'s default
+    (attribnet.models.backbones), filled in when the recipe is loaded, so the recipe saved
+    in a checkpoint holds the numbers. The defaults here, for recipes built in code, are
+    the ResNets' (ImageNet statistics, 224 px).
     """
 
     manifest: str = ""
@@ -60,9 +66,10 @@ class DataConfig:
     eval_qualities: list[str] = field(default_factory=list)
     num_frames: int = 10
     sampling: str = "periodic"
-    image_size: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    image_size: int | None = 224
+    resize: int = 0  # > 0: faces resized to resize x resize, then centre-cropped to image_size
+    mean: tuple[float, float, float] | None = IMAGENET_MEAN
+    std: tuple[float, float, float] | None = IMAGENET_STD
     num_workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -70,6 +77,11 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     """The encoder and heads (see attribnet.models.encoder.ClipEncoder).
+
+    ``backbone`` names an entry of attribnet.models.backbones.BACKBONES (ResNets, Xception,
+    EfficientNet-B0/B4, MesoInception-4); ``sam: every_block`` and ``channel_attention``
+    need a ResNet (other trunks take ``sam: last`` or ``none``). ``weights`` is None, a
+    local state dict of the trunk or, for the ResNets, ``imagenet``.
 
     Two options keep a generator's high-frequency traces in view; both are off by default.
     ``input_filter``: ``none``, ``srm`` (fixed SRM residuals, greyscale, truncated) or
@@ -143,6 +155,11 @@ class TrainConfig:
     ``checkpoint_every_steps`` N > 0 also writes last.pt every N optimizer steps inside an
     epoch (0 = at epoch ends only); ``--resume`` continues from that step with the same
     batches, as if never stopped (attribnet.train_state).
+
+    Under torchrun, ``batch_size`` is per process: one optimizer step takes one batch on
+    every rank (attribnet.distributed), so a step sees ``batch_size`` x ranks clips.
+    ``sync_bn`` normalises each BatchNorm over all of a step's clips instead of each rank's
+    own (torch's SyncBatchNorm on CUDA; attribnet's all-reduce version on the CPU).
     """
 
     epochs: int = 300
@@ -161,6 +178,7 @@ class TrainConfig:
     index_dir: str = "indexes"
     max_steps_per_epoch: int = 0
     checkpoint_every_steps: int = 0
+    sync_bn: bool = False
 
 
 @dataclass

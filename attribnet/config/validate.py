@@ -11,7 +11,7 @@ from attribnet.config.sections import Recipe
 from attribnet.data.sampling import MODES as SAMPLING_MODES
 from attribnet.errors import ConfigError
 from attribnet.models.attention import FUSIONS
-from attribnet.models.encoder import BACKBONES, SAM_PLACEMENTS
+from attribnet.models.backbones import BACKBONES, SAM_PLACEMENTS
 from attribnet.models.input_filters import INPUT_FILTERS
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -40,7 +40,7 @@ NON_NEGATIVE = {
     "model.spectral_dim",
     "optim.weight_decay", "optim.warmup_epochs", "train.grad_clip", "train.m_per_class",
     "train.max_steps_per_epoch", "loss.outlier_weight", "loss.open_space_weight",
-    "train.checkpoint_every_steps",
+    "train.checkpoint_every_steps", "data.resize",
 }  # fmt: skip
 PROBABILITIES = {
     "data.augment.hflip", "data.augment.h264_p", "data.augment.jpeg_p", "loss.open_space_fraction",
@@ -58,15 +58,22 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _check_choice(key: str, value: Any, source: str) -> None:
+    if value not in CHOICES[key]:
+        near = difflib.get_close_matches(str(value), CHOICES[key], n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        raise ConfigError(
+            f"{key} in {source}: {value!r} is not one of {', '.join(CHOICES[key])}{hint}"
+        )
+
+
 def validate(recipe: Recipe, source: str) -> Recipe:
-    """Reject impossible values, naming the key."""
+    """Reject impossible values, naming the key; returns the recipe with the backbone's
+    preprocessing filled in where ``data.image_size``/``mean``/``std`` are None."""
+    recipe = with_backbone_preprocessing(recipe, source)
     for key, value in _flatten(recipe).items():
-        if key in CHOICES and value not in CHOICES[key]:
-            near = difflib.get_close_matches(str(value), CHOICES[key], n=1)
-            hint = f" (did you mean '{near[0]}'?)" if near else ""
-            raise ConfigError(
-                f"{key} in {source}: {value!r} is not one of {', '.join(CHOICES[key])}{hint}"
-            )
+        if key in CHOICES:
+            _check_choice(key, value, source)
         if key in POSITIVE and not value > 0:
             raise ConfigError(f"{key} in {source}: must be > 0, got {value!r}")
         if key in NON_NEGATIVE and value < 0:
@@ -74,6 +81,7 @@ def validate(recipe: Recipe, source: str) -> Recipe:
         if key in PROBABILITIES and not 0.0 <= value <= 1.0:
             raise ConfigError(f"{key} in {source}: a probability in [0, 1], got {value!r}")
     m = recipe.model
+    _validate_backbone_attention(recipe, source)
     if m.fusion == "tam" and m.num_frames < 2:
         raise ConfigError(f"model.num_frames in {source}: temporal attention needs >= 2 frames")
     if m.fusion == "tam" and recipe.data.num_frames != m.num_frames:
@@ -99,11 +107,40 @@ def validate(recipe: Recipe, source: str) -> Recipe:
             f"least {2 * m.spectral_bins} px (data.image_size is {recipe.data.image_size}); use "
             f"model.spectral_bins <= {recipe.data.image_size // 2}"
         )
+    if 0 < recipe.data.resize < recipe.data.image_size:
+        raise ConfigError(
+            f"data.resize in {source}: faces are resized to {recipe.data.resize} px and then "
+            f"centre-cropped to data.image_size ({recipe.data.image_size}), so it must be 0 "
+            "(off) or >= data.image_size"
+        )
     lo, hi = recipe.data.augment.crop_scale
     if not 0 < lo <= hi <= 1:
         raise ConfigError(f"data.augment.crop_scale in {source}: need 0 < min <= max <= 1")
     _validate_open_space(recipe, source)
     return recipe
+
+
+def with_backbone_preprocessing(recipe: Recipe, source: str) -> Recipe:
+    """``recipe`` with ``data.image_size``/``mean``/``std`` that are None set to
+    ``model.backbone``'s defaults (attribnet.models.backbones); values given win."""
+    _check_choice("model.backbone", recipe.model.backbone, source)
+    pre = BACKBONES[recipe.model.backbone].preprocessing
+    defaults = {"image_size": pre.input_size, "mean": pre.mean, "std": pre.std}
+    unset = {k: v for k, v in defaults.items() if getattr(recipe.data, k) is None}
+    if not unset:
+        return recipe
+    return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, **unset))
+
+
+def _validate_backbone_attention(recipe: Recipe, source: str) -> None:
+    """``model.sam``/``channel_attention`` that ``model.backbone`` cannot have."""
+    m = recipe.model
+    spec = BACKBONES[m.backbone]
+    try:
+        spec.check_attention(m.sam, m.channel_attention)
+    except ValueError as exc:
+        key = "model.sam" if m.sam not in spec.sam_placements else "model.channel_attention"
+        raise ConfigError(f"{key} in {source}: {exc}") from exc
 
 
 def _validate_open_space(recipe: Recipe, source: str) -> None:

@@ -1,6 +1,9 @@
-"""The DMA-STA clip encoder: a torchvision ResNet with attention in its blocks, then fusion.
+"""The DMA-STA clip encoder: a per-frame trunk from the backbone registry, then fusion.
 
 ``(B, T, 3, H, W) -> frames as one batch of B*T images -> (B, T, C) -> fusion -> (B, C)``.
+The trunk (:mod:`attribnet.models.backbones`: torchvision ResNets with attention in their
+blocks, timm's Xception and EfficientNets, MesoInception-4) maps each frame to a feature
+map; an optional SAM on that map (``sam="last"``) and average pooling give C features.
 Two options, off by default, keep a generator's high-frequency traces in view: an input
 filter before the trunk (:mod:`attribnet.models.input_filters`) and a spectral branch whose
 D features are appended to the fused ones (:mod:`attribnet.models.spectral`), so the clip
@@ -9,103 +12,20 @@ features are ``(B, C + D)``: ``ClipEncoder.feature_dim`` is the one width the he
 
 from __future__ import annotations
 
-import logging
 import os
-from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import get_model_weights
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from attribnet.errors import CheckpointError
-from attribnet.models.attention import ChannelAttention, SpatialAttention, build_fusion
+from attribnet.models.attention import SpatialAttention, build_fusion
+from attribnet.models.backbones import get_backbone
 from attribnet.models.input_filters import INPUT_FILTERS, build_input_filter
 from attribnet.models.spectral import DEFAULT_BINS, SpectralBranch
 
-log = logging.getLogger(__name__)
-
-SAM_PLACEMENTS = ("every_block", "last", "none")
-
-
-class _AttentionMixin:
-    """Optional channel and spatial attention on a block's residual branch.
-
-    The modules are registered on the instance by ClipEncoder (no class-level defaults:
-    a class attribute would shadow nn.Module's lookup of registered submodules).
-    """
-
-    def _attend(self, out: Tensor) -> Tensor:
-        for name in ("channel_attention", "spatial_attention"):
-            module = getattr(self, name, None)
-            if module is not None:
-                out = module(out)
-        return out
-
-
-class AttentionBottleneck(_AttentionMixin, Bottleneck):
-    """torchvision's Bottleneck; attention after bn3, before the addition (authors' SAM)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self._attend(self.bn3(self.conv3(out)))
-        return self.relu(out + identity)
-
-
-class AttentionBasicBlock(_AttentionMixin, BasicBlock):
-    """torchvision's BasicBlock; attention after bn2, before the addition."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self._attend(self.bn2(self.conv2(out)))
-        return self.relu(out + identity)
-
-
-# name -> (block, layers). resnet10 is a tiny trunk for tests and the CPU demo.
-BACKBONES: dict[str, tuple[type[nn.Module], list[int]]] = {
-    "resnet10": (AttentionBasicBlock, [1, 1, 1, 1]),
-    "resnet18": (AttentionBasicBlock, [2, 2, 2, 2]),
-    "resnet34": (AttentionBasicBlock, [3, 4, 6, 3]),
-    "resnet50": (AttentionBottleneck, [3, 4, 6, 3]),
-    "resnet101": (AttentionBottleneck, [3, 4, 23, 3]),
-}
-
-
-def _load_weights(trunk: ResNet, backbone: str, weights: str) -> None:
-    """Load ImageNet weights: ``imagenet`` (torchvision's API, may download) or a local file."""
-    if weights == "imagenet":
-        if backbone == "resnet10":
-            raise CheckpointError("no ImageNet weights exist for resnet10")
-        log.info("loading torchvision ImageNet weights for %s (downloads if not cached)", backbone)
-        state = get_model_weights(backbone).DEFAULT.get_state_dict(progress=False)
-    else:
-        path = Path(weights)
-        if not path.is_file():
-            raise CheckpointError(f"weights file not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"cannot read weights file {path}: {exc}") from exc
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    try:
-        missing, unexpected = trunk.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        detail = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise CheckpointError(f"weights {weights} do not fit {backbone}: {detail}") from exc
-    missing = [k for k in missing if not k.startswith("fc.")]
-    if missing or unexpected:
-        raise CheckpointError(
-            f"weights {weights} do not fit {backbone}: {len(missing)} missing "
-            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
-        )
-
 
 class ClipEncoder(nn.Module):
-    """DMA-STA encoder: ResNet trunk with SAM/CBAM in its blocks, temporal fusion on top."""
+    """DMA-STA encoder: a registry trunk (SAM/CBAM in a ResNet's blocks), temporal fusion."""
 
     def __init__(
         self,
@@ -122,38 +42,30 @@ class ClipEncoder(nn.Module):
     ):
         """Build the encoder.
 
-        ``sam``: ``every_block`` (the authors' placement), ``last`` (once, on the last
-        stage's output) or ``none``. ``channel_attention`` adds CBAM's channel attention to
-        every block. ``fusion``: ``tam`` (tied to ``num_frames``), ``scorer`` or ``mean``.
-        ``weights``: None (random init), ``imagenet`` or a path to a torchvision state dict
-        (with an input filter the trunk's first convolution then starts from RGB weights
-        and sees residuals). ``input_filter``: ``none``, ``srm`` (fixed) or ``bayar``
-        (learnt), applied to every frame before the trunk. ``spectral_dim`` > 0 appends that
-        many spectral features (a radial profile of ``spectral_bins`` rings) to the fused
-        clip features.
+        ``backbone``: a name of :data:`attribnet.models.backbones.BACKBONES`. ``sam``:
+        ``every_block`` (the authors' placement, ResNets only), ``last`` (once, on the
+        trunk's output map) or ``none``. ``channel_attention`` (ResNets only) adds CBAM's
+        channel attention to every block; attention a backbone cannot have is a ValueError
+        naming it. ``fusion``: ``tam`` (tied to ``num_frames``), ``scorer`` or ``mean``.
+        ``weights``: None (random init), a path to a local state dict of the trunk, or, for
+        the ResNets, ``imagenet`` (torchvision's; with an input filter the trunk's first
+        convolution then starts from RGB weights and sees residuals). ``input_filter``:
+        ``none``, ``srm`` (fixed) or ``bayar`` (learnt), applied to every frame before the
+        trunk. ``spectral_dim`` > 0 appends that many spectral features (a radial profile
+        of ``spectral_bins`` rings) to the fused clip features.
         """
         super().__init__()
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}; use one of {sorted(BACKBONES)}")
-        if sam not in SAM_PLACEMENTS:
-            raise ValueError(f"unknown sam placement {sam!r}; use one of {SAM_PLACEMENTS}")
+        spec = get_backbone(backbone)
+        spec.check_attention(sam, channel_attention)
         if input_filter not in INPUT_FILTERS:
             raise ValueError(f"unknown input filter {input_filter!r}; use one of {INPUT_FILTERS}")
         if spectral_dim < 0:
             raise ValueError(f"spectral_dim must be >= 0, got {spectral_dim}")
-        block, layers = BACKBONES[backbone]
-        trunk = ResNet(block, layers)
-        if weights is not None:
-            _load_weights(trunk, backbone, str(weights))
-        trunk.fc = nn.Identity()
-        self.num_features = 512 * block.expansion
-        for stage in (trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4):
-            for blk in stage:
-                width = blk.conv3.out_channels if hasattr(blk, "conv3") else blk.conv2.out_channels
-                if channel_attention:
-                    blk.channel_attention = ChannelAttention(width)
-                if sam == "every_block":
-                    blk.spatial_attention = SpatialAttention()
+        trunk = spec.build(None if weights is None else str(weights))
+        if spec.block_attention is not None and (sam == "every_block" or channel_attention):
+            spec.block_attention(trunk, sam == "every_block", channel_attention)
+        self.backbone = backbone
+        self.num_features = spec.num_features
         self.trunk = trunk
         self.last_sam = SpatialAttention() if sam == "last" else None
         self.fusion = build_fusion(fusion, self.num_features, num_frames)
@@ -169,14 +81,12 @@ class ClipEncoder(nn.Module):
         x = clips_btchw.flatten(0, 1)
         if self.input_filter is not None:
             x = self.input_filter(x)
-        if self.trunk.conv1.weight.is_contiguous(memory_format=torch.channels_last):
+        if next(self.trunk.parameters()).is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
-        tr = self.trunk
-        x = tr.maxpool(tr.relu(tr.bn1(tr.conv1(x))))
-        x = tr.layer4(tr.layer3(tr.layer2(tr.layer1(x))))
+        x = self.trunk.forward_features(x)
         if self.last_sam is not None:
             x = self.last_sam(x)
-        return tr.avgpool(x).flatten(1).view(b, t, -1)
+        return F.adaptive_avg_pool2d(x, 1).flatten(1).view(b, t, -1)
 
     def forward(self, clips_btchw: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T, 3, H, W) -> clip features (B, feature_dim) and frame weights (B, T).
