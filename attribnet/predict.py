@@ -12,7 +12,10 @@ averaged and re-normalised, the softmax probabilities and the logits averaged.
 Spatial-attention maps (``sam=True``): every SAM module of the encoder (one per residual
 block with the authors' placement) gates its feature map with a sigmoid map at its own
 resolution; each is upsampled to the face crop and the maps are averaged, giving one
-(S, S) map in (0, 1) per frame. A model without SAM has no maps (``None``).
+(S, S) map in (0, 1) per frame. A model without SAM has no maps (``None``). With
+``data.resize`` the model sees the centre of the face crop only (resized, then cropped:
+:class:`attribnet.data.eval_clips.EvalClips`); its maps are placed on that part of the
+crop, 0 around it (:func:`sam_on_faces`).
 
 On the CPU, :func:`predict_videos` reads clips in the main process (no loader workers) and
 runs :func:`cpu_inference_model` (a copy of the model with each BatchNorm folded into its
@@ -183,6 +186,22 @@ def mean_sam_map(maps: list[torch.Tensor], size: int) -> torch.Tensor | None:
     return (total / len(maps))[:, 0]
 
 
+def sam_on_faces(maps_nss: torch.Tensor, resize: int) -> torch.Tensor:
+    """SAM maps over the model's input (N, S, S) -> over the whole face crop (N, S, S), when
+    the input was the centre S x S of the face resized to ``resize`` x ``resize``: the maps
+    shrink by S / resize onto the part of the crop the model saw, 0 elsewhere. No change
+    when ``resize`` is 0 (off) or S."""
+    size = maps_nss.shape[-1]
+    if not resize or resize == size:
+        return maps_nss
+    inner = round(size * size / resize)
+    start = round((resize - size) // 2 * size / resize)
+    small = F.interpolate(maps_nss[:, None], size=(inner, inner), mode="bilinear")[:, 0]
+    out = maps_nss.new_zeros(maps_nss.shape)
+    out[:, start : start + inner, start : start + inner] = small
+    return out
+
+
 def cpu_inference_model(model: AttributionModel) -> AttributionModel:
     """A copy of ``model`` for inference on a CPU: eval mode, every BatchNorm of the ResNet
     trunk folded into the convolution that feeds it, those convolutions' weights in
@@ -231,7 +250,7 @@ def predict_videos(
 ) -> list[VideoPrediction]:
     """Run ``model`` over cached videos; one :class:`VideoPrediction` per video, in order.
 
-    Clips come from ``recipe.data`` (frame count, face size, normalisation); batches
+    Clips come from ``recipe.data`` (frame count, face size and resize, normalisation); batches
     default to ``recipe.train.batch_size`` and mix clips of several videos. ``sam`` also
     returns the spatial-attention maps (memory: C * T * S * S floats per video).
     ``num_workers`` loader processes default to the recipe's on a GPU and to none on the
@@ -256,6 +275,7 @@ def predict_videos(
         mean=data.mean,
         std=data.std,
         max_clips=max_clips,
+        resize=data.resize,
     )
     device = resolve_device(device)
     if num_workers is None:
@@ -273,7 +293,7 @@ def predict_videos(
     if fuse and device.type == "cpu" and isinstance(runner, AttributionModel):
         runner = cpu_inference_model(runner)
     bf16 = precision == "bf16" or (recipe.train.amp and device.type == "cuda")
-    clips = _run(runner, bar, device, bf16, sam, data.image_size)
+    clips = _run(runner, bar, device, bf16, sam, data.image_size, data.resize)
     return _per_video(dataset, clips, len(videos))
 
 
@@ -284,9 +304,11 @@ def _run(
     bf16: bool,
     sam: bool,
     size: int,
+    resize: int = 0,
 ) -> dict[str, list[np.ndarray]]:
     """Per-batch outputs: logits, embedding, frame weights, dataset index, SAM maps (from
-    the SAM modules' hooks, or the model's ``sam`` output when it has one)."""
+    the SAM modules' hooks, or the model's ``sam`` output when it has one; placed on the
+    face crops, :func:`sam_on_faces`)."""
     was_training = model.training
     model.eval()
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "embedding", "w", "i", "sam")}
@@ -307,7 +329,8 @@ def _run(
             b, t = clips_btchw.shape[:2]
             sam_maps = out["sam"] if sam and "sam" in out else mean_sam_map(maps, size)
             if sam_maps is not None:
-                parts["sam"].append(sam_maps.float().reshape(b, t, size, size).cpu().numpy())
+                sam_maps = sam_on_faces(sam_maps.float().reshape(b * t, size, size), resize)
+                parts["sam"].append(sam_maps.reshape(b, t, size, size).cpu().numpy())
     finally:
         model.train(was_training)
     return parts

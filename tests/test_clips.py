@@ -157,6 +157,29 @@ def test_resize_to_image_size_without_augmentation(cache: FaceCache) -> None:
         ClipDataset(cache, cache.entries, CLASSES, spatial=ClipAugment(24), image_size=16)
 
 
+def test_resize_then_centre_crop(cache: FaceCache) -> None:
+    """data.resize: frames resized to 40 x 40, then the centre 24 x 24 (also frames that
+    already have the output size); an augmentation must carry the same resize and then
+    augments that crop."""
+    entry = cache.entries[0]
+    read = ClipDataset(cache, [entry], CLASSES, num_frames=2).frame_indices(0)
+    resized = ClipAugment(40, hflip=0.0, crop_scale=None)(np.array(cache.load(entry)[read]))
+    expected = resized[:, 8:32, 8:32]
+
+    def frames(**kwargs) -> np.ndarray:
+        dataset = ClipDataset(cache, [entry], CLASSES, num_frames=2, normalize=RAW, **kwargs)
+        return dataset[0]["clip"].permute(0, 2, 3, 1).numpy()
+
+    np.testing.assert_array_equal(frames(image_size=24, resize=40), expected)
+    flip = ClipAugment(24, hflip=1.0, crop_scale=None, resize=40)
+    np.testing.assert_array_equal(frames(spatial=flip, resize=40), expected[:, :, ::-1])
+    same_size = frames(image_size=SIZE, resize=40)
+    assert same_size.shape == (2, SIZE, SIZE, 3)
+    assert not np.array_equal(same_size, frames(image_size=SIZE))
+    with pytest.raises(ValueError, match="resize"):
+        ClipDataset(cache, [entry], CLASSES, spatial=ClipAugment(24), image_size=24, resize=40)
+
+
 def test_select_entries_filters(cache: FaceCache) -> None:
     assert len(select_entries(cache)) == 6
     assert len(select_entries(cache, split="val")) == 3

@@ -16,9 +16,8 @@ SCRIPTS = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text
 
 
 def test_every_command_has_a_script() -> None:
-    assert {"attribnet-train", "attribnet-query", "attribnet-evaluate", "attribnet-serve"} <= set(
-        SCRIPTS
-    )
+    commands = {"train", "query", "evaluate", "serve", "convert"}
+    assert {f"attribnet-{c}" for c in commands} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))

@@ -1,8 +1,9 @@
 """Clip augmentation: one random draw per clip, the same transform for all its frames.
 
 - :class:`ClipAugment`: spatial (random resized crop, horizontal flip, colour jitter) with
-  albumentations. Albumentations 2.x draws a transform's parameters once per call and
-  applies them to every image passed as ``images=`` (N, H, W, C); the tests check this.
+  albumentations, optionally after a deterministic "resize, then centre crop" (``resize``).
+  Albumentations 2.x draws a transform's parameters once per call and applies them to
+  every image passed as ``images=`` (N, H, W, C); the tests check this.
 - :class:`CompressionAugment`: H.264 (libx264, crf from a list) and JPEG re-compression.
 - :class:`Normalize`: uint8 (T, H, W, 3) -> float32 tensor (T, 3, H, W).
 
@@ -57,6 +58,12 @@ class ClipAugment:
     One draw per call decides the crop box, the flip and the colour factors, and all frames
     of the clip get exactly that transform (so motion and temporal artefacts survive).
 
+    With ``resize`` > 0 (``data.resize``) every frame is first resized to ``resize`` x
+    ``resize`` and centre-cropped to ``size`` (torchvision's ``Resize(256)`` then
+    ``CenterCrop(224)`` on square faces: the DMA-STA authors' preprocessing); the random crop,
+    flip and jitter then act on that crop. With ``crop_scale=None`` and ``hflip=0`` this is
+    the deterministic evaluation transform.
+
     Args:
         size: output height and width (an int for square).
         hflip: probability of a horizontal flip.
@@ -66,6 +73,8 @@ class ClipAugment:
             [1 - s, 1 + s], hue shifted by up to ``min(s / 4, 0.5)``; 0 disables it.
         seed: seeds the generator used when a call passes no ``rng`` (a dataset should pass
             one per item instead: a shared stream would repeat across DataLoader workers).
+        resize: 0 (off) or the side every frame is resized to before a centre crop to
+            ``size``; at least ``size``.
     """
 
     def __init__(
@@ -76,9 +85,13 @@ class ClipAugment:
         crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
         color_jitter: float = 0.0,
         seed: int | None = None,
+        resize: int = 0,
     ):
         self.size = _size_hw(size)
         _check_probability("hflip", hflip)
+        if resize and resize < max(self.size):
+            raise ValueError(f"resize must be 0 (off) or >= size {self.size}, got {resize}")
+        self.resize = int(resize)
         if crop_scale is not None and not 0 < crop_scale[0] <= crop_scale[1] <= 1:
             raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {crop_scale}")
         if color_jitter < 0:
@@ -89,10 +102,13 @@ class ClipAugment:
 
     def _transforms(self, crop_ratio: tuple[float, float]) -> list[A.BasicTransform]:
         h, w = self.size
-        if self.crop_scale is None:
-            transforms: list[A.BasicTransform] = [A.Resize(h, w)]
-        else:
-            transforms = [A.RandomResizedCrop((h, w), scale=self.crop_scale, ratio=crop_ratio)]
+        transforms: list[A.BasicTransform] = []
+        if self.resize:
+            transforms = [A.Resize(self.resize, self.resize), A.CenterCrop(h, w)]
+        elif self.crop_scale is None:
+            transforms = [A.Resize(h, w)]
+        if self.crop_scale is not None:
+            transforms.append(A.RandomResizedCrop((h, w), scale=self.crop_scale, ratio=crop_ratio))
         if self.hflip > 0:
             transforms.append(A.HorizontalFlip(p=self.hflip))
         if self.color_jitter > 0:
@@ -103,8 +119,13 @@ class ClipAugment:
     def __repr__(self) -> str:
         return (
             f"ClipAugment(size={self.size}, hflip={self.hflip}, crop_scale={self.crop_scale}, "
-            f"color_jitter={self.color_jitter})"
+            f"color_jitter={self.color_jitter}, resize={self.resize})"
         )
+
+    def changes(self, frames_thwc: np.ndarray) -> bool:
+        """Whether a deterministic call (no crop, flip or jitter) changes frames of this
+        size: always with ``resize``, else when they are not ``size`` already."""
+        return bool(self.resize) or tuple(frames_thwc.shape[1:3]) != self.size
 
     def __call__(
         self, frames_thwc: np.ndarray, rng: np.random.Generator | None = None

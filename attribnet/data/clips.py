@@ -70,8 +70,10 @@ class ClipDataset(Dataset):
     for evaluation over the whole video.
 
     Frames come out ``spatial.size`` when ``spatial`` is given, else ``image_size`` (frames
-    of another size are resized), else the cache's size. ``normalize`` defaults to
-    ImageNet statistics.
+    of another size are resized), else the cache's size. ``resize`` > 0 (``data.resize``):
+    without ``spatial``, frames are resized to ``resize`` x ``resize`` and centre-cropped to
+    ``image_size``; a ``spatial`` augmentation must carry the same ``resize`` (it then
+    augments that crop). ``normalize`` defaults to ImageNet statistics.
 
     Raises DataError when a label is in neither ``class_names`` nor ``outlier_labels``, or
     no video is long enough; ValueError for inconsistent arguments (a label in both).
@@ -91,6 +93,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
         clips_per_video: int = 1,
         outlier_labels: Sequence[str] = (),
+        resize: int = 0,
     ):
         _check_arguments(num_frames, sampling, seed, clips_per_video)
         both = sorted(set(outlier_labels) & set(class_names))
@@ -102,7 +105,7 @@ class ClipDataset(Dataset):
         self.clips_per_video, self.seed = clips_per_video, seed
         self.compression = compression if compression is not None and compression.active else None
         self.spatial = spatial
-        self._resize = _resize_for(spatial, image_size)
+        self._resize = _resize_for(spatial, image_size, resize)
         self.normalize = normalize if normalize is not None else Normalize()
         self.epoch = 0
         self.entries, self.excluded = self._usable(entries)
@@ -186,7 +189,7 @@ class ClipDataset(Dataset):
             frames = self.compression(frames, compression_rng)
         if self.spatial is not None:
             frames = self.spatial(frames, spatial_rng)
-        elif self._resize is not None and frames.shape[1:3] != self._resize.size:
+        elif self._resize is not None and self._resize.changes(frames):
             frames = self._resize(frames, spatial_rng)
         return {
             "clip": self.normalize(frames),
@@ -218,12 +221,19 @@ def _check_arguments(num_frames: int, sampling: str, seed: int, clips_per_video:
         raise ValueError(f"seed must be >= 0, got {seed}")
 
 
-def _resize_for(spatial: ClipAugment | None, image_size: int | None) -> ClipAugment | None:
-    """A deterministic resize to ``image_size`` when no spatial augmentation is given."""
-    if image_size is None:
-        return None
+def _resize_for(
+    spatial: ClipAugment | None, image_size: int | None, resize: int = 0
+) -> ClipAugment | None:
+    """A deterministic resize to ``image_size`` (after a resize to ``resize`` and a centre
+    crop, when ``resize`` > 0) when no spatial augmentation is given."""
     if spatial is not None:
-        if spatial.size != (image_size, image_size):
+        if image_size is not None and spatial.size != (image_size, image_size):
             raise ValueError(f"image_size {image_size} differs from spatial.size {spatial.size}")
+        if spatial.resize != resize:
+            raise ValueError(f"resize {resize} differs from spatial.resize {spatial.resize}")
         return None
-    return ClipAugment(image_size, hflip=0.0, crop_scale=None)
+    if image_size is None:
+        if resize:
+            raise ValueError(f"resize {resize} needs an image_size to centre-crop to")
+        return None
+    return ClipAugment(image_size, hflip=0.0, crop_scale=None, resize=resize)

@@ -20,7 +20,9 @@ class EvalClips(Dataset):
     "index"}``, several per video (:func:`attribnet.data.sampling.clip_indices`, up to
     ``max_clips``, one per full stride); ``video_of[i]`` is the
     position in ``entries`` of item ``i``. No augmentation; frames of another size than
-    ``image_size`` are resized as training resizes them."""
+    ``image_size`` are resized as training resizes them. ``resize`` > 0 (``data.resize``):
+    every frame is resized to ``resize`` x ``resize``, then centre-cropped to
+    ``image_size`` (:class:`attribnet.data.augment.ClipAugment`)."""
 
     def __init__(
         self,
@@ -33,11 +35,12 @@ class EvalClips(Dataset):
         mean: Sequence[float],
         std: Sequence[float],
         max_clips: int = DEFAULT_MAX_CLIPS,
+        resize: int = 0,
     ):
         self.cache, self.entries, self.labels = cache, list(entries), list(labels)
         self.num_frames, self.image_size = num_frames, image_size
         self.normalize = Normalize(mean, std)
-        self.resize = ClipAugment(image_size, hflip=0.0, crop_scale=None)
+        self.resize = ClipAugment(image_size, hflip=0.0, crop_scale=None, resize=resize)
         self.items: list[tuple[int, np.ndarray]] = []
         for v, entry in enumerate(self.entries):
             n = clips_for(entry.num_frames, num_frames, max_clips)
@@ -50,6 +53,6 @@ class EvalClips(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         v, indices = self.items[i]
         frames = np.asarray(self.cache.load(self.entries[v])[indices])
-        if frames.shape[1:3] != (self.image_size, self.image_size):
+        if self.resize.changes(frames):
             frames = self.resize(frames)
         return {"clip": self.normalize(frames), "label": self.labels[v], "index": i}
