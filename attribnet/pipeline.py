@@ -11,23 +11,26 @@ open-set table builds the indexes it needs).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from attribnet.config import Recipe
+from attribnet.distributed import is_main
 from attribnet.train import fit
 
 log = logging.getLogger(__name__)
 
 
 def train_and_index(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Train as the recipe says, then (on the main process) build the run's index; returns
-    the run directory."""
+    """Train as the recipe says, then build the run's index; returns the run directory.
+    Under torchrun every rank trains and embeds its share, rank 0 writes."""
     run_dir = fit(recipe, resume=resume, overwrite=overwrite)
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    if main_process and recipe.train.build_index and recipe.model.embedding_dim:
+    if recipe.train.build_index and recipe.model.embedding_dim:
         from attribnet.index import build_index_for_run
 
-        out = build_index_for_run(run_dir / "best.pt", Path(recipe.train.index_dir) / recipe.name)
-        log.info("generator index written to %s", out)
+        out = build_index_for_run(
+            run_dir / "best.pt", Path(recipe.train.index_dir) / recipe.name,
+            device=recipe.train.device,
+        )  # fmt: skip
+        if is_main():
+            log.info("generator index written to %s", out)
     return run_dir

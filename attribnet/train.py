@@ -17,7 +17,6 @@ import functools
 import itertools
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,14 @@ from attribnet.atomic import remove_partial_files, write_text
 from attribnet.checkpoint import save_checkpoint
 from attribnet.config import Recipe, add_overrides_argument, dump_recipe, load_recipe, to_dict
 from attribnet.data.open_space import pool_seed, step_generator
+from attribnet.distributed import (
+    convert_sync_batchnorm,
+    gather,
+    init_from_env,
+    is_main,
+    leave_process_group,
+    local_device,
+)
 from attribnet.errors import AttribnetError, ConfigError, DataError, LockedError
 from attribnet.jsonl import append_jsonl, read_jsonl, write_jsonl
 from attribnet.logs import setup_logging
@@ -41,7 +48,7 @@ from attribnet.losses import AttributionLoss
 from attribnet.metrics import closed_set_report
 from attribnet.models import build_model
 from attribnet.optim import build_open_space, build_optimizer, lr_factor
-from attribnet.predict import autocast, run_model
+from attribnet.predict import autocast, resolve_device, run_model
 from attribnet.run_dir import check_run_dir, claim_run_dir, run_mode
 from attribnet.task import AttributionTask
 from attribnet.train_data import Data, eval_loader, prepare_data, train_loader
@@ -69,17 +76,34 @@ def _predict(task: AttributionTask, out: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def validate(
-    task: AttributionTask, data: Data, recipe: Recipe, device: torch.device
+    task: AttributionTask,
+    data: Data,
+    recipe: Recipe,
+    device: torch.device,
+    sharded: bool = False,
 ) -> dict[str, Any]:
-    """Validation accuracy, CE loss and per-class report on the val split."""
+    """Validation accuracy, CE loss and per-class report on the val split. ``sharded``
+    (every rank of a process group calls it): each rank runs its share, every rank gets the
+    whole result."""
     if data.val is None:
         return {}
-    out = run_model(task.model, eval_loader(data.val, recipe), device, amp=recipe.train.amp)
+    loader = eval_loader(data.val, recipe, sharded=sharded)
+    out = run_model(task.model, loader, device, amp=recipe.train.amp)
+    if sharded:
+        out = _gathered(out)
     pred = _predict(task, out)
     logits = torch.from_numpy(out["logits"])
     ce = torch.nn.functional.cross_entropy(logits, torch.from_numpy(out["label"])).item()
     report = closed_set_report(out["label"], pred, data.class_names)
     return {"val_accuracy": report["accuracy"], "val_loss": ce, "val_report": report}
+
+
+def _gathered(mine: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every rank's validation outputs (contiguous shards), joined in dataset order."""
+    parts = gather([mine], to_all=True)
+    assert parts is not None
+    keys = {k for p in parts for k in p}  # a rank with no val clips returns {}
+    return {k: np.concatenate([p[k] for p in parts if k in p]) for k in keys}
 
 
 def _is_better(recipe: Recipe, metrics: dict[str, Any], best: float | None) -> bool:
@@ -164,27 +188,6 @@ def train_one_epoch(
     return {**progress.means(), "clips_per_s": clips / max(elapsed, 1e-9), "epoch_s": elapsed}
 
 
-def _device(recipe: Recipe) -> torch.device:
-    want = recipe.train.device
-    if want == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is 'cuda' but no CUDA device is available")
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want == "cuda" and dist.is_initialized():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device(want)
-
-
-def _init_distributed() -> bool:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return dist.is_initialized()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    return True
-
-
 def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
     """Train as the recipe says; returns the run directory ``train.out_dir/name``.
 
@@ -193,12 +196,12 @@ def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
     is refused (see :mod:`attribnet.run_dir`). Nothing is written into it before the data
     and model are built, and its lock is released however training ends.
     """
-    distributed = _init_distributed()
+    distributed = init_from_env()
     is_main = not distributed or dist.get_rank() == 0
     run_dir = Path(recipe.train.out_dir) / recipe.name
     mode = run_mode(resume, overwrite)
     check_run_dir(run_dir, mode)
-    device = _device(recipe)
+    device = local_device(resolve_device(recipe.train.device))
     data = prepare_data(recipe, is_main)
     # seeded after the data: generating the demo set or filling the cache draws from the
     # global RNG or not, and must not change the model
@@ -227,8 +230,7 @@ def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
         if lock is not None:
             lock.release()
     if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
+        dist.barrier()  # rank 0 has written best.pt and the report
     return run_dir
 
 
@@ -248,9 +250,15 @@ def _train_epochs(
     distributed = dist.is_initialized()
     is_main = not distributed or dist.get_rank() == 0
     ddp_task: Any = task
+    if recipe.train.sync_bn and not distributed:
+        log.info("train.sync_bn: one process, nothing to synchronise")
+    if distributed and recipe.train.sync_bn:
+        convert_sync_batchnorm(task, device)  # in place: the optimizer's parameters stay the same
     if distributed:
         ddp_task = torch.nn.parallel.DistributedDataParallel(
-            task, device_ids=[device.index] if device.type == "cuda" else None
+            task,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=_has_untrained_head(recipe),
         )
     step_fn = torch.compile(ddp_task) if recipe.train.compile else ddp_task
     snapshot = functools.partial(
@@ -270,7 +278,7 @@ def _train_epochs(
         val: dict[str, Any] = {}
         last_epoch = epoch + 1 == recipe.train.epochs
         if (epoch + 1) % recipe.train.val_every == 0 or last_epoch:
-            val = validate(task, data, recipe, device)
+            val = validate(task, data, recipe, device, sharded=distributed)
         improved = bool(val) and _is_better(recipe, val, best)
         if improved:
             best = val[recipe.train.select_metric]
@@ -294,6 +302,16 @@ def _train_epochs(
                     f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float) and k != "lr"
                 ),
             )
+
+
+def _has_untrained_head(recipe: Recipe) -> bool:
+    """Whether no loss reads a head (DDP must then be told, or it waits for its gradients):
+    the classifier without CE, the embedding head without ArcFace and triplet."""
+    loss = recipe.loss
+    idle_embedding = recipe.model.embedding_dim > 0 and not (
+        loss.arcface_weight or loss.triplet_weight
+    )
+    return idle_embedding or not loss.ce_weight
 
 
 def _truncate_metrics(path: Path, start_epoch: int) -> None:
@@ -352,7 +370,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AttribnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (ConfigError, DataError, LockedError)) else 1
-    print(f"run finished: {run_dir}")
+    finally:
+        main_rank = is_main()
+        leave_process_group()
+    if main_rank:
+        print(f"run finished: {run_dir}")
     return 0
 
 

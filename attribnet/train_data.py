@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from pytorch_metric_learning.samplers import MPerClassSampler
 from pytorch_metric_learning.utils import common_functions as pml_common
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
 
 from attribnet.config import Recipe
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
@@ -22,6 +22,7 @@ from attribnet.data.cache import FaceCache
 from attribnet.data.clips import ClipDataset, select_entries
 from attribnet.data.manifest import class_names
 from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
+from attribnet.distributed import RankBatches, rank_and_world, shard
 from attribnet.errors import DataError
 from attribnet.train_state import SkipBatches
 
@@ -74,6 +75,7 @@ def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
         "sampling": cfg.sampling,
         "normalize": normalize,
         "image_size": cfg.image_size,
+        "resize": cfg.resize,
         "seed": recipe.train.seed,
     }
 
@@ -96,6 +98,7 @@ def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
             hflip=aug.hflip,
             crop_scale=aug.crop_scale,
             color_jitter=aug.color_jitter,
+            resize=cfg.resize,
         ),
         compression=CompressionAugment(
             h264_p=aug.h264_p,
@@ -123,30 +126,29 @@ def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
 
 
 def train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataLoader:
-    """The epoch's batches, in an order fixed by (seed, epoch), less the first ``skip``."""
+    """This rank's batches of the epoch, in an order fixed by (seed, epoch), less the first
+    ``skip``. Every rank draws the same batches and takes its share of them
+    (:class:`~attribnet.distributed.RankBatches`): under torchrun an epoch is shared out,
+    not repeated on every rank."""
     tc = recipe.train
-    sampler: Any = None
+    generator = torch.Generator().manual_seed(tc.seed * 1000 + epoch)
     if tc.m_per_class:
         # PML's sampler draws from its module-level RandomState: re-seed it per epoch so a
         # resumed run draws the same batches as an uninterrupted one.
-        rank = dist.get_rank() if dist.is_initialized() else 0
-        pml_common.NUMPY_RANDOM = np.random.RandomState(tc.seed * 100_003 + epoch * 101 + rank)
-        sampler = MPerClassSampler(
+        pml_common.NUMPY_RANDOM = np.random.RandomState(tc.seed * 100_003 + epoch * 101)
+        sampler: Any = MPerClassSampler(
             data.train.labels,
             tc.m_per_class,
             batch_size=tc.batch_size,
             length_before_new_iter=len(data.train),
         )
-    elif dist.is_initialized():
-        sampler = DistributedSampler(data.train, shuffle=True, seed=tc.seed)
-        sampler.set_epoch(epoch)
-    generator = torch.Generator().manual_seed(tc.seed * 1000 + epoch)
-    if sampler is None:  # what shuffle=True builds, drawing from the same generator
+    else:  # what shuffle=True builds, drawing from the same generator
         sampler = RandomSampler(data.train, generator=generator)
     batches = BatchSampler(sampler, tc.batch_size, drop_last=len(data.train) > tc.batch_size)
+    mine = RankBatches(batches, *rank_and_world())
     return DataLoader(
         data.train,
-        batch_sampler=SkipBatches(batches, skip),
+        batch_sampler=SkipBatches(mine, skip),
         generator=generator,
         num_workers=recipe.data.num_workers,
         pin_memory=torch.cuda.is_available(),
@@ -154,7 +156,8 @@ def train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataL
     )
 
 
-def eval_loader(dataset: ClipDataset, recipe: Recipe) -> DataLoader:
-    return DataLoader(
-        dataset, batch_size=recipe.train.batch_size, num_workers=recipe.data.num_workers
-    )
+def eval_loader(dataset: ClipDataset, recipe: Recipe, sharded: bool = False) -> DataLoader:
+    """The dataset in order; with ``sharded``, only this rank's block of it
+    (:func:`~attribnet.distributed.shard`)."""
+    part: Any = Subset(dataset, shard(len(dataset))) if sharded else dataset
+    return DataLoader(part, batch_size=recipe.train.batch_size, num_workers=recipe.data.num_workers)

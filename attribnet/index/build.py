@@ -3,6 +3,11 @@
 Videos are embedded by :func:`attribnet.predict.predict_videos`: the same face cache and
 normalisation as training, periodic sampling, and up to ``max_clips`` phase-shifted clips
 per video whose embeddings are averaged and re-normalised.
+
+Under torchrun (``torchrun --nproc_per_node N [--nnodes M ...] -m attribnet.index build``)
+every rank embeds a contiguous share of the videos on its own device, rank 0 gathers the
+shares in order over the process group (no shared file system needed) and builds and
+writes the index: the same index one process builds.
 """
 
 from __future__ import annotations
@@ -11,22 +16,25 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from attribnet.checkpoint import resolve_checkpoint
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
+from attribnet.distributed import gather, is_main, local_device, shard
 from attribnet.errors import CheckpointError, DataError
 from attribnet.index.faiss_store import DEFAULT_IVF_THRESHOLD
 from attribnet.index.store import GeneratorIndex
-from attribnet.predict import VideoPrediction, predict_videos, stack
+from attribnet.predict import VideoPrediction, predict_videos, resolve_device, stack
 
 if TYPE_CHECKING:
     from attribnet.config import Recipe
     from attribnet.data.cache import CacheEntry, FaceCache
     from attribnet.data.manifest import ManifestRow
+    from attribnet.models import AttributionModel
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,7 @@ def _training_rows(
     Without ``manifest``: the recipe's cached videos (:func:`recipe_videos`). With one: its
     rows (split by source_id when unsplit), preprocessed into the cache first when missing.
     """
+    from attribnet.data.cache import FaceCache
     from attribnet.data.sources import (
         preprocess_rows,
         read_rows,
@@ -51,7 +60,12 @@ def _training_rows(
         cache, entries = recipe_videos(recipe)
     else:
         rows = read_rows(manifest, recipe.train.seed)
-        cache = preprocess_rows(rows, recipe_cache_dir(recipe), recipe)
+        cache_dir = recipe_cache_dir(recipe)
+        if is_main():  # under torchrun the other ranks wait, then read what rank 0 cached
+            preprocess_rows(rows, cache_dir, recipe)
+        if dist.is_initialized():
+            dist.barrier()
+        cache = FaceCache(cache_dir)
         entries = with_rows(cache, rows)
     return cache, [(e, e.row) for e in entries]
 
@@ -90,13 +104,14 @@ def build_index_for_run(
     max_clips: int = DEFAULT_MAX_CLIPS,
     ivf_threshold: int = DEFAULT_IVF_THRESHOLD,
     nprobe: int | None = None,
-    device: torch.device | None = None,
+    device: torch.device | str | None = None,
 ) -> Path:
     """Build and save the generator index of a trained model; returns ``out_dir``.
 
     Embeds the TRAIN split (the recipe's ``train_qualities``) into the index and calibrates
     the open-set threshold on the VAL split (``eval_qualities``); videos of classes the
     model does not know are left out. Data: the recipe's face cache, or ``manifest``'s rows.
+    In a process group every rank must call it: each embeds its share, rank 0 writes.
     """
     from attribnet.checkpoint import file_sha256, load_model
 
@@ -114,9 +129,16 @@ def build_index_for_run(
     )
     if not entries:
         raise DataError(f"no training videos of classes {names} in cache {cache.root}")
-    kwargs = {"max_clips": max_clips, "device": device, "progress": True}
+    kwargs = {"max_clips": max_clips, "device": local_device(resolve_device(device)),
+              "progress": True}  # fmt: skip
     log.info("embedding %d training videos for the index", len(entries))
-    train = predict_videos(model, cache, entries, recipe, **kwargs)
+    train = _embed(model, cache, entries, recipe, kwargs)
+    val_entries, val_labels, _ = _split_videos(
+        pairs, "val", data.eval_qualities, names, data.num_frames
+    )
+    val = _embed(model, cache, val_entries, recipe, kwargs)
+    if train is None or val is None:  # not rank 0: its share is on rank 0 now
+        return Path(out_dir)
     index = GeneratorIndex.build(
         stack(train, "embedding"),
         np.asarray(labels),
@@ -128,18 +150,27 @@ def build_index_for_run(
         ivf_threshold=ivf_threshold,
         nprobe=nprobe,
     )
-    val_entries, val_labels, _ = _split_videos(
-        pairs, "val", data.eval_qualities, names, data.num_frames
-    )
     classifier = recipe.loss.ce_weight > 0  # else the classifier head was never trained
-    if val_entries:
-        val = predict_videos(model, cache, val_entries, recipe, **kwargs)
+    if val:
         _choose_score(index, val, val_labels, classifier, split="val")
     else:
         log.warning("no validation videos: open-set score chosen and calibrated on the TRAIN "
                     "split, each video scored leave-self-out")  # fmt: skip
         _choose_score(index, train, labels, classifier, split="train")
     return index.save(out_dir)
+
+
+def _embed(
+    model: AttributionModel,
+    cache: FaceCache,
+    entries: list[CacheEntry],
+    recipe: Recipe,
+    kwargs: dict[str, Any],
+) -> list[VideoPrediction] | None:
+    """:func:`predict_videos` of ``entries``; in a process group each rank runs its share
+    and rank 0 gets them all in order (the others get None)."""
+    mine = [entries[i] for i in shard(len(entries))]
+    return gather(predict_videos(model, cache, mine, recipe, **kwargs))
 
 
 def _choose_score(

@@ -2,6 +2,11 @@
 (the report written with ``--json``) and :func:`main` (the report printed as tables).
 
 Exit codes: 0 at least one video was attributed, 1 none could be, 2 a usage error.
+
+Under torchrun (``torchrun --nproc_per_node N -m attribnet.query --manifest M.csv ...``)
+every rank crops and attributes a contiguous share of the videos on its own device (with
+``--cache C``, into ``C/rank<r>``: ranks do not wait on one cache's lock), and rank 0
+gathers the results in input order and writes the report; the others print nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,12 +23,23 @@ import numpy as np
 from attribnet.atomic import write_json
 from attribnet.cli import DONE, NOTHING, Parser, add_verbose, run_cli
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
+from attribnet.data.manifest import read_manifest
+from attribnet.distributed import (
+    gather,
+    init_from_env,
+    leave_process_group,
+    local_device,
+    rank_and_world,
+    shard,
+)
 from attribnet.errors import ConfigError
+from attribnet.predict import resolve_device
 from attribnet.query.attribute import DEFAULT_K
 from attribnet.query.attributor import Attribution, Attributor
 from attribnet.query.cluster import cluster_embeddings, default_cluster_threshold, describe_clusters
 from attribnet.query.html import write_html
 from attribnet.query.render import format_clusters, format_table, plot_embeddings
+from attribnet.query.videos import find_videos
 
 if TYPE_CHECKING:
     from attribnet.index import GeneratorIndex
@@ -35,7 +52,10 @@ DESCRIPTION = "Which known generator made each video, how sure, or is it from an
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m attribnet.query``."""
     parser = Parser(prog="python -m attribnet.query", description=DESCRIPTION)
-    parser.add_argument("inputs", nargs="+", help="video files, frame folders or folders")
+    parser.add_argument("inputs", nargs="*", help="video files, frame folders or folders")
+    parser.add_argument(
+        "--manifest", help="also the videos of this manifest (CSV/JSON; its labels are unused)"
+    )
     parser.add_argument("--index", required=True, help="index folder, e.g. indexes/<name>")
     parser.add_argument("--checkpoint", help="model (default: the one the index was built by)")
     parser.add_argument("--k", type=int, default=DEFAULT_K, help="neighbours to report")
@@ -56,18 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Do what the command line asks; returns the report written with --json."""
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Do what the command line asks; returns the report written with --json (None on the
+    ranks other than 0 under torchrun)."""
     if args.k < 1:
         raise ConfigError(f"--k must be >= 1, got {args.k}")
-    attributor = Attributor.load(args.index, args.checkpoint, onnx=args.onnx)
-    results = attributor.attribute(
-        list(args.inputs),
-        k=args.k,
-        max_clips=args.max_clips,
-        cache_dir=args.cache,
-        progress=sys.stderr.isatty(),
-    )
+    inputs = list(args.inputs)
+    if args.manifest:
+        inputs += [row.path for row in read_manifest(args.manifest)]
+    if not inputs:
+        raise ConfigError("nothing to query: give videos, folders or --manifest")
+    device = "auto" if args.onnx else local_device(resolve_device("auto"))
+    attributor = Attributor.load(args.index, args.checkpoint, device=device, onnx=args.onnx)
+    results = gather(_attribute_share(attributor, inputs, args))
+    if results is None:  # not rank 0: its results are on rank 0 now
+        return None
     index = attributor.index
     report: dict[str, Any] = {
         "index": str(args.index),
@@ -89,6 +112,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         report["html"] = str(page)
     return report
+
+
+def _attribute_share(
+    attributor: Attributor, inputs: list[str], args: argparse.Namespace
+) -> list[Attribution]:
+    """Attribute this rank's share of ``inputs`` (all of them outside a process group).
+
+    Rank ``r`` takes a contiguous block of the videos found; rank 0 also reports the inputs
+    that are not videos, first, as one process does, so the gathered list is in its order.
+    """
+    rank, world = rank_and_world()
+    cache = args.cache
+    if world > 1:
+        videos, missing = find_videos(inputs)
+        inputs = [videos[i] for i in shard(len(videos))] + (list(missing) if rank == 0 else [])
+        cache = str(Path(args.cache) / f"rank{rank}") if args.cache else None
+    if not inputs:
+        return []
+    found = attributor.attribute(
+        inputs, k=args.k, max_clips=args.max_clips, cache_dir=cache, progress=sys.stderr.isatty()
+    )
+    return found if isinstance(found, list) else [found]
 
 
 def _cluster(
@@ -118,8 +163,15 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def _command(args: argparse.Namespace) -> int:
-    """Run, write --json, print the tables; 0 when a video was attributed, else 1."""
-    report = run(args)
+    """Run, write --json, print the tables; 0 when a video was attributed, else 1. Under
+    torchrun the ranks share the videos and rank 0 reports."""
+    init_from_env()
+    try:
+        report = run(args)
+    finally:
+        leave_process_group()
+    if report is None:
+        return DONE
     if args.json:
         write_json(args.json, report)
     _print_report(report)
