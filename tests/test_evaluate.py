@@ -20,7 +20,7 @@ from attribnet.config import LossConfig, Recipe, to_dict
 from attribnet.data.cache import FaceCache
 from attribnet.data.codec import write_video
 from attribnet.data.manifest import ManifestRow, read_manifest, write_manifest
-from attribnet.evaluate import LoadedModel, ablation_recipe, class_scores, main, quality_variants
+from attribnet.evaluate import LoadedModel, class_scores, compare_recipe, main, quality_variants
 from attribnet.index import GeneratorIndex
 from attribnet.index import main as index_main
 from attribnet.models import build_model
@@ -295,13 +295,26 @@ def test_run_with_the_generator_index(
 
 @pytest.mark.parametrize("path", sorted(ABLATIONS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_demo_variant_keeps_the_ablation(path: Path) -> None:
-    full = ablation_recipe(str(path), [], None)
-    demo = ablation_recipe(str(path), ["train.epochs=2"], "")
+    full = compare_recipe(str(path), [], None)
+    demo = compare_recipe(str(path), ["train.epochs=2"], "")
     assert demo.name == f"{full.name}_demo" and demo.data.demo and demo.train.epochs == 2
     assert demo.model.backbone == "resnet10" and demo.model.num_frames == demo.data.num_frames
     for key in ("sam", "channel_attention", "fusion", "embedding_dim"):
         assert getattr(demo.model, key) == getattr(full.model, key)
     assert demo.loss == full.loss
+
+
+TABLE4 = sorted((ABLATIONS.parent / "table4").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TABLE4, ids=lambda p: p.stem)
+def test_a_table4_demo_variant_keeps_its_backbone_and_preprocessing(path: Path) -> None:
+    full = compare_recipe(str(path), [], None)
+    demo = compare_recipe(str(path), [], "")
+    assert demo.model.backbone == full.model.backbone != "resnet10"
+    assert (demo.data.mean, demo.data.std) == (full.data.mean, full.data.std)
+    assert demo.data.image_size == 64  # the demo's faces
+    assert {full.model.sam, full.model.fusion} <= {"none", "mean"}
 
 
 def test_quality_variants_per_quality_and_augmented(world: dict[str, Path]) -> None:
@@ -370,13 +383,13 @@ def test_cross_quality_reads_the_recipes_cache_not_the_reused_runs(
     assert first["matrix"] == again["matrix"]
 
 
-def test_ablations_table(world: dict[str, Path], tmp_path: Path) -> None:
+def test_compare_table(world: dict[str, Path], tmp_path: Path) -> None:
     recipe = tiny_recipe(world["cache"], world["manifest"])
     plain = write_yaml_recipe(tmp_path / "plain.yaml", replace(recipe, name="plain"), sam="none")
     sam = write_yaml_recipe(tmp_path / "sam.yaml", replace(recipe, name="sam"), sam="last")
     sets = ["--set", "train.epochs=1", "--set", f"train.out_dir={tmp_path / 'runs'}"]
-    out = tmp_path / "ablations"
-    assert main(["ablations", "--recipes", str(plain), str(sam), *sets, "--out", str(out)]) == 0
+    out = tmp_path / "compare"
+    assert main(["compare", "--recipes", str(plain), str(sam), *sets, "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert [r["name"] for r in metrics["recipes"]] == ["plain", "sam"]
     assert [r["model"]["sam"] for r in metrics["recipes"]] == ["none", "last"]
@@ -385,9 +398,9 @@ def test_ablations_table(world: dict[str, Path], tmp_path: Path) -> None:
     assert sum(metrics["baseline"]["video"]["support"].values()) == TEST_VIDEOS
     assert metrics["baseline"]["train_videos"] == len(NAMES) * 2 * len(QUALITIES)
     md = (out / "report.md").read_text()
-    assert "| plain | none |" in md and "| sam | last |" in md
-    assert "| DFT-spectrum logistic regression | - | - | - |" in md
-    assert (out / "ablations.csv").is_file()
+    assert "| plain | resnet10 | none |" in md and "| sam | resnet10 | last |" in md
+    assert "| DFT-spectrum logistic regression | - | - | - | - |" in md
+    assert (out / "compare.csv").is_file()
 
 
 @pytest.mark.parametrize(

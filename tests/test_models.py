@@ -117,6 +117,26 @@ def test_frames_go_through_the_backbone_as_one_batch():
     assert calls == [6]
 
 
+def test_the_authors_per_frame_trunk_normalises_each_frame_index_apart():
+    """per_frame_trunk: in training, T trunk calls of B images (BatchNorm statistics per
+    frame index, running statistics updated T times); in eval mode the same outputs as
+    the default encoder with the same weights."""
+    torch.manual_seed(0)
+    default = ClipEncoder("resnet10", num_frames=3, fusion="tam")
+    authors = ClipEncoder("resnet10", num_frames=3, fusion="tam", per_frame_trunk=True)
+    authors.load_state_dict(default.state_dict())
+    calls = []
+    authors.trunk.conv1.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    clips = torch.randn(2, 3, 3, 32, 32) + torch.arange(3.0).view(1, 3, 1, 1, 1)
+    trained, _ = authors(clips)
+    assert calls == [2, 2, 2] and int(authors.trunk.bn1.num_batches_tracked) == 3
+    assert not torch.allclose(trained, default(clips)[0], atol=1e-3)
+    authors.load_state_dict(default.state_dict())
+    calls.clear()
+    torch.testing.assert_close(authors.eval()(clips)[0], default.eval()(clips)[0])
+    assert calls == [6]
+
+
 def test_encoder_is_per_frame_then_fused():
     """Each frame's features depend on that frame only (BN in eval mode)."""
     torch.manual_seed(0)

@@ -102,6 +102,7 @@ class ModelConfig:
     input_filter: str = "none"
     spectral_dim: int = 0
     spectral_bins: int = 32
+    per_frame_trunk: bool = False  # the authors' loop: BatchNorm over one frame index's B images
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Robustness evaluation of attribution models: ``python -m attribnet.evaluate
-{run,cross-quality,ablations} ... --out <dir>`` (the command line: :mod:`.cli`).
+{run,cross-quality,compare,open-set} ... --out <dir>`` (the command line: :mod:`.cli`).
 
 One concept per module, in the order data flows through them:
 
@@ -12,22 +12,22 @@ One concept per module, in the order data flows through them:
 - :mod:`.run`           ``evaluate run``: one checkpoint, its report folder
 - :mod:`.training`      reuse / resume / train the runs behind the table commands
 - :mod:`.cross_quality_table`  ``evaluate cross-quality`` (the paper's Table 5)
-- :mod:`.ablation_table`       ``evaluate ablations`` (the paper's Table 3)
+- :mod:`.compare_table`       ``evaluate compare`` (the paper's Tables 3 and 4)
 - :mod:`.cli`           argument parsing and :func:`main`
 
 Markdown, plots and CSV tables come from :mod:`attribnet.report`.
 """
 
-from attribnet.evaluate.ablation_table import (
+from attribnet.evaluate.cli import COMMANDS, build_parser, main
+from attribnet.evaluate.compare_table import (
     DEMO_MODEL_KEYS,
     DEMO_SECTIONS,
-    ablation_recipe,
-    ablations,
+    compare,
+    compare_recipe,
     default_demo_recipe,
     demo_variant,
-    write_ablations,
+    write_compare,
 )
-from attribnet.evaluate.cli import COMMANDS, build_parser, main
 from attribnet.evaluate.cross_quality_table import (
     cross_quality,
     quality_variants,
@@ -79,8 +79,8 @@ __all__ = [
     "Outputs",
     "RunResult",
     "VideoOutputs",
-    "ablation_recipe",
-    "ablations",
+    "compare_recipe",
+    "compare",
     "build_parser",
     "class_scores",
     "closed_set_metrics",
@@ -106,7 +106,7 @@ __all__ = [
     "select",
     "to_videos",
     "train_or_reuse",
-    "write_ablations",
+    "write_compare",
     "write_cross_quality",
     "write_run",
 ]

@@ -1,4 +1,4 @@
-"""``python -m attribnet.evaluate {run,cross-quality,ablations,open-set} ... --out <dir>``
+"""``python -m attribnet.evaluate {run,cross-quality,compare,open-set} ... --out <dir>``
 
 Robustness evaluation of attribution models; every command writes its numbers to
 ``<out>/metrics.json`` and a ``<out>/report.md`` that links its PNG plots.
@@ -26,9 +26,11 @@ Robustness evaluation of attribution models; every command writes its numbers to
     ``--train-qualities crf0`` trains only those rows (each still tested on every
     ``--qualities``).
     ``--checkpoints crf0=a.pt,crf23=b.pt`` skips training.
-``ablations --recipes recipes/ablations/*.yaml [--demo]``
-    The paper's Table 3: train (or reuse) each recipe and tabulate its per-class test
-    accuracy. ``--demo`` runs demo-sized variants on the built-in synthetic data.
+``compare --recipes R1.yaml R2.yaml ... [--demo]`` (also ``ablations``)
+    Train (or reuse) each recipe and tabulate its per-class test accuracy beside the
+    non-deep baseline: the paper's Table 3 with ``recipes/ablations/*.yaml``, its Table 4
+    with ``recipes/dfdm_dmasta.yaml recipes/table4/*.yaml``. ``--demo`` runs demo-sized
+    variants on the built-in synthetic data.
 ``open-set --recipe r.yaml``
     Leave one generator out: per class c of the recipe's data (``data.classes``, else
     every class of its manifest; at least 3), a model trained (or reused, or resumed) on
@@ -59,7 +61,7 @@ from typing import Any
 from attribnet.cli import Parser, add_verbose, run_cli
 from attribnet.config import add_overrides_argument, load_recipe
 from attribnet.errors import ConfigError
-from attribnet.evaluate.ablation_table import ablation_recipe, ablations, write_ablations
+from attribnet.evaluate.compare_table import compare, compare_recipe, write_compare
 from attribnet.evaluate.cross_quality_table import (
     cross_quality,
     quality_variants,
@@ -115,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     cq.add_argument("--checkpoints", help="row=path,... of trained models (skips training)")
     add_overrides_argument(cq)
     _common(cq)
-    ab = sub.add_parser("ablations", help="train/evaluate several recipes (Table 3)")
+    ab = sub.add_parser(
+        "compare", aliases=["ablations"], help="train/evaluate several recipes (Tables 3, 4)"
+    )
     ab.add_argument("--recipes", nargs="+", required=True, help="recipe YAML files")
     ab.add_argument(
         "--demo",
@@ -206,10 +210,10 @@ def _cross_quality(args: argparse.Namespace, opts: EvalOptions) -> dict[str, Any
     return write_cross_quality(Path(args.out), metrics)
 
 
-def _ablations(args: argparse.Namespace, opts: EvalOptions) -> dict[str, Any]:
-    recipes = [ablation_recipe(p, args.overrides, args.demo) for p in args.recipes]
-    metrics = ablations(recipes, opts, args.device, args.demo is not None)
-    return write_ablations(Path(args.out), metrics)
+def _compare(args: argparse.Namespace, opts: EvalOptions) -> dict[str, Any]:
+    recipes = [compare_recipe(p, args.overrides, args.demo) for p in args.recipes]
+    metrics = compare(recipes, opts, args.device, args.demo is not None)
+    return write_compare(Path(args.out), metrics)
 
 
 def _open_set(args: argparse.Namespace, opts: EvalOptions) -> dict[str, Any]:
@@ -222,7 +226,8 @@ def _open_set(args: argparse.Namespace, opts: EvalOptions) -> dict[str, Any]:
 COMMANDS = {
     "run": _run,
     "cross-quality": _cross_quality,
-    "ablations": _ablations,
+    "compare": _compare,
+    "ablations": _compare,
     "open-set": _open_set,
 }
 

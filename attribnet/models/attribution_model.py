@@ -63,5 +63,6 @@ def build_model(cfg: ModelConfig, num_classes: int) -> AttributionModel:
         input_filter=cfg.input_filter,
         spectral_dim=cfg.spectral_dim,
         spectral_bins=cfg.spectral_bins,
+        per_frame_trunk=cfg.per_frame_trunk,
     )
     return AttributionModel(encoder, num_classes, cfg.embedding_dim)

@@ -39,6 +39,7 @@ class ClipEncoder(nn.Module):
         input_filter: str = "none",
         spectral_dim: int = 0,
         spectral_bins: int = DEFAULT_BINS,
+        per_frame_trunk: bool = False,
     ):
         """Build the encoder.
 
@@ -52,7 +53,11 @@ class ClipEncoder(nn.Module):
         convolution then starts from RGB weights and sees residuals). ``input_filter``:
         ``none``, ``srm`` (fixed) or ``bayar`` (learnt), applied to every frame before the
         trunk. ``spectral_dim`` > 0 appends that many spectral features (a radial profile
-        of ``spectral_bins`` rings) to the fused clip features.
+        of ``spectral_bins`` rings) to the fused clip features. ``per_frame_trunk`` runs the
+        trunk once per frame index, as the DMA-STA authors' code does: each BatchNorm then
+        normalises over the B images of one frame index and updates its running statistics
+        T times per step (default: all B*T frames as one batch). Eval-mode outputs and the
+        weights' names are the same either way: it changes training only.
         """
         super().__init__()
         spec = get_backbone(backbone)
@@ -74,11 +79,19 @@ class ClipEncoder(nn.Module):
         self.input_filter = build_input_filter(input_filter)
         self.spectral = SpectralBranch(spectral_dim, spectral_bins) if spectral_dim else None
         self.feature_dim = self.num_features + spectral_dim
+        self.per_frame_trunk = per_frame_trunk
 
     def forward_frames(self, clips_btchw: Tensor) -> Tensor:
-        """(B, T, 3, H, W) -> per-frame features (B, T, C); frames as one batch of B*T."""
+        """(B, T, 3, H, W) -> per-frame features (B, T, C); frames as one batch of B*T, or
+        T batches of B with ``per_frame_trunk`` in training (in eval mode BatchNorm uses its
+        running statistics, so one batch gives the same features, faster)."""
         b, t = clips_btchw.shape[:2]
-        x = clips_btchw.flatten(0, 1)
+        if self.per_frame_trunk and self.training:
+            return torch.stack([self._features(clips_btchw[:, i]) for i in range(t)], dim=1)
+        return self._features(clips_btchw.flatten(0, 1)).view(b, t, -1)
+
+    def _features(self, x: Tensor) -> Tensor:
+        """Images (N, 3, H, W) -> pooled trunk features (N, C)."""
         if self.input_filter is not None:
             x = self.input_filter(x)
         if next(self.trunk.parameters()).is_contiguous(memory_format=torch.channels_last):
@@ -86,7 +99,7 @@ class ClipEncoder(nn.Module):
         x = self.trunk.forward_features(x)
         if self.last_sam is not None:
             x = self.last_sam(x)
-        return F.adaptive_avg_pool2d(x, 1).flatten(1).view(b, t, -1)
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
     def forward(self, clips_btchw: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T, 3, H, W) -> clip features (B, feature_dim) and frame weights (B, T).

@@ -8,11 +8,11 @@ Every file is written atomically (temp file + rename). Numbers come in as the JS
 - :mod:`.plots`          confusion matrix, heatmap and t-SNE PNGs
 - :mod:`.run`            ``evaluate run``
 - :mod:`.cross_quality`  ``evaluate cross-quality``
-- :mod:`.ablations`      ``evaluate ablations``
+- :mod:`.compare`        ``evaluate compare``
 - :mod:`.training`       the Training section of the table commands
 """
 
-from attribnet.report.ablations import ablation_header, ablation_rows, ablations_markdown
+from attribnet.report.compare import compare_header, compare_markdown, compare_rows
 from attribnet.report.cross_quality import (
     cross_quality_header,
     cross_quality_markdown,
@@ -32,9 +32,9 @@ from attribnet.report.tables import confusion_csv, fmt, md_table, write_csv
 from attribnet.report.training import training_section
 
 __all__ = [
-    "ablation_header",
-    "ablation_rows",
-    "ablations_markdown",
+    "compare_header",
+    "compare_rows",
+    "compare_markdown",
     "colours",
     "confusion_csv",
     "cross_quality_header",

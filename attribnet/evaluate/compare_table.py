@@ -1,5 +1,6 @@
-"""``evaluate ablations``, the paper's Table 3: train (or reuse) each recipe and tabulate
-its per-class test accuracy; ``--demo`` makes the recipes demo-sized."""
+"""``evaluate compare``: train (or reuse) each recipe and tabulate its per-class test
+accuracy beside the non-deep baseline (the paper's Table 3 with the attention ablations,
+its Table 4 with the other backbones); ``--demo`` makes the recipes demo-sized."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from attribnet.evaluate.output import json_ready
 from attribnet.evaluate.run import evaluate_model
 from attribnet.evaluate.source import open_source, recipe_data
 from attribnet.evaluate.training import train_or_reuse
+from attribnet.models.backbones.resnet import RESNETS
 
 DEMO_SECTIONS = ("data", "optim", "train")
 DEMO_MODEL_KEYS = ("backbone", "num_frames", "weights")
@@ -32,21 +34,25 @@ def default_demo_recipe() -> Path:
 
 
 def demo_variant(raw: dict[str, Any], demo: dict[str, Any]) -> dict[str, Any]:
-    """An ablation recipe made demo-sized: the demo's data, optim and train sections and
-    its model size (backbone, frames, weights), the ablation's attention settings
-    (sam, channel_attention, fusion), loss and embedding head; name suffixed ``_demo``."""
+    """A recipe made demo-sized: the demo's data, optim and train sections and its model
+    size (frames, weights, and its backbone in place of a ResNet), the recipe's attention
+    settings (sam, channel_attention, fusion), loss, embedding head and any other trunk
+    (Xception stays Xception: it is what a Table 4 row compares); name suffixed ``_demo``."""
     out = {**raw, "name": f"{raw.get('name', 'run')}_demo"}
     for section in DEMO_SECTIONS:
         if section in demo:
             out[section] = demo[section]
     model = dict(raw.get("model") or {})
-    model.update({k: v for k, v in (demo.get("model") or {}).items() if k in DEMO_MODEL_KEYS})
+    small = {k: v for k, v in (demo.get("model") or {}).items() if k in DEMO_MODEL_KEYS}
+    if model.get("backbone", "resnet50") not in RESNETS:
+        small.pop("backbone", None)
+    model.update(small)
     out["model"] = model
     return out
 
 
-def ablation_recipe(path: str, overrides: list[str], demo: str | None) -> Recipe:
-    """One ablation recipe, with ``--demo`` applied first and then the ``--set`` overrides."""
+def compare_recipe(path: str, overrides: list[str], demo: str | None) -> Recipe:
+    """One recipe to compare, with ``--demo`` applied first and then the ``--set`` overrides."""
     raw = read_recipe_yaml(path)
     if demo is not None:
         raw = demo_variant(raw, read_recipe_yaml(demo or default_demo_recipe()))
@@ -55,12 +61,12 @@ def ablation_recipe(path: str, overrides: list[str], demo: str | None) -> Recipe
     return recipe_from_dict(raw, source)
 
 
-def ablations(recipes: list[Recipe], opts: EvalOptions, device: str, demo: bool) -> dict[str, Any]:
+def compare(recipes: list[Recipe], opts: EvalOptions, device: str, demo: bool) -> dict[str, Any]:
     """Train (or reuse) and evaluate each recipe: per-class closed-set reports per recipe,
     and the non-deep baseline fit on the last recipe's training videos (video level)."""
     names = [r.name for r in recipes]
     if len(set(names)) != len(names):
-        raise ConfigError(f"ablation recipes must have distinct names, got {names}")
+        raise ConfigError(f"compared recipes must have distinct names, got {names}")
     entries, class_names = [], None
     for recipe in recipes:
         loaded = load_checkpoint(train_or_reuse(recipe), device)
@@ -100,14 +106,14 @@ def ablations(recipes: list[Recipe], opts: EvalOptions, device: str, demo: bool)
     }
 
 
-def write_ablations(out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
-    """ablations.csv, metrics.json and report.md of ``evaluate ablations``."""
+def write_compare(out_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """compare.csv, metrics.json and report.md of ``evaluate compare``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = json_ready(metrics)
-    header = ["level", *report.ablation_header(metrics)]
-    rows = [[lv, *r] for lv in ("video", "clip") for r in report.ablation_rows(metrics, lv)]
-    report.write_csv(out_dir / "ablations.csv", header, rows)
-    metrics["files"] = {"csv": "ablations.csv"}
+    header = ["level", *report.compare_header(metrics)]
+    rows = [[lv, *r] for lv in ("video", "clip") for r in report.compare_rows(metrics, lv)]
+    report.write_csv(out_dir / "compare.csv", header, rows)
+    metrics["files"] = {"csv": "compare.csv"}
     write_json(out_dir / "metrics.json", metrics)
-    write_text(out_dir / "report.md", report.ablations_markdown(metrics))
+    write_text(out_dir / "report.md", report.compare_markdown(metrics))
     return metrics

@@ -1,4 +1,4 @@
-"""The ``report.md`` and CSV rows of ``evaluate ablations`` (the paper's Table 3)."""
+"""The ``report.md`` and CSV rows of ``evaluate compare`` (the paper's Tables 3 and 4)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 from attribnet.report.tables import md_table
 
 
-def ablation_rows(metrics: dict[str, Any], level: str) -> list[list[Any]]:
-    """One row per recipe: attention settings, per-class accuracy, overall, macro-F1."""
+def compare_rows(metrics: dict[str, Any], level: str) -> list[list[Any]]:
+    """One row per recipe: backbone, attention settings, per-class accuracy, overall,
+    macro-F1; the non-deep baseline last (video level)."""
     names = metrics["class_names"]
     rows = []
     for entry in metrics["recipes"]:
@@ -16,6 +17,7 @@ def ablation_rows(metrics: dict[str, Any], level: str) -> list[list[Any]]:
         rows.append(
             [
                 entry["name"],
+                m["backbone"],
                 m["sam"],
                 m["channel_attention"],
                 m["fusion"],
@@ -33,6 +35,7 @@ def ablation_rows(metrics: dict[str, Any], level: str) -> list[list[Any]]:
                 "-",
                 "-",
                 "-",
+                "-",
                 *(r["per_class_accuracy"][n] for n in names),
                 r["accuracy"],
                 r["macro_f1"],
@@ -41,10 +44,11 @@ def ablation_rows(metrics: dict[str, Any], level: str) -> list[list[Any]]:
     return rows
 
 
-def ablation_header(metrics: dict[str, Any]) -> list[str]:
-    """Header of :func:`ablation_rows`."""
+def compare_header(metrics: dict[str, Any]) -> list[str]:
+    """Header of :func:`compare_rows`."""
     return [
         "recipe",
+        "backbone",
         "sam",
         "channel_attention",
         "fusion",
@@ -54,24 +58,24 @@ def ablation_header(metrics: dict[str, Any]) -> list[str]:
     ]
 
 
-def ablations_markdown(metrics: dict[str, Any]) -> str:
-    """The ``report.md`` of ``evaluate ablations`` (the paper's Table 3)."""
-    header = ablation_header(metrics)
+def compare_markdown(metrics: dict[str, Any]) -> str:
+    """The ``report.md`` of ``evaluate compare`` (the paper's Tables 3 and 4)."""
+    header = compare_header(metrics)
     qualities = ", ".join(metrics["qualities"]) or "each recipe's eval_qualities (else all)"
     demo = " Demo-sized variants (`--demo`)." if metrics["demo"] else ""
     lines = [
-        "# Ablations (per-class test accuracy)",
+        "# Recipes compared (per-class test accuracy)",
         "",
         f"Test split, qualities: {qualities}; up to {metrics['clips_per_video']} clips per "
         f"video.{demo}",
         "",
         "## Video level",
         "",
-        md_table(header, ablation_rows(metrics, "video")),
+        md_table(header, compare_rows(metrics, "video")),
         "",
         "## Clip level",
         "",
-        md_table(header, ablation_rows(metrics, "clip")),
+        md_table(header, compare_rows(metrics, "clip")),
         "",
         "Checkpoints: "
         + ", ".join(f"{e['name']} = `{e['checkpoint']}`" for e in metrics["recipes"]),
