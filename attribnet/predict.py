@@ -73,10 +73,13 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(
+    device: torch.device, enabled: bool, on_cpu: bool = False
+) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast when enabled: on CUDA (``train.amp``), and on the CPU too with
+    ``on_cpu`` (inference's opt-in ``precision="bf16"``); a no-op otherwise."""
+    if enabled and (device.type == "cuda" or on_cpu):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -317,7 +320,7 @@ def _run(
             clips_btchw = batch["clip"].to(device, non_blocking=True)
             with (
                 record_sam_maps(model, sam) as maps,
-                torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+                autocast(device, bf16, on_cpu=True),
             ):
                 out = model(clips_btchw)
             parts["logits"].append(out["logits"].float().cpu().numpy())

@@ -65,6 +65,7 @@ def test_health(client: TestClient, world: dict[str, Path]) -> None:
     assert health["index"]["path"] == str(world["index"])
     assert health["index"]["vectors"] == 6 and list(health["index"]["classes"]) == NAMES
     assert health["model"]["checkpoint"] == str(world["checkpoint"])
+    assert health["model"]["onnx"] is None
 
 
 def test_form_posts_one_video_to_the_report(client: TestClient) -> None:
@@ -258,3 +259,25 @@ def _assert_reason(response: Any, route: str, message: str) -> None:
     else:
         assert response.headers["content-type"].startswith("text/html")
         assert escape(message) in response.text and "Cannot attribute this upload" in response.text
+
+
+def test_serve_runs_an_onnx_export_and_refuses_one_of_another_model(
+    world: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from attribnet import export
+
+    served = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: served.append(app))
+    good, wrong = tmp_path / "model.onnx", tmp_path / "other.onnx"
+    for checkpoint, out in ((world["checkpoint"], good), (other_checkpoint(world), wrong)):
+        assert (
+            export.main(["onnx", "--checkpoint", str(checkpoint), "--out", str(out), "--sam"]) == 0
+        )
+    assert serve_main(["--index", str(world["index"]), "--onnx", str(good)]) == 0
+    health = TestClient(served[0]).get("/health").json()
+    assert health["status"] == "ok" and health["model"]["onnx"] == str(good)
+    assert serve_main(["--index", str(world["index"]), "--onnx", str(wrong)]) == 2
+    assert "was not exported from" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -42,7 +42,14 @@ import numpy as np
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
 from attribnet.data.frame_times import source_frames
 from attribnet.errors import ConfigError, IndexMismatchError, VideoError
-from attribnet.predict import VideoPrediction, predict_videos, resolve_device, stack, top_frames
+from attribnet.predict import (
+    VideoPrediction,
+    cpu_inference_model,
+    predict_videos,
+    resolve_device,
+    stack,
+    top_frames,
+)
 from attribnet.query.attribute import DEFAULT_K, query
 from attribnet.query.videos import find_videos
 
@@ -154,6 +161,12 @@ class Attributor:
         self.index, self.model, self.recipe = index, model.to(device).eval(), recipe
         self.checkpoint, self.device, self.index_dir = checkpoint, device, index_dir
         self.onnx = onnx
+        # what runs: ONNX Runtime, or on a CPU the model with BatchNorm folded in (once, here)
+        self._runner: AttributionModel | OnnxRuntimeModel = (
+            onnx
+            if onnx is not None
+            else (cpu_inference_model(self.model) if device.type == "cpu" else self.model)
+        )
 
     @classmethod
     def load(
@@ -237,7 +250,7 @@ class Attributor:
             chunk = usable[start : start + CHUNK_VIDEOS]
             entries = [e for _, e in chunk]
             preds = predict_videos(
-                self.model if self.onnx is None else self.onnx, cache, entries, self.recipe,
+                self._runner, cache, entries, self.recipe, fuse=False,
                 max_clips=max_clips, device=self.device, sam=True, progress=progress,
             )  # fmt: skip
             records = query(

@@ -56,7 +56,8 @@ class AttributionService:
         """``GET /health``: the index (path and summary), the model and the upload limit."""
         a = self.attributor
         index = {"path": a.index_dir, **a.index.info()}
-        model = {"checkpoint": str(a.checkpoint), "device": str(a.device)}
+        model = {"checkpoint": str(a.checkpoint), "device": str(a.device),
+                 "onnx": str(a.onnx.path) if a.onnx is not None else None}  # fmt: skip
         limit = self.max_upload_bytes
         return {"status": "ok", "index": index, "model": model, "max_upload_bytes": limit}
 

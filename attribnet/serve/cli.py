@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help=limit)
     parser.add_argument("--temp-dir", help="where uploads are kept while they are attributed")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument(
+        "--onnx", help="run this ONNX export of the model (ONNX Runtime, CPU; the onnx extra)"
+    )
     add_verbose(parser)
     return parser
 
@@ -47,7 +50,7 @@ def _command(args: argparse.Namespace) -> int:
     from attribnet.serve.app import create_app
     from attribnet.serve.upload import MiB
 
-    attributor = Attributor.load(args.index, args.checkpoint, device=args.device)
+    attributor = Attributor.load(args.index, args.checkpoint, device=args.device, onnx=args.onnx)
     app = create_app(
         attributor, max_upload_bytes=int(args.max_upload_mb * MiB), temp_dir=args.temp_dir
     )
