@@ -30,7 +30,7 @@ class AttributionTask(nn.Module):
         self.open_space = open_space
 
     def forward(
-        self, clips_btchw: Tensor, labels: Tensor
+        self, clips_btchw: Tensor, labels: Tensor, instances: Tensor | None = None
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         outputs = self.model(clips_btchw)
-        return outputs, self.loss(outputs, labels)
+        return outputs, self.loss(outputs, labels, instances)

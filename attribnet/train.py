@@ -156,11 +156,13 @@ def train_one_epoch(
     for batch in bar:
         x = batch["clip"].to(device, non_blocking=True)
         y = batch["label"].to(device, non_blocking=True)
+        instances = batch["instance"].to(device, non_blocking=True)
         loaded = len(y)
         if task.open_space is not None:
             x, y = task.open_space.extend(x, y, step_generator(seed, epoch, progress.steps, rank))
+            instances = torch.cat([instances, instances.new_full((len(y) - loaded,), -1)])
         with autocast(device, recipe.train.amp):
-            _, losses = step_fn(x, y)
+            _, losses = step_fn(x, y, instances)
         if not torch.isfinite(losses["total"]):
             parts = {k: float(v.detach()) for k, v in losses.items()}
             raise NonFiniteLossError(
@@ -207,7 +209,7 @@ def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
     # global RNG or not, and must not change the model
     torch.manual_seed(recipe.train.seed)
     model = build_model(recipe.model, len(data.class_names))
-    loss = AttributionLoss(recipe.loss, data.class_names, recipe.model.embedding_dim, distributed)
+    loss = _build_loss(recipe, data, model.encoder.feature_dim, distributed)
     task = AttributionTask(model, loss, build_open_space(recipe)).to(device)
     if recipe.train.channels_last and device.type == "cuda":
         task = task.to(memory_format=torch.channels_last)
@@ -305,13 +307,25 @@ def _train_epochs(
 
 
 def _has_untrained_head(recipe: Recipe) -> bool:
-    """Whether no loss reads a head (DDP must then be told, or it waits for its gradients):
-    the classifier without CE, the embedding head without ArcFace and triplet."""
+    """Whether some head may get no gradient in a step (DDP must then be told, or it waits
+    for its gradients): the classifier without CE, the embedding head without ArcFace and
+    triplet, the instance adversary (a batch may hold no row with an instance)."""
     loss = recipe.loss
     idle_embedding = recipe.model.embedding_dim > 0 and not (
         loss.arcface_weight or loss.triplet_weight
     )
-    return idle_embedding or not loss.ce_weight
+    return idle_embedding or not loss.ce_weight or bool(loss.instance_adversary_weight)
+
+
+def _build_loss(
+    recipe: Recipe, data: Data, feature_dim: int, distributed: bool = False
+) -> AttributionLoss:
+    """The recipe's loss for ``data``'s classes (and training instances)."""
+    try:
+        return AttributionLoss(recipe.loss, data.class_names, recipe.model.embedding_dim,
+                               distributed, data.instance_names, feature_dim)  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _truncate_metrics(path: Path, start_epoch: int) -> None:
@@ -327,9 +341,7 @@ def _finish(recipe: Recipe, run_dir: Path, data: Data, device: torch.device) -> 
 
     model, _, _, state = load_model(run_dir / "best.pt")
     model.to(device)
-    task = AttributionTask(
-        model, AttributionLoss(recipe.loss, data.class_names, recipe.model.embedding_dim)
-    )
+    task = AttributionTask(model, _build_loss(recipe, data, model.encoder.feature_dim))
     task.loss.load_state_dict(state["loss"])
     val = validate(task, data, recipe, device)
     if val:

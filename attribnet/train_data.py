@@ -37,6 +37,11 @@ class Data:
     train: ClipDataset
     val: ClipDataset | None
 
+    @property
+    def instance_names(self) -> list[str]:
+        """The generator trainings of the training videos (manifest column ``instance``)."""
+        return self.train.instance_names
+
 
 def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
     """Manifest -> splits -> face cache (made or completed here) -> datasets.

@@ -86,6 +86,11 @@ RECIPES: dict[str, tuple[str, Path, list[str]]] = {
     "main+spectral": ("main_spectral", MAIN, ["model.spectral_dim=64"]),
     "main+srm": ("main_srm", MAIN, ["model.input_filter=srm"]),
     "main+bayar": ("main_bayar", MAIN, ["model.input_filter=bayar"]),
+    "main+spectral+adv": (
+        "main_spectral_adv",
+        MAIN,
+        ["model.spectral_dim=64", "loss.instance_adversary_weight=0.1"],
+    ),
 }
 """Label -> (run tag, recipe, the variant's own overrides)."""
 PROTOCOLS: dict[str, tuple[str, str, str]] = {

@@ -41,6 +41,7 @@ DEMO = ROOT / "recipes" / "demo.yaml"
 VARIANTS: dict[str, list[str]] = {
     "demo": [],
     "demo+spectral": ["model.spectral_dim=32"],
+    "demo+adv": ["loss.instance_adversary_weight=0.1"],
     "demo+srm": ["model.input_filter=srm"],
     "demo+bayar": ["model.input_filter=bayar"],
     "demo CE only": ["loss.arcface_weight=0"],

@@ -119,6 +119,10 @@ class LossConfig:
     ``open_space_weight`` for clips re-synthesised in the training step by a pool of
     ``open_space_nets`` random generator-like nets (attribnet.data.open_space), a fraction
     ``open_space_fraction`` of each batch's clips, appended to the batch.
+
+    ``instance_adversary_weight`` > 0 (needs the manifest's ``instance`` column, >= 2
+    training instances): gradient reversal on the training instance, so the clip features
+    do not tell which generator training made a video (attribnet.losses.instance_adversary).
     """
 
     ce_weight: float = 1.0
@@ -133,6 +137,7 @@ class LossConfig:
     open_space_weight: float = 0.0
     open_space_fraction: float = 0.25
     open_space_nets: int = 8
+    instance_adversary_weight: float = 0.0
 
 
 @dataclass

@@ -40,7 +40,7 @@ NON_NEGATIVE = {
     "model.spectral_dim",
     "optim.weight_decay", "optim.warmup_epochs", "train.grad_clip", "train.m_per_class",
     "train.max_steps_per_epoch", "loss.outlier_weight", "loss.open_space_weight",
-    "train.checkpoint_every_steps", "data.resize",
+    "train.checkpoint_every_steps", "data.resize", "loss.instance_adversary_weight",
 }  # fmt: skip
 PROBABILITIES = {
     "data.augment.hflip", "data.augment.h264_p", "data.augment.jpeg_p", "loss.open_space_fraction",

@@ -113,6 +113,10 @@ class ClipDataset(Dataset):
         self._label_of = {name: i for i, name in enumerate(self.class_names)}
         self._label_of.update({name: OUTLIER_LABEL for name in self.outlier_labels})
         self._check_labels()
+        # the generator trainings of the videos (manifest column instance), for the
+        # instance adversary; -1 where a row names none
+        self.instance_names = sorted({e.row.instance for e in self.entries if e.row.instance})
+        self._instance_of = {name: i for i, name in enumerate(self.instance_names)}
 
     def _usable(
         self, entries: Sequence[CacheEntry]
@@ -194,6 +198,7 @@ class ClipDataset(Dataset):
         return {
             "clip": self.normalize(frames),
             "label": self._label_of[entry.row.label],
+            "instance": self._instance_of.get(entry.row.instance, -1),
             "index": index,
         }
 

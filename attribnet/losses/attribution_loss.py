@@ -3,7 +3,7 @@ a named dict."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from attribnet.config import LossConfig
 from attribnet.data.clips import OUTLIER_LABEL
 from attribnet.data.open_space import OPEN_SPACE_LABEL
+from attribnet.losses.instance_adversary import NO_INSTANCE, InstanceAdversary
 from attribnet.losses.known_classes_miner import KnownClassesMiner
 from attribnet.losses.per_class_arcface_loss import PerClassArcFaceLoss
 
@@ -27,8 +28,8 @@ def uniform_cross_entropy(logits_bk: Tensor) -> Tensor:
 
 
 class AttributionLoss(nn.Module):
-    """``{"ce", "arcface", "triplet", "outlier", "open_space", "total"}`` from model outputs
-    and generator labels.
+    """``{"ce", "arcface", "triplet", "outlier", "open_space", "instance", "total"}`` from
+    model outputs, generator labels and (for ``instance``) training-instance labels.
 
     Labels >= 0 are class ids; :data:`~attribnet.data.clips.OUTLIER_LABEL` (-1) marks a clip
     of ``data.outlier_classes`` and :data:`~attribnet.data.open_space.OPEN_SPACE_LABEL` (-2)
@@ -38,8 +39,14 @@ class AttributionLoss(nn.Module):
     logits when ``ce_weight`` > 0, the scaled cosines to the ArcFace centres when
     ``arcface_weight`` > 0. A batch of known rows only gives exactly the closed-set loss.
 
+    ``instance`` (``loss.instance_adversary_weight`` > 0, ``instance_names`` the training
+    instances, ``feature_dim`` the clip features' width): the
+    :class:`~attribnet.losses.instance_adversary.InstanceAdversary` cross-entropy, whose
+    reversed gradient makes the features uninformative of the instance.
+
     Parts with weight 0 are not computed and absent from the dict. The ArcFace class-weight
-    matrix is a parameter of this module, so optimizer and checkpoint see it.
+    matrix and the adversary's head are parameters of this module, so optimizer and
+    checkpoint see them.
     """
 
     def __init__(
@@ -48,6 +55,8 @@ class AttributionLoss(nn.Module):
         class_names: list[str],
         embedding_dim: int,
         distributed: bool = False,
+        instance_names: Sequence[str] = (),
+        feature_dim: int = 0,
     ):
         super().__init__()
         self.weights = {
@@ -56,6 +65,7 @@ class AttributionLoss(nn.Module):
             "triplet": cfg.triplet_weight,
             "outlier": cfg.outlier_weight,
             "open_space": cfg.open_space_weight,
+            "instance": cfg.instance_adversary_weight,
         }
         if (cfg.outlier_weight or cfg.open_space_weight) and not (
             cfg.ce_weight or cfg.arcface_weight
@@ -83,9 +93,21 @@ class AttributionLoss(nn.Module):
                 triplet = pml_dist.DistributedLossWrapper(triplet)
                 miner = pml_dist.DistributedMinerWrapper(miner)
             self.triplet, self.miner = triplet, miner
+        self.instance_adversary = None
+        if cfg.instance_adversary_weight:
+            if len(instance_names) < 2 or feature_dim < 1:
+                raise ValueError(
+                    "loss.instance_adversary_weight needs >= 2 training instances (the "
+                    f"manifest's instance column), got {list(instance_names)}"
+                )
+            self.instance_adversary = InstanceAdversary(feature_dim, len(instance_names))
 
-    def forward(self, outputs: dict[str, Tensor], labels: Tensor) -> dict[str, Tensor]:
-        """outputs: the model's dict (logits (B, K), embedding (B, D)); labels (B,) int64."""
+    def forward(
+        self, outputs: dict[str, Tensor], labels: Tensor, instances: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """outputs: the model's dict (logits (B, K), embedding (B, D), features (B, C));
+        labels (B,) int64; instances (B,) int64 training-instance ids (-1: none), read by
+        the instance adversary only."""
         logits = outputs["logits"].float()
         emb = outputs["embedding"].float() if "embedding" in outputs else None
         known = labels >= 0
@@ -99,6 +121,10 @@ class AttributionLoss(nn.Module):
         for name, label in (("outlier", OUTLIER_LABEL), ("open_space", OPEN_SPACE_LABEL)):
             if self.weights[name]:
                 parts[name] = self._uniform_target(logits, emb, labels == label)
+        if self.instance_adversary is not None:
+            if instances is None:
+                instances = torch.full_like(labels, NO_INSTANCE)
+            parts["instance"] = self.instance_adversary(outputs["features"], instances)
         parts["total"] = sum(self.weights[k] * v for k, v in parts.items())
         return parts
 
