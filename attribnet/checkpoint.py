@@ -30,15 +30,26 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
         torch.save({**state, "version": __version__}, tmp)
 
 
+def load_tensors_file(path: str | os.PathLike[str], what: str) -> Any:
+    """``torch.load`` on the CPU with ``weights_only=True`` (tensors and plain containers,
+    never arbitrary pickles); CheckpointError naming ``what`` (one line) when the file is
+    missing or cannot be read so."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(
+            f"cannot read {what} {path} (weights_only=True: tensors only): {first}"
+        ) from exc
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint dict on the CPU; CheckpointError if missing or unreadable."""
     path = resolve_checkpoint(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    state = load_tensors_file(path, "checkpoint")
     if not isinstance(state, dict) or "model" not in state or "args" not in state:
         raise CheckpointError(f"{path} is not an attribnet checkpoint (no model/args)")
     return state

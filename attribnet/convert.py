@@ -83,16 +83,10 @@ def _few(items: Sequence[str]) -> str:
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The tensors of a state-dict file: bare or under ``state_dict``/``model``, any
     ``module.`` prefix removed. CheckpointError for anything else."""
+    from attribnet.checkpoint import load_tensors_file
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"state dict not found: {path}")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(
-            f"cannot read {path} as a state dict of tensors (weights_only=True): {first}"
-        ) from exc
+    raw = load_tensors_file(path, "state dict")
     if isinstance(raw, dict) and "args" in raw and "class_names" in raw:
         raise CheckpointError(f"{path} is an attribnet checkpoint already; use it as it is")
     for wrapper in ("state_dict", "model"):

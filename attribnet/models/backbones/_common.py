@@ -6,9 +6,6 @@ No backbone outside torchvision's ResNets ever downloads weights: ``weights`` is
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
 from torch import Tensor, nn
 
 from attribnet.errors import CheckpointError
@@ -19,13 +16,9 @@ HEAD_KEYS = ("fc.", "classifier.", "head.")
 
 def read_weights_file(weights: str) -> dict[str, Tensor]:
     """A state dict from a local file (a bare one or ``{"state_dict": ...}``)."""
-    path = Path(weights)
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read weights file {path}: {exc}") from exc
+    from attribnet.checkpoint import load_tensors_file
+
+    state = load_tensors_file(weights, "weights file")
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
