@@ -220,3 +220,16 @@ def test_each_backbone_trains_a_demo_step(name: str, tiny_demo: Path, tmp_path: 
     pre = BACKBONES[name].preprocessing  # the recipe names no mean/std: the backbone's
     assert (tuple(data["mean"]), tuple(data["std"]), data["image_size"]) == (pre.mean, pre.std, 32)
     assert state["args"]["model"]["backbone"] == name
+
+
+def test_a_narrow_trunk_gets_a_frame_scorer_that_trains() -> None:
+    """MesoInception-4 has 16 channels: the scorer's hidden layer keeps 8 units (16 // 16
+    would leave one, and one dead ReLU would cut the scorer's gradient)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone="meso_inception4", sam="none", fusion="scorer", num_frames=2)
+    model = build_model(cfg, num_classes=3)
+    assert model.encoder.fusion.mlp[0].out_features == 8
+    out = model(torch.randn(4, 2, 3, SIZE, SIZE))
+    torch.nn.functional.cross_entropy(out["logits"], torch.tensor([0, 1, 2, 0])).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not missing, missing
