@@ -166,8 +166,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     good = read_checkpoint(tmp_path / "runs/demo/last.pt")
     real_forward = train.AttributionTask.forward
 
-    def nan_forward(self, clips, labels):
-        outputs, losses = real_forward(self, clips, labels)
+    def nan_forward(self, *args):
+        outputs, losses = real_forward(self, *args)
         return outputs, {**losses, "total": losses["total"] * float("nan")}
 
     monkeypatch.setattr(train.AttributionTask, "forward", nan_forward)

@@ -37,9 +37,7 @@ class ChannelAttention(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
-        # at least 8 hidden units: narrow trunks (MesoInception-4's 16 channels) would get
-        # one, and a single dead ReLU would leave the scorer without a gradient
-        hidden = max(channels // reduction, min(channels, 8))
+        hidden = max(channels // reduction, 1)
         self.mlp = nn.Sequential(
             nn.Conv2d(channels, hidden, 1, bias=False),
             nn.ReLU(inplace=True),
