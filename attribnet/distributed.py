@@ -1,7 +1,8 @@
 """Work shared out over the processes of a torchrun job, and gathered back.
 
-- :func:`init_from_env` joins the process group torchrun describes (``WORLD_SIZE`` > 1):
-  NCCL with CUDA, else gloo.
+- :func:`command_process_group`: a command's time in the process group torchrun describes
+  (``WORLD_SIZE`` > 1; NCCL with CUDA, else gloo); :func:`barrier` waits for every rank.
+  Each rank's GPU is ``LOCAL_RANK``'s (:func:`attribnet.predict.resolve_device`).
 - :class:`RankBatches`: training. The epoch's batches are drawn the same way on every rank
   (one seed, no rank in it); each run of ``world`` consecutive batches is one optimizer
   step and rank ``r`` takes the ``r``-th. So every rank gets its share of the epoch, with any
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -50,21 +52,32 @@ def init_from_env() -> bool:
         return False
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(local_rank())
     return True
 
 
-def leave_process_group() -> None:
-    """Destroy the process group, if any (at the end of a command)."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+@contextlib.contextmanager
+def command_process_group() -> Iterator[bool]:
+    """A command's time in torchrun's process group (none when ``WORLD_SIZE`` <= 1):
+    joined on entry, destroyed on exit however the command ends. Yields whether this
+    process reports (rank 0, or no process group)."""
+    init_from_env()
+    try:
+        yield is_main()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
-def local_device(device: torch.device) -> torch.device:
-    """Under torchrun, ``cuda`` without an index means this process's GPU (``LOCAL_RANK``)."""
-    if device.type == "cuda" and device.index is None and dist.is_initialized():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return device
+def barrier() -> None:
+    """Wait for every rank; nothing outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def local_rank() -> int:
+    """This process's GPU index on its machine (torchrun's ``LOCAL_RANK``), 0 without it."""
+    return int(os.environ.get("LOCAL_RANK", 0))
 
 
 class RankBatches:

@@ -45,6 +45,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from tqdm import tqdm
 
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS, EvalClips
+from attribnet.distributed import local_rank, rank_and_world
 from attribnet.embedding import l2_normalize
 from attribnet.errors import ConfigError
 from attribnet.metrics import softmax
@@ -60,16 +61,19 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``auto``/None (CUDA when available), ``cpu``, ``cuda[:N]`` or a device.
+    """``auto``/None (CUDA when available), ``cpu``, ``cuda[:N]`` or a device. In a
+    torchrun process group, CUDA without an index is this process's GPU (``LOCAL_RANK``).
 
     Raises ConfigError for ``cuda`` without a CUDA device.
     """
     if isinstance(name, torch.device):
         return name
     if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if str(name).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name}, but no CUDA device is available")
+    if name == "cuda" and rank_and_world()[1] > 1:
+        return torch.device("cuda", local_rank())
     return torch.device(name)
 
 

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -34,12 +33,13 @@ from attribnet.checkpoint import save_checkpoint
 from attribnet.config import Recipe, add_overrides_argument, dump_recipe, load_recipe, to_dict
 from attribnet.data.open_space import pool_seed, step_generator
 from attribnet.distributed import (
+    barrier,
+    command_process_group,
     convert_sync_batchnorm,
     gather,
     init_from_env,
     is_main,
-    leave_process_group,
-    local_device,
+    rank_and_world,
 )
 from attribnet.errors import AttribnetError, ConfigError, DataError, LockedError
 from attribnet.jsonl import append_jsonl, read_jsonl, write_jsonl
@@ -138,7 +138,7 @@ def train_one_epoch(
     """
     task.train()
     seed = recipe.train.seed
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    rank, _ = rank_and_world()
     if task.open_space is not None:
         task.open_space.redraw(pool_seed(seed, epoch))
     progress = progress or EpochProgress(epoch)
@@ -199,12 +199,12 @@ def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
     and model are built, and its lock is released however training ends.
     """
     distributed = init_from_env()
-    is_main = not distributed or dist.get_rank() == 0
+    main_rank = is_main()
     run_dir = Path(recipe.train.out_dir) / recipe.name
     mode = run_mode(resume, overwrite)
     check_run_dir(run_dir, mode)
-    device = local_device(resolve_device(recipe.train.device))
-    data = prepare_data(recipe, is_main)
+    device = resolve_device(recipe.train.device)
+    data = prepare_data(recipe)
     # seeded after the data: generating the demo set or filling the cache draws from the
     # global RNG or not, and must not change the model
     torch.manual_seed(recipe.train.seed)
@@ -215,24 +215,23 @@ def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
         task = task.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(task, recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(recipe, e))
-    lock = claim_run_dir(run_dir, mode) if is_main else None
+    lock = claim_run_dir(run_dir, mode) if main_rank else None
     try:
         start, best = EpochProgress(0), None
-        if is_main:
+        if main_rank:
             remove_partial_files(run_dir)  # a save killed mid-write; we hold the lock
         if resume:
             start, best = load_last(run_dir / "last.pt", task, optimizer, scheduler)
-        if is_main:
+        if main_rank:
             write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
             _truncate_metrics(run_dir / "metrics.jsonl", start.epoch)
         _train_epochs(task, data, recipe, device, optimizer, scheduler, run_dir, start, best)
-        if is_main:
+        if main_rank:
             _finish(recipe, run_dir, data, device)
     finally:
         if lock is not None:
             lock.release()
-    if distributed:
-        dist.barrier()  # rank 0 has written best.pt and the report
+    barrier()  # rank 0 has written best.pt and the report
     return run_dir
 
 
@@ -249,8 +248,8 @@ def _train_epochs(
 ) -> None:
     """From ``start`` (an epoch, maybe some steps into it) to the last epoch: train,
     validate, checkpoint (also every ``train.checkpoint_every_steps``), log metrics."""
-    distributed = dist.is_initialized()
-    is_main = not distributed or dist.get_rank() == 0
+    distributed = rank_and_world()[1] > 1
+    main_rank = is_main()
     ddp_task: Any = task
     if recipe.train.sync_bn and not distributed:
         log.info("train.sync_bn: one process, nothing to synchronise")
@@ -273,7 +272,7 @@ def _train_epochs(
         save = functools.partial(save_mid_epoch, run_dir / "last.pt", snapshot, best)
         stats = train_one_epoch(
             step_fn, task, loader, optimizer, recipe, device, epoch, progress,
-            save if is_main else None,
+            save if main_rank else None,
         )  # fmt: skip
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
@@ -284,7 +283,7 @@ def _train_epochs(
         improved = bool(val) and _is_better(recipe, val, best)
         if improved:
             best = val[recipe.train.select_metric]
-        if is_main:
+        if main_rank:
             state = snapshot(epoch, best)
             if improved or (best is None and last_epoch):
                 save_checkpoint(run_dir / "best.pt", state)
@@ -375,16 +374,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
-        recipe = load_recipe(args.recipe, args.overrides)
-        from attribnet.pipeline import train_and_index
+        with command_process_group() as main_rank:
+            recipe = load_recipe(args.recipe, args.overrides)
+            from attribnet.pipeline import train_and_index
 
-        run_dir = train_and_index(recipe, resume=args.resume, overwrite=args.overwrite)
+            run_dir = train_and_index(recipe, resume=args.resume, overwrite=args.overwrite)
     except AttribnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (ConfigError, DataError, LockedError)) else 1
-    finally:
-        main_rank = is_main()
-        leave_process_group()
     if main_rank:
         print(f"run finished: {run_dir}")
     return 0

@@ -11,14 +11,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from pytorch_metric_learning.samplers import MPerClassSampler
 from pytorch_metric_learning.utils import common_functions as pml_common
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
 
 from attribnet.config import Recipe
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
-from attribnet.data.cache import FaceCache
 from attribnet.data.clips import ClipDataset, select_entries
 from attribnet.data.manifest import class_names
 from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
@@ -43,7 +41,7 @@ class Data:
         return self.train.instance_names
 
 
-def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
+def prepare_data(recipe: Recipe) -> Data:
     """Manifest -> splits -> face cache (made or completed here) -> datasets.
 
     The classes are ``data.classes``, else every label but ``data.outlier_classes``. Outlier
@@ -67,11 +65,7 @@ def prepare_data(recipe: Recipe, is_main: bool = True) -> Data:
         log.warning("holding out generators not in data.classes: %s", held_out)
     rows = [r for r in rows if r.label in names or (r.label in outliers and r.split == "train")]
     cache_dir = recipe_cache_dir(recipe)
-    if is_main:
-        preprocess_rows(rows, cache_dir, recipe)
-    if dist.is_initialized():
-        dist.barrier()
-    cache = FaceCache(cache_dir)
+    cache = preprocess_rows(rows, cache_dir, recipe)  # under torchrun: rank 0, the others wait
     wanted = {r.path for r in rows}
     normalize = Normalize(cfg.mean, cfg.std)
     aug = cfg.augment

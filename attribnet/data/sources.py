@@ -23,6 +23,7 @@ from typing import Any
 from attribnet.config import Recipe
 from attribnet.data.cache import CacheEntry, FaceCache
 from attribnet.data.manifest import ManifestRow, assign_splits, read_manifest
+from attribnet.distributed import barrier, is_main
 from attribnet.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -100,10 +101,13 @@ def preprocess_settings(recipe: Recipe) -> dict[str, Any]:
 
 def preprocess_rows(rows: list[ManifestRow], cache_dir: str | Path, recipe: Recipe) -> FaceCache:
     """Crop the faces of ``rows`` into ``cache_dir`` as the recipe's training did
-    (:func:`preprocess_settings`); videos already cached are not redone."""
+    (:func:`preprocess_settings`); videos already cached are not redone. In a torchrun
+    process group (every rank calls it) rank 0 crops while the others wait, then read."""
     from attribnet.preprocess import preprocess
 
-    return preprocess(rows, cache_dir, **preprocess_settings(recipe))
+    cache = preprocess(rows, cache_dir, **preprocess_settings(recipe)) if is_main() else None
+    barrier()
+    return cache if cache is not None else FaceCache(cache_dir)
 
 
 def with_rows(cache: FaceCache, rows: Sequence[ManifestRow]) -> list[CacheEntry]:

@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from attribnet.checkpoint import resolve_checkpoint
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
-from attribnet.distributed import gather, is_main, local_device, shard
+from attribnet.distributed import gather, shard
 from attribnet.errors import CheckpointError, DataError
 from attribnet.index.faiss_store import DEFAULT_IVF_THRESHOLD
 from attribnet.index.store import GeneratorIndex
@@ -47,7 +46,6 @@ def _training_rows(
     Without ``manifest``: the recipe's cached videos (:func:`recipe_videos`). With one: its
     rows (split by source_id when unsplit), preprocessed into the cache first when missing.
     """
-    from attribnet.data.cache import FaceCache
     from attribnet.data.sources import (
         preprocess_rows,
         read_rows,
@@ -60,12 +58,7 @@ def _training_rows(
         cache, entries = recipe_videos(recipe)
     else:
         rows = read_rows(manifest, recipe.train.seed)
-        cache_dir = recipe_cache_dir(recipe)
-        if is_main():  # under torchrun the other ranks wait, then read what rank 0 cached
-            preprocess_rows(rows, cache_dir, recipe)
-        if dist.is_initialized():
-            dist.barrier()
-        cache = FaceCache(cache_dir)
+        cache = preprocess_rows(rows, recipe_cache_dir(recipe), recipe)
         entries = with_rows(cache, rows)
     return cache, [(e, e.row) for e in entries]
 
@@ -129,8 +122,7 @@ def build_index_for_run(
     )
     if not entries:
         raise DataError(f"no training videos of classes {names} in cache {cache.root}")
-    kwargs = {"max_clips": max_clips, "device": local_device(resolve_device(device)),
-              "progress": True}  # fmt: skip
+    kwargs = {"max_clips": max_clips, "device": resolve_device(device), "progress": True}
     log.info("embedding %d training videos for the index", len(entries))
     train = _embed(model, cache, entries, recipe, kwargs)
     val_entries, val_labels, _ = _split_videos(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from attribnet.cli import Parser, add_verbose, run_cli
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
-from attribnet.distributed import init_from_env, is_main, leave_process_group
+from attribnet.distributed import command_process_group
 from attribnet.index.build import build_index_for_run
 from attribnet.index.faiss_store import DEFAULT_IVF_THRESHOLD
 from attribnet.index.store import GeneratorIndex
@@ -39,9 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "build":
-        init_from_env()  # under torchrun: every rank embeds its share, rank 0 writes
-        main_rank = is_main()
-        try:
+        # under torchrun: every rank embeds its share, rank 0 writes
+        with command_process_group() as main_rank:
             out = build_index_for_run(
                 args.checkpoint,
                 args.out,
@@ -50,8 +49,6 @@ def _run(args: argparse.Namespace) -> None:
                 ivf_threshold=args.ivf_threshold,
                 nprobe=args.nprobe,
             )
-        finally:
-            leave_process_group()
         if main_rank:
             print(f"index written to {out}")
         return

@@ -24,16 +24,8 @@ from attribnet.atomic import write_json
 from attribnet.cli import DONE, NOTHING, Parser, add_verbose, run_cli
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
 from attribnet.data.manifest import read_manifest
-from attribnet.distributed import (
-    gather,
-    init_from_env,
-    leave_process_group,
-    local_device,
-    rank_and_world,
-    shard,
-)
+from attribnet.distributed import command_process_group, gather, rank_and_world, shard
 from attribnet.errors import ConfigError
-from attribnet.predict import resolve_device
 from attribnet.query.attribute import DEFAULT_K
 from attribnet.query.attributor import Attribution, Attributor
 from attribnet.query.cluster import cluster_embeddings, default_cluster_threshold, describe_clusters
@@ -86,8 +78,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         inputs += [row.path for row in read_manifest(args.manifest)]
     if not inputs:
         raise ConfigError("nothing to query: give videos, folders or --manifest")
-    device = "auto" if args.onnx else local_device(resolve_device("auto"))
-    attributor = Attributor.load(args.index, args.checkpoint, device=device, onnx=args.onnx)
+    attributor = Attributor.load(args.index, args.checkpoint, onnx=args.onnx)
     results = gather(_attribute_share(attributor, inputs, args))
     if results is None:  # not rank 0: its results are on rank 0 now
         return None
@@ -165,11 +156,8 @@ def _print_report(report: dict[str, Any]) -> None:
 def _command(args: argparse.Namespace) -> int:
     """Run, write --json, print the tables; 0 when a video was attributed, else 1. Under
     torchrun the ranks share the videos and rank 0 reports."""
-    init_from_env()
-    try:
+    with command_process_group():
         report = run(args)
-    finally:
-        leave_process_group()
     if report is None:
         return DONE
     if args.json:
