@@ -3,7 +3,7 @@ a named dict."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from attribnet.data.open_space import OPEN_SPACE_LABEL
 from attribnet.losses.instance_adversary import NO_INSTANCE, InstanceAdversary
 from attribnet.losses.known_classes_miner import KnownClassesMiner
 from attribnet.losses.per_class_arcface_loss import PerClassArcFaceLoss
+from attribnet.losses.rows import on_rows
 
 
 def uniform_cross_entropy(logits_bk: Tensor) -> Tensor:
@@ -113,9 +114,9 @@ class AttributionLoss(nn.Module):
         known = labels >= 0
         parts: dict[str, Tensor] = {}
         if self.weights["ce"]:
-            parts["ce"] = _on_rows(F.cross_entropy, logits, labels, known)
+            parts["ce"] = on_rows(F.cross_entropy, logits, labels, known)
         if self.arcface is not None:
-            parts["arcface"] = _on_rows(self.arcface, emb, labels, known, self.arcface.W)
+            parts["arcface"] = on_rows(self.arcface, emb, labels, known, self.arcface.W)
         if self.triplet is not None:
             parts["triplet"] = self.triplet(emb, labels, self.miner(emb, labels))
         for name, label in (("outlier", OUTLIER_LABEL), ("open_space", OPEN_SPACE_LABEL)):
@@ -138,20 +139,3 @@ class AttributionLoss(nn.Module):
         if self.arcface is not None and emb_bd is not None:
             heads.append(uniform_cross_entropy(self.arcface.get_logits(emb_bd[rows])))
         return torch.stack(heads).mean()
-
-
-def _on_rows(
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
-    inputs: Tensor,
-    labels: Tensor,
-    rows: Tensor,
-    *params: Tensor,
-) -> Tensor:
-    """``loss_fn(inputs, labels)`` on the selected rows; all rows as they are (exactly the
-    unmasked loss); no row: a 0 that still reaches ``inputs`` and ``params``, so every
-    parameter gets a (zero) gradient, as DDP needs."""
-    if bool(rows.all()):
-        return loss_fn(inputs, labels)
-    if not bool(rows.any()):
-        return sum((p.sum() * 0.0 for p in params), inputs.sum() * 0.0)
-    return loss_fn(inputs[rows], labels[rows])

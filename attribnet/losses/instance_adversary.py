@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attribnet.losses.rows import on_rows
+
 NO_INSTANCE = -1
 
 
@@ -51,8 +53,8 @@ class InstanceAdversary(nn.Module):
 
     def forward(self, features_bc: Tensor, instances_b: Tensor) -> Tensor:
         rows = instances_b != NO_INSTANCE
-        if not bool(rows.any()):
-            zero = sum(p.sum() * 0.0 for p in self.parameters())
-            return zero + features_bc.sum() * 0.0
-        logits = self.head(reverse_gradient(features_bc[rows].float()))
-        return F.cross_entropy(logits, instances_b[rows])
+        return on_rows(self._cross_entropy, features_bc, instances_b, rows, *self.parameters())
+
+    def _cross_entropy(self, features_nc: Tensor, instances_n: Tensor) -> Tensor:
+        logits = self.head(reverse_gradient(features_nc.float()))
+        return F.cross_entropy(logits, instances_n)
