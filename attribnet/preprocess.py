@@ -28,7 +28,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +192,7 @@ def run_preprocess(
     timeout_s: float | None = 60.0,
     progress: bool = True,
     face_check: bool | FaceCheck = True,
+    on_video: Callable[[FaceCache, ManifestRow], None] | None = None,
 ) -> tuple[FaceCache, dict[str, Any]]:
     """Crop the faces of every video in ``rows`` into the cache; return it and the report.
 
@@ -202,6 +203,8 @@ def run_preprocess(
     K = min(frames, max_frames). Writes ``<cache_dir>/report.json``. Raises ConfigError
     for bad settings and DataError when the cache was made with other settings. While
     another process preprocesses into the same cache, waits for it (logging who it is).
+    ``on_video(cache, row)`` is called for each row as soon as it is finished, skipped or
+    failed (rows already done first), so a caller can use a video while the next is cropped.
     """
     _check_settings(size, margin, max_frames, backend)
     det = build_detector(detector) if isinstance(detector, str) else detector
@@ -227,7 +230,7 @@ def run_preprocess(
         for folder in (Path(cache_dir), Path(cache_dir) / "clips"):
             remove_partial_files(folder)  # writes killed mid-file; we hold the lock
         cache = _open_cache(cache_dir, settings, check)
-        return cache, _fill(rows, cache, faces_kwargs, progress)
+        return cache, _fill(rows, cache, faces_kwargs, progress, on_video)
 
 
 def _open_cache(
@@ -260,16 +263,27 @@ def _open_cache(
 
 
 def _fill(
-    rows: list[ManifestRow], cache: FaceCache, faces_kwargs: dict[str, Any], progress: bool
+    rows: list[ManifestRow],
+    cache: FaceCache,
+    faces_kwargs: dict[str, Any],
+    progress: bool,
+    on_video: Callable[[FaceCache, ManifestRow], None] | None = None,
 ) -> dict[str, Any]:
-    """Process the videos of ``rows`` not yet done; write and return the report."""
+    """Process the videos of ``rows`` not yet done (``on_video`` after each, and first for
+    those done before); write and return the report."""
     todo = [r for r in rows if not cache.done(r.path)]
     log.info("%d of %d videos to preprocess into %s", len(todo), len(rows), cache.root)
+    if on_video is not None:
+        for row in rows:
+            if cache.done(row.path):
+                on_video(cache, row)
     tally, start = _Tally(), time.monotonic()
     show = progress and sys.stderr.isatty()
     for row in tqdm(todo, desc="faces", unit="video", disable=not show):
         if not cache.done(row.path):  # a path listed twice is done once
             _process(row, cache, tally, faces_kwargs)
+            if on_video is not None:
+                on_video(cache, row)
     report = _report(rows, cache, tally, time.monotonic() - start)
     write_json(cache.root / "report.json", report)
     _log_report(report)

@@ -50,13 +50,15 @@ from attribnet.config import Recipe, load_recipe
 from attribnet.data.cache import FaceCache
 from attribnet.data.faces import build_detector, crop_faces
 from attribnet.data.manifest import ManifestRow
+from attribnet.data.sources import preprocess_settings
 from attribnet.data.video import open_clip_source
+from attribnet.data.video.frame_source import FrameSource
 from attribnet.errors import NoFaceError
 from attribnet.export import OnnxRuntimeModel, export_onnx
 from attribnet.index import GeneratorIndex
 from attribnet.models import build_model
 from attribnet.predict import VideoPrediction, predict_videos, resolve_device, stack
-from attribnet.preprocess import frame_indices
+from attribnet.preprocess import frame_indices, run_preprocess
 from attribnet.query import Attributor, query
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +87,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="timed rounds of every option")
     p.add_argument("--no-onnx", action="store_true", help="leave out ONNX Runtime")
     p.add_argument("--all", action="store_true", help="also inference_mode, no SAM, batch 1")
+    p.add_argument("--end-to-end-only", action="store_true",
+                   help="only part 3, Attributor.attribute (no stages, no options)")  # fmt: skip
     p.add_argument(
         "--agreement",
         metavar="INDEX",
@@ -314,43 +318,102 @@ def print_stages(seconds: dict[str, float], videos: int) -> None:
                 "% of stages", ""], rows)  # fmt: skip
 
 
+class CroppingFirst(Attributor):
+    """The Attributor as it was before faces were cropped ahead (2026-12-03): every video
+    cropped first, then the model over chunks of 16 videos, batched across videos."""
+
+    def _attribute(self, paths, cache_dir, k, max_clips, top, progress):  # noqa: ANN001, ANN202
+        settings = preprocess_settings(self.recipe)
+        rows = [ManifestRow(path=str(p), label="query") for p in paths]
+        cache, report = run_preprocess(rows, cache_dir, **settings, progress=False)
+        usable = [(r.path, cache.entry_for(r.path)) for r in rows if cache.entry_for(r.path)]
+        done = {}
+        for start in range(0, len(usable), 16):
+            chunk = usable[start : start + 16]
+            preds = attributor_module.predict_videos(
+                self._runner, cache, [e for _, e in chunk], self.recipe, fuse=False,
+                max_clips=max_clips, device=self.device, sam=True)  # fmt: skip
+            records = query(self.index, stack(preds, "embedding"), k,
+                            probabilities=stack(preds, "probabilities"),
+                            video_ids=[p for p, _ in chunk],
+                            logits=stack(preds, "logits"))  # fmt: skip
+            for (path, entry), pred, record in zip(chunk, preds, records, strict=True):
+                frames = self._evidence(cache, entry, pred, top)
+                done[path] = attributor_module.Attribution(path, record=record, frames=frames)
+        return done, {**report["skipped"], **report["failed"]}
+
+
+@contextlib.contextmanager
+def copying_frames() -> Iterator[None]:
+    """FrameSource.get_frames as it was before 2026-12-03: the decoded frames always copied
+    into the order asked for, even when that is already their order."""
+    fast = FrameSource.get_frames
+
+    def get_frames(self: FrameSource, indices: Any) -> np.ndarray:
+        idx = self._check_indices(indices)
+        unique, inverse = np.unique(idx, return_inverse=True)
+        return fast(self, unique)[inverse.reshape(-1)]
+
+    FrameSource.get_frames = get_frames
+    try:
+        yield
+    finally:
+        FrameSource.get_frames = fast
+
+
 def end_to_end(
     model: torch.nn.Module, recipe: Recipe, index: GeneratorIndex, paths: list[Path],
     args: argparse.Namespace, tmp: Path, runtime: OnnxRuntimeModel | None,
 ) -> None:  # fmt: skip
-    """Attributor.attribute with today's predict_videos, its default, bf16 and ONNX Runtime,
-    interleaved over the rounds after an untimed warm-up on one video."""
+    """Attributor.attribute: today's (cropping first, predict_videos as it was, frames
+    copied), cropping first with today's default predict_videos, and now (faces cropped
+    ahead of the model) in fp32, bf16 and with ONNX Runtime; interleaved over the rounds
+    after an untimed warm-up on one video."""
     workers = recipe.data.num_workers
-    plain = Attributor(index, model, recipe, Path("untrained"), resolve_device())
+    device = resolve_device()
+    first = CroppingFirst(index, model, recipe, Path("untrained"), device)
+    now = Attributor(index, model, recipe, Path("untrained"), device)
+    old = copying_frames
     variants = [
-        ("today (fuse=False, the recipe's workers)", plain,
-         functools.partial(predict_videos, fuse=False, num_workers=workers)),
-        ("default now", plain, predict_videos),
-        ('precision="bf16"', plain, functools.partial(predict_videos, precision="bf16")),
+        ("today (cropping first, fuse=False, the recipe's workers, frames copied)", first,
+         functools.partial(predict_videos, fuse=False, num_workers=workers), old),
+        ("cropping first, default predict_videos (the default until now)", first,
+         predict_videos, old),
+        ("faces cropped ahead of the model = **default now**", now, predict_videos,
+         contextlib.nullcontext),
+        ('default now + precision="bf16"', now,
+         functools.partial(predict_videos, precision="bf16"), contextlib.nullcontext),
     ]  # fmt: skip
     if runtime is not None:
         onnx = Attributor(index, model, recipe, Path("untrained"), resolve_device("cpu"),
                           onnx=runtime)  # fmt: skip
-        variants.append(("ONNX Runtime (Attributor.load(..., onnx=))", onnx, predict_videos))
-    plain.attribute(str(paths[0]), max_clips=1, cache_dir=tmp / "e2e-warm-up")
+        variants.append(("default now + ONNX Runtime (Attributor.load(..., onnx=))", onnx,
+                         predict_videos, contextlib.nullcontext))  # fmt: skip
+    now.attribute(str(paths[0]), max_clips=1, cache_dir=tmp / "e2e-warm-up")
     seconds = np.zeros((args.rounds, len(variants), 2))
+    answers = []
     for r in range(args.rounds):
-        for i, (_, attributor, fn) in enumerate(variants):
+        for i, (_, attributor, fn, patch) in enumerate(variants):
             attributor_module.predict_videos = fn
             try:
-                results, *seconds[r, i] = timed_call(functools.partial(
-                    attributor.attribute, [str(p) for p in paths], max_clips=args.max_clips,
-                    cache_dir=tmp / f"e2e-{r}-{i}"))  # fmt: skip
+                with patch():
+                    results, *seconds[r, i] = timed_call(functools.partial(
+                        attributor.attribute, [str(p) for p in paths], max_clips=args.max_clips,
+                        cache_dir=tmp / f"e2e-{r}-{i}"))  # fmt: skip
             finally:
                 attributor_module.predict_videos = predict_videos
+            if r == 0:
+                answers.append([x.record.get("score") for x in results if x.ok])
     ok = max(sum(r.ok for r in results), 1)
     median = np.median(seconds, axis=0)
     (wall0, cpu0), rows = median[0], []
-    for (name, _, _), (wall, cpu) in zip(variants, median, strict=True):
-        rows.append([name, wall / ok, 60 * ok / wall, wall0 / wall, cpu / ok, cpu0 / cpu])
+    for (name, *_), (wall, cpu), scores in zip(variants, median, answers, strict=True):
+        diff = np.max(np.abs(np.subtract(scores, answers[0]))) if scores else float("nan")
+        rows.append([name, wall / ok, 60 * ok / wall, wall0 / wall, cpu / ok, cpu0 / cpu, diff])
     headers = ["Attributor.attribute with", "s/video", "videos/min", "x today", "CPU s/video",
-               "x today (CPU)"]  # fmt: skip
-    print_table("End to end, the real entry point (median of rounds)", headers, rows)
+               "x today (CPU)", "max abs score diff"]  # fmt: skip
+    print_table(f"End to end, the real entry point, {ok} videos (median of rounds)", headers,
+                rows)  # fmt: skip
 
 
 def agreement_table(args: argparse.Namespace) -> int:
@@ -430,9 +493,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.max_frames} face frames and <= {args.max_clips} clips per video, flat "
             f"index of {args.index_size:,} vectors, {args.rounds} rounds"
         )
+        runtime = None if args.no_onnx else export_model(model, recipe, args, tmp)
+        if args.end_to_end_only:
+            end_to_end(model, recipe, index, paths, args, tmp, runtime)
+            return 0
         cache, stage_s = cache_faces(paths, recipe, tmp / "faces")
         entries = cache.entries
-        runtime = None if args.no_onnx else export_model(model, recipe, args, tmp)
         rows = options(model, cache, recipe, args, runtime)
         seconds, preds = time_options(rows, entries, args.rounds)
         start = time.perf_counter()

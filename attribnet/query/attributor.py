@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,11 +39,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm import tqdm
 
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
 from attribnet.data.frame_times import source_frames
 from attribnet.errors import ConfigError, IndexMismatchError, VideoError
 from attribnet.predict import (
+    PRECISIONS,
     VideoPrediction,
     cpu_inference_model,
     predict_videos,
@@ -51,6 +54,7 @@ from attribnet.predict import (
     top_frames,
 )
 from attribnet.query.attribute import DEFAULT_K, query
+from attribnet.query.faces_ahead import FacesAhead
 from attribnet.query.videos import find_videos
 
 if TYPE_CHECKING:
@@ -65,7 +69,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_FRAMES = 3
-CHUNK_VIDEOS = 16  # videos per model pass: bounds the memory of the attention maps
 
 
 @dataclass
@@ -157,10 +160,15 @@ class Attributor:
         device: torch.device,
         index_dir: str = "",
         onnx: OnnxRuntimeModel | None = None,
+        precision: str = "fp32",
     ):
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
+        if onnx is not None and precision != "fp32":
+            raise ConfigError("an ONNX model runs in fp32; leave out precision or onnx")
         self.index, self.model, self.recipe = index, model.to(device).eval(), recipe
         self.checkpoint, self.device, self.index_dir = checkpoint, device, index_dir
-        self.onnx = onnx
+        self.onnx, self.precision = onnx, precision
         # what runs: ONNX Runtime, or on a CPU the model with BatchNorm folded in (once, here)
         self._runner: AttributionModel | OnnxRuntimeModel = (
             onnx
@@ -175,9 +183,11 @@ class Attributor:
         checkpoint: str | os.PathLike[str] | None = None,
         device: str = "auto",
         onnx: str | os.PathLike[str] | None = None,
+        precision: str = "fp32",
     ) -> Attributor:
         """The index at ``index_dir`` and its model (``checkpoint``, default: the one the
-        index records), run from the ONNX file ``onnx`` when given (on the CPU). Raises
+        index records), run from the ONNX file ``onnx`` when given (on the CPU), or under
+        bfloat16 autocast with ``precision="bf16"`` (see :func:`predict_videos`). Raises
         IndexMismatchError when the checkpoint is not the one that built the index or the
         ONNX file was not exported from it, ConfigError/CheckpointError when one is missing
         or unreadable."""
@@ -195,7 +205,8 @@ class Attributor:
             embedding_dim=model.embedding_dim, checkpoint_sha256=sha256, checkpoint_path=path
         )
         if onnx is None:
-            return cls(index, model, recipe, path, resolve_device(device), str(index_dir))
+            return cls(index, model, recipe, path, resolve_device(device), str(index_dir),
+                       precision=precision)  # fmt: skip
         if device not in ("auto", "cpu"):
             raise ConfigError(f"an ONNX model runs on the CPU, not {device}")
         runner = _load_onnx(onnx, path, sha256, model)
@@ -243,56 +254,29 @@ class Attributor:
     def _attribute(
         self, paths: list[str], cache_dir: str, k: int, max_clips: int, top: int, progress: bool
     ) -> tuple[dict[str, Attribution], dict[str, str]]:
-        """Crop, predict and look up ``paths``; (path -> Attribution, path -> reason)."""
-        cache, usable, failures = self._faces(paths, cache_dir, progress)
+        """Crop, predict and look up ``paths``; (path -> Attribution, path -> reason). The
+        faces of later videos are cropped while the model runs on earlier ones
+        (:class:`~attribnet.query.faces_ahead.FacesAhead`), one video per model pass."""
         done: dict[str, Attribution] = {}
-        for start in range(0, len(usable), CHUNK_VIDEOS):
-            chunk = usable[start : start + CHUNK_VIDEOS]
-            entries = [e for _, e in chunk]
-            preds = predict_videos(
-                self._runner, cache, entries, self.recipe, fuse=False,
-                max_clips=max_clips, device=self.device, sam=True, progress=progress,
-            )  # fmt: skip
-            records = query(
-                self.index,
-                stack(preds, "embedding"),
-                k,
-                probabilities=stack(preds, "probabilities"),
-                video_ids=[p for p, _ in chunk],
-                logits=stack(preds, "logits"),
-            )
-            for (path, entry), pred, record in zip(chunk, preds, records, strict=True):
+        bar = tqdm(total=len(paths), desc="videos", unit="video",
+                   disable=not (progress and sys.stderr.isatty()))  # fmt: skip
+        with FacesAhead(self.recipe, paths, cache_dir) as ahead, bar:
+            for cache, path, entry in ahead:
+                (pred,) = predict_videos(
+                    self._runner, cache, [entry], self.recipe, fuse=False,
+                    max_clips=max_clips, device=self.device, sam=True, precision=self.precision,
+                )  # fmt: skip
+                (record,) = query(
+                    self.index, stack([pred], "embedding"), k, video_ids=[path],
+                    probabilities=stack([pred], "probabilities"), logits=stack([pred], "logits"),
+                )  # fmt: skip
                 record["clips"] = pred.num_clips
                 frames = self._evidence(cache, entry, pred, top)
                 done[path] = Attribution(path, record=record, frames=frames,
                                          embedding=pred.embedding)  # fmt: skip
+                bar.update()
+            failures = ahead.failures()
         return done, failures
-
-    def _faces(
-        self, paths: list[str], cache_dir: str, progress: bool
-    ) -> tuple[FaceCache, list[tuple[str, CacheEntry]], dict[str, str]]:
-        """Preprocess ``paths`` into the face cache at ``cache_dir`` as the recipe says:
-        (cache, [(path, entry)] of usable videos, path -> reason for the others)."""
-        from attribnet.data.manifest import ManifestRow
-        from attribnet.data.sources import preprocess_settings
-        from attribnet.preprocess import run_preprocess
-
-        data = self.recipe.data
-        rows = [ManifestRow(path=str(p), label="query") for p in paths]
-        settings = preprocess_settings(self.recipe)  # as the index's training data
-        cache, report = run_preprocess(rows, cache_dir, **settings, progress=progress)
-        failures = {**report["skipped"], **report["failed"]}
-        usable = []
-        for row in rows:
-            entry = cache.entry_for(row.path)
-            if entry is None:
-                failures.setdefault(row.path, "not preprocessed (see the log)")
-            elif entry.num_frames < data.num_frames:
-                need = data.num_frames
-                failures[row.path] = f"only {entry.num_frames} face frames, a clip needs {need}"
-            else:
-                usable.append((row.path, entry))
-        return cache, usable, {p: failures[p] for p in paths if p in failures}
 
     def _evidence(
         self, cache: FaceCache, entry: CacheEntry, pred: VideoPrediction, top: int

@@ -60,6 +60,8 @@ class FrameSource:
         except DecodeTimeoutError:
             self._abandoned = True
             raise
+        if len(unique) == len(idx) and np.array_equal(unique, idx):
+            return frames  # already sorted and unique (the usual case): no copy
         return frames[inverse.reshape(-1)]
 
     def _check_indices(self, indices: np.ndarray | Iterable[int]) -> np.ndarray:
