@@ -1,4 +1,4 @@
-"""Open-set knownness scores, and the choice among them by leave-one-class-out.
+"""Open-set knownness scores of videos, from the generator index and the classifier.
 
 A *knownness* score says how much a video looks like one of the known generators; higher =
 more known. Candidates (:data:`SCORE_NAMES`, also the tie-break order of the choice):
@@ -19,25 +19,17 @@ more known. Candidates (:data:`SCORE_NAMES`, also the tie-break order of the cho
 - ``energy``: ``logsumexp`` of the video's logits (mean of its clips' logits), T = 1
   (Liu et al., NeurIPS 2020).
 
-:func:`select_score` chooses one for an index from data, with no retraining: each known
-class in turn plays the unknown generator (its videos are the unknown queries, the other
-classes' the known ones) and every candidate is computed as if the class had never been
-seen (its reference videos, prototype and Gaussian removed; its logit column dropped, its
-probability removed and the rest renormalised). The candidate with the best mean AUROC
-over the held-out classes wins; ties go to the earlier name in :data:`SCORE_NAMES`.
+Which one an index uses is chosen from data: :mod:`attribnet.open_set_choice`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import logsumexp
 from sklearn.covariance import LedoitWolf
-from sklearn.metrics import roc_auc_score
 
 from attribnet.embedding import l2_normalize
 from attribnet.faiss_import import faiss
@@ -301,96 +293,3 @@ def _required(values: np.ndarray | None, name: str, what: str) -> np.ndarray:
     if values is None:
         raise ValueError(f"the {name} knownness score needs the classifier's {what}")
     return values
-
-
-# ----------------------------------------------------------------------------- the choice
-
-
-@dataclass(frozen=True)
-class ScoreSelection:
-    """The outcome of :func:`select_score`: the ``chosen`` score's name, every candidate's
-    ``mean_auroc`` over the held-out classes, and ``per_class_auroc`` {score: {held-out
-    class name: AUROC}}."""
-
-    chosen: str
-    mean_auroc: dict[str, float]
-    per_class_auroc: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (:meth:`from_json` reads it back)."""
-        return {
-            "chosen": self.chosen,
-            "mean_auroc": dict(self.mean_auroc),
-            "per_class_auroc": {s: dict(v) for s, v in self.per_class_auroc.items()},
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ScoreSelection:
-        """Read what :meth:`to_json` wrote."""
-        return cls(
-            str(data["chosen"]),
-            {str(s): float(v) for s, v in data["mean_auroc"].items()},
-            {
-                str(s): {str(c): float(a) for c, a in v.items()}
-                for s, v in data.get("per_class_auroc", {}).items()
-            },
-        )
-
-
-def select_score(
-    reference: Reference,
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    class_names: Sequence[str],
-    *,
-    probabilities: np.ndarray | None = None,
-    logits: np.ndarray | None = None,
-    k: int = 1,
-    self_rows: np.ndarray | None = None,
-    candidates: Sequence[str] = SCORE_NAMES,
-) -> ScoreSelection:
-    """Choose a knownness score by leave-one-class-out inside the known classes.
-
-    Queries are known-generator videos: unit ``embeddings`` (V, D), generator ids
-    ``labels`` (V,) and, for ``max_softmax`` / ``energy``, the classifier's
-    ``probabilities`` / ``logits`` (V, K) (candidates whose inputs are missing are left
-    out). For each class c with queries: c's queries are the unknowns, the others' the
-    knowns; each score is computed without class c (see the module docstring) and its
-    AUROC (knowns positive) recorded. ``self_rows`` (V,) marks queries that are themselves
-    reference rows (leave-self-out, :func:`score_videos`). ValueError when no class can be
-    held out (fewer than two classes among the queries).
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    usable = [
-        n
-        for n in candidates
-        if not (n == "max_softmax" and probabilities is None)
-        and not (n == "energy" and logits is None)
-    ]
-    if not usable:
-        raise ValueError("no knownness score can be computed from what was given")
-    per_class: dict[str, dict[str, float]] = {n: {} for n in usable}
-    for held_out in (int(c) for c in np.unique(labels)):
-        is_known = labels != held_out
-        ref, rows = reference.without_class(held_out, self_rows)
-        if not is_known.any() or len(ref.labels) == 0:
-            continue
-        inputs = {
-            "probabilities": None
-            if probabilities is None
-            else drop_class_probabilities(probabilities, held_out),
-            "logits": None if logits is None else np.delete(logits, held_out, axis=1),
-        }
-        for name in usable:
-            scores = score_videos(name, ref, embeddings, k=k, self_rows=rows, **inputs)
-            scores = np.nan_to_num(scores, neginf=-np.finfo(np.float64).max)
-            per_class[name][class_names[held_out]] = float(roc_auc_score(is_known, scores))
-    if not per_class[usable[0]]:
-        raise ValueError("leave-one-class-out needs queries of at least two known classes")
-    mean = {n: float(np.mean(list(per_class[n].values()))) for n in usable}
-    chosen = max(usable, key=lambda n: (mean[n], -SCORE_NAMES.index(n)))
-    log.info(
-        "knownness score %s chosen by leave-one-class-out over %d class(es): mean AUROC %s",
-        chosen, len(per_class[chosen]), ", ".join(f"{n} {mean[n]:.3f}" for n in usable),
-    )  # fmt: skip
-    return ScoreSelection(chosen, mean, per_class)

@@ -31,7 +31,7 @@ import contextlib
 import copy
 import itertools
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -254,6 +254,7 @@ def predict_videos(
     progress: bool = False,
     precision: str = "fp32",
     fuse: bool = True,
+    transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[VideoPrediction]:
     """Run ``model`` over cached videos; one :class:`VideoPrediction` per video, in order.
 
@@ -266,7 +267,10 @@ def predict_videos(
     ``train.amp`` also turns it on). ``fuse``: on the CPU, run :func:`cpu_inference_model`
     (``model`` itself is left as it is). ``model`` may be an
     :class:`attribnet.export.OnnxRuntimeModel` (ONNX Runtime, on the CPU): its SAM maps
-    come from the graph, so it has them only when exported with them.
+    come from the graph, so it has them only when exported with them. ``transform(clips,
+    items)``, when given, replaces each batch's normalised clips (B, T, 3, S, S), on the
+    device, before the model sees them (``items``: their dataset item numbers, (B,)); the
+    index build's simulated unknowns are made so.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
@@ -300,7 +304,7 @@ def predict_videos(
     if fuse and device.type == "cpu" and isinstance(runner, AttributionModel):
         runner = cpu_inference_model(runner)
     bf16 = precision == "bf16" or (recipe.train.amp and device.type == "cuda")
-    clips = _run(runner, bar, device, bf16, sam, data.image_size, data.resize)
+    clips = _run(runner, bar, device, bf16, sam, data.image_size, data.resize, transform)
     return _per_video(dataset, clips, len(videos))
 
 
@@ -312,6 +316,7 @@ def _run(
     sam: bool,
     size: int,
     resize: int = 0,
+    transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, list[np.ndarray]]:
     """Per-batch outputs: logits, embedding, frame weights, dataset index, SAM maps (from
     the SAM modules' hooks, or the model's ``sam`` output when it has one; placed on the
@@ -322,6 +327,8 @@ def _run(
     try:
         for batch in batches:
             clips_btchw = batch["clip"].to(device, non_blocking=True)
+            if transform is not None:
+                clips_btchw = transform(clips_btchw, batch["index"].to(device))
             with (
                 record_sam_maps(model, sam) as maps,
                 autocast(device, bf16, on_cpu=True),

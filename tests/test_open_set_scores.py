@@ -15,6 +15,7 @@ from sklearn.covariance import LedoitWolf
 from attribnet.errors import DataError
 from attribnet.index import KNOWNNESS_SCORES, META_FILE, OPEN_SET_FILE, GeneratorIndex
 from attribnet.metrics import softmax
+from attribnet.open_set_choice import Simulated, select_score
 from attribnet.open_set_scores import (
     COVARIANCE_RIDGE,
     SCORE_NAMES,
@@ -29,7 +30,6 @@ from attribnet.open_set_scores import (
     mahalanobis,
     max_softmax,
     score_videos,
-    select_score,
 )
 
 NAMES = ["faceswap", "lightweight", "iae", "dfl"]
@@ -172,6 +172,42 @@ def test_choice_finds_the_classifier_when_the_embeddings_say_nothing() -> None:
     # Without the classifier's outputs the classifier scores are not candidates.
     without = select_score(Reference(train, train_y, len(NAMES)), val, val_y, NAMES, k=3)
     assert set(without.mean_auroc) == {"knn_cosine", "prototype_cosine", "mahalanobis"}
+
+
+def test_simulated_unknowns_overrule_a_classifier_that_they_fool() -> None:
+    """Leave-one-class-out alone prefers the classifier (the embeddings say nothing about
+    the known classes); the simulated unknowns get confident logits but embeddings in
+    directions no known video takes, so only the embedding scores reject them. Weighing
+    both, the choice is an embedding score; the selection records both AUROCs."""
+    rng = np.random.default_rng(4)
+    half = DIM // 2
+    train_y = np.repeat(np.arange(len(NAMES)), 20)
+    val_y = np.repeat(np.arange(len(NAMES)), 10)
+    known_dims = np.zeros((1, DIM))
+    known_dims[:, :half] = 1
+    train = unit(rng.normal(size=(len(train_y), DIM)) * known_dims)
+    val = unit(rng.normal(size=(len(val_y), DIM)) * known_dims)
+    logits = one_hot_logits(rng, val_y, gap=8.0)
+    fooled = one_hot_logits(rng, rng.integers(len(NAMES), size=30), gap=16.0)
+    simulated = Simulated(
+        unit(rng.normal(size=(30, DIM)) * (1 - known_dims)), softmax(fooled), fooled
+    )
+    reference = Reference(train, train_y, len(NAMES))
+    inputs = {"probabilities": softmax(logits), "logits": logits, "k": 3}
+    alone = select_score(reference, val, val_y, NAMES, **inputs)
+    assert alone.chosen in ("max_softmax", "energy") and not alone.simulated_auroc
+    both = select_score(reference, val, val_y, NAMES, **inputs, simulated=simulated)
+    assert both.mean_auroc == alone.mean_auroc
+    for name in ("knn_cosine", "prototype_cosine", "mahalanobis"):
+        assert both.simulated_auroc[name] == 1.0
+    assert both.simulated_auroc["max_softmax"] < 0.1 and both.simulated_auroc["energy"] < 0.1
+    assert both.chosen in ("knn_cosine", "prototype_cosine", "mahalanobis")
+    assert type(both).from_json(json.loads(json.dumps(both.to_json()))) == both
+    # Simulated unknowns without classifier outputs leave the classifier scores out.
+    bare = select_score(reference, val, val_y, NAMES, **inputs,
+                        simulated=Simulated(simulated.embeddings))  # fmt: skip
+    assert set(bare.simulated_auroc) == {"knn_cosine", "prototype_cosine", "mahalanobis"}
+    assert bare.chosen == both.chosen
 
 
 def test_choice_needs_two_classes_among_the_queries() -> None:

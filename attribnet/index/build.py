@@ -2,12 +2,14 @@
 
 Videos are embedded by :func:`attribnet.predict.predict_videos`: the same face cache and
 normalisation as training, periodic sampling, and up to ``max_clips`` phase-shifted clips
-per video whose embeddings are averaged and re-normalised.
+per video whose embeddings are averaged and re-normalised. The open-set score is chosen
+on the validation videos, and on the same videos re-synthesised by random generator-like
+nets as simulated unknowns (:func:`_simulated_unknowns`, :mod:`attribnet.open_set_choice`).
 
 Under torchrun (``torchrun --nproc_per_node N [--nnodes M ...] -m attribnet.index build``)
 every rank embeds a contiguous share of the videos on its own device, rank 0 gathers the
-shares in order over the process group (no shared file system needed) and builds and
-writes the index: the same index one process builds.
+shares in order over the process group (no shared file system needed), makes the
+simulated unknowns, and builds and writes the index: the same index one process builds.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from attribnet.distributed import gather, shard
 from attribnet.errors import CheckpointError, DataError
 from attribnet.index.faiss_store import DEFAULT_IVF_THRESHOLD
 from attribnet.index.store import GeneratorIndex
+from attribnet.open_set_choice import Simulated
 from attribnet.predict import VideoPrediction, predict_videos, resolve_device, stack
 
 if TYPE_CHECKING:
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
     from attribnet.models import AttributionModel
 
 log = logging.getLogger(__name__)
+
+SIMULATED_NETS = 8
+SIMULATED_SEED = 10_000  # training draws its pools from pool_seed(train.seed, epoch), never this
 
 
 def _training_rows(
@@ -144,7 +150,8 @@ def build_index_for_run(
     )
     classifier = recipe.loss.ce_weight > 0  # else the classifier head was never trained
     if val:
-        _choose_score(index, val, val_labels, classifier, split="val")
+        simulated = _simulated_unknowns(model, cache, val_entries, recipe, kwargs, classifier)
+        _choose_score(index, val, val_labels, classifier, split="val", simulated=simulated)
     else:
         log.warning("no validation videos: open-set score chosen and calibrated on the TRAIN "
                     "split, each video scored leave-self-out")  # fmt: skip
@@ -165,17 +172,51 @@ def _embed(
     return gather(predict_videos(model, cache, mine, recipe, **kwargs))
 
 
+def _simulated_unknowns(
+    model: AttributionModel,
+    cache: FaceCache,
+    entries: list[CacheEntry],
+    recipe: Recipe,
+    kwargs: dict[str, Any],
+    classifier: bool,
+) -> Simulated:
+    """The validation videos with each clip re-synthesised by one of
+    :data:`SIMULATED_NETS` random generator-like nets (a pool drawn from
+    :data:`SIMULATED_SEED`, which training's pools never use; clip ``i`` of the split gets
+    net ``i`` mod the pool), through the model: unknowns with known content and new traces
+    for the score choice. Run by the process that writes the index, on all the videos, so
+    the nets a clip gets do not depend on how many processes embedded the split."""
+    from attribnet.data.open_space import OpenSpaceSimulator
+
+    data = recipe.data
+    nets = OpenSpaceSimulator(SIMULATED_NETS, mean=data.mean, std=data.std, seed=SIMULATED_SEED)
+    nets = nets.to(kwargs["device"])
+
+    def transform(clips: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return nets(clips, items % SIMULATED_NETS)
+
+    log.info("embedding %d validation videos re-synthesised by %d random nets (simulated "
+             "unknowns for the open-set score)", len(entries), SIMULATED_NETS)  # fmt: skip
+    videos = predict_videos(model, cache, entries, recipe, **kwargs, transform=transform)
+    return Simulated(
+        stack(videos, "embedding"),
+        probabilities=stack(videos, "probabilities") if classifier else None,
+        logits=stack(videos, "logits") if classifier else None,
+    )
+
+
 def _choose_score(
     index: GeneratorIndex,
     videos: list[VideoPrediction],
     labels: Sequence[int],
     classifier: bool,
     split: str,
+    simulated: Simulated | None = None,
 ) -> None:
     """:meth:`~attribnet.index.open_set.OpenSetPolicy.choose_score` on ``videos`` of
     ``split`` (the indexed training videos themselves, in index order, when ``split`` is
-    ``train``); the classifier scores are candidates only when ``classifier`` (its head was
-    trained)."""
+    ``train``), with ``simulated`` unknowns when given; the classifier scores are
+    candidates only when ``classifier`` (its head was trained)."""
     index.open_set.choose_score(
         stack(videos, "embedding"),
         np.asarray(labels, dtype=np.int64),
@@ -183,4 +224,7 @@ def _choose_score(
         logits=stack(videos, "logits") if classifier else None,
         split=split,
         self_rows=np.arange(len(labels)) if split == "train" else None,
+        simulated=simulated,
+        simulated_by=f"each validation clip re-synthesised by one of {SIMULATED_NETS} random "
+        f"generator-like nets (attribnet.data.open_space, pool seed {SIMULATED_SEED})",
     )

@@ -3,16 +3,17 @@
 A video's *knownness* score is one of the candidates of :mod:`attribnet.open_set_scores`
 (``knn_cosine``, ``prototype_cosine``, ``mahalanobis``, ``max_softmax``, ``energy``), and
 which one is chosen per index, from data, when the index is built
-(:meth:`OpenSetPolicy.choose_score`): each known generator in turn plays the unseen one,
-every candidate is computed as if that generator had never been seen, and the candidate
-with the best mean AUROC over the held-out generators wins. No score is right for every
-model: on the demo's leave-one-generator-out runs max softmax reached AUROC 0.54-0.75, yet
-a model trained on 4 of 5 DFDM architectures gave the fifth max-softmax AUROC 0.51 and
-scored real videos and FaceForensics++ fakes as more known than its own (0.21-0.36), where
-nearest-neighbour cosine reached 0.82-0.88. The classifier scores are candidates only for
-a model trained with a classifier head (``loss.ce_weight > 0``). The choice and every
-candidate's AUROC (mean and per held-out generator) are in the sidecar's ``open_set``
-block.
+(:meth:`OpenSetPolicy.choose_score`, :mod:`attribnet.open_set_choice`): each known generator
+in turn plays the unseen one, every candidate is computed as if that generator had never
+been seen, and, when the build made them, the validation clips re-synthesised by random
+generator-like nets play unknowns too; the candidate with the best mean AUROC wins. No score
+is right for every model: on the demo's leave-one-generator-out runs max softmax reached
+AUROC 0.54-0.75, yet a model trained on 4 of 5 DFDM architectures gave the fifth max-softmax
+AUROC 0.51 and scored real videos and FaceForensics++ fakes as more known than its own
+(0.21-0.36), where nearest-neighbour cosine reached 0.82-0.88. The classifier scores are
+candidates only for a model trained with a classifier head (``loss.ce_weight > 0``). The
+choice and every candidate's AUROCs (mean and per held-out generator, and against the
+simulated unknowns) are in the sidecar's ``open_set`` block.
 
 The threshold is the 5th percentile of the chosen score over the known-generator
 VALIDATION videos, i.e. the highest value that keeps at least 95% of them; a video scoring
@@ -37,18 +38,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attribnet.errors import DataError
+from attribnet.open_set_choice import ScoreSelection, Simulated, select_score
 from attribnet.open_set_scores import (
     SCORE_NAMES,
     ClassGaussians,
     Reference,
-    ScoreSelection,
     default_knn_k,
     energy,
     fit_gaussians,
     mahalanobis,
     max_softmax,
     score_videos,
-    select_score,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ OPEN_SET_FILE = "open_set.npz"
 DEFAULT_KEEP = 0.95
 KNOWNNESS_SCORES = SCORE_NAMES
 FALLBACK_SCORE = "prototype_cosine"
-_SELECTION_KEYS = ("chosen", "mean_auroc", "per_class_auroc")
+_SELECTION_KEYS = ("chosen", "mean_auroc", "per_class_auroc", "simulated_auroc")
 
 
 def calibrate_threshold(scores: np.ndarray, keep: float = DEFAULT_KEEP) -> float:
@@ -221,16 +221,20 @@ class OpenSetPolicy:
         split: str = "val",
         self_rows: np.ndarray | None = None,
         keep: float = DEFAULT_KEEP,
+        simulated: Simulated | None = None,
+        simulated_by: str = "",
     ) -> ScoreSelection | None:
         """Choose the open-set score from data and calibrate its threshold.
 
         ``embeddings`` (V, D) and generator ids ``labels`` (V,) are known-generator videos
         (the VALIDATION split), with the classifier's ``probabilities`` / ``logits`` (V, K)
         when its head was trained (else the classifier scores are not candidates).
-        :func:`~attribnet.open_set_scores.select_score` runs leave-one-class-out with the
-        index's vectors as the reference set; the threshold keeps ``keep`` of the videos
-        under the chosen score. For indexed videos as queries, ``self_rows`` (V,) gives
-        their rows: each is then scored leave-self-out, in the choice and the threshold.
+        :func:`~attribnet.open_set_choice.select_score` runs leave-one-class-out with the
+        index's vectors as the reference set, and with ``simulated`` unknowns (made as
+        ``simulated_by`` says, for the sidecar) weighs how well each score rejects them too;
+        the threshold keeps ``keep`` of the videos under the chosen score. For indexed
+        videos as queries, ``self_rows`` (V,) gives their rows: each is then scored
+        leave-self-out, in the choice and the threshold.
         When no choice is possible (fewer than two classes among the queries) the score is
         ``prototype_cosine``; returns None then, else the selection.
         """
@@ -241,7 +245,7 @@ class OpenSetPolicy:
         try:
             selection = select_score(
                 reference, embeddings, labels, index.class_names, k=self.knn_k,
-                self_rows=self_rows, **inputs,
+                self_rows=self_rows, simulated=simulated, **inputs,
             )  # fmt: skip
             chosen, note = selection.chosen, ""
         except ValueError as exc:
@@ -249,9 +253,10 @@ class OpenSetPolicy:
             log.warning("open-set score: %s; using %s", note, chosen)
         self.selection = selection
         self.selection_data = {
-            "method": "leave-one-class-out",
+            "method": "leave-one-class-out" + (" + simulated unknowns" if simulated else ""),
             "split": split,
             "videos": int(len(labels)),
+            **({"simulated": simulated_by} if simulated else {}),
             "reference": f"the {index.ntotal} indexed (training) videos",
             "leave_self_out": self_rows is not None,
             "note": note,

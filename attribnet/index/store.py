@@ -23,7 +23,8 @@ from attribnet.index.folder import (
     write_folder,
 )
 from attribnet.index.open_set import OpenSetPolicy, read_gaussians
-from attribnet.open_set_scores import ScoreSelection, class_prototypes, prototype_similarities
+from attribnet.open_set_choice import ScoreSelection
+from attribnet.open_set_scores import class_prototypes, prototype_similarities
 
 
 class GeneratorIndex:
