@@ -1,25 +1,27 @@
 """Choosing an index's open-set knownness score from data, with no retraining.
 
-Leave-one-class-out (:func:`select_score`): each known
-class in turn plays the unknown generator (its videos are the unknown queries, the other
-classes' the known ones) and every candidate is computed as if the class had never been
-seen (its reference videos, prototype and Gaussian removed; its logit column dropped, its
-probability removed and the rest renormalised). The candidate with the best mean AUROC
-over the held-out classes wins; ties go to the earlier name in :data:`SCORE_NAMES`.
+Leave-one-class-out (:func:`select_score`): each known class in turn plays the unknown
+generator (its videos are the unknown queries, the other classes' the known ones) and every
+candidate is computed as if the class had never been seen (its reference videos, prototype
+and Gaussian removed; its logit column dropped, its probability removed and the rest
+renormalised). The candidate with the best mean AUROC over the held-out classes wins; ties
+go to the earlier name in :data:`SCORE_NAMES`.
 
-With simulated unknowns (:class:`Simulated`: the validation clips re-synthesised by random
-generator-like nets, :class:`attribnet.data.open_space.OpenSpaceSimulator`) each candidate
-also gets the AUROC of the known videos against them, and the choice is the best mean of the
-two AUROCs. On the demo's ten leave-one-generator-out models, choosing so never picked a
-score worse on the truly held-out generator than leave-one-class-out alone did, and gained
-0.13 mean AUROC (0.417 to 0.548) on the five trained without open-space simulation
-(benchmarks/bench_score_choice.py, benchmarks/README.md).
+With stand-in unknowns (:class:`Unknowns`: the validation clips re-synthesised by random
+generator-like nets, :class:`attribnet.data.open_space.OpenSpaceSimulator`; the validation
+videos of ``data.outlier_classes`` when a recipe has them) each candidate also gets the
+AUROC of the known videos against each kind, and the choice is the best mean of these and
+the leave-one-class-out AUROC. On the demo's ten leave-one-generator-out models, adding the
+simulated unknowns never picked a score worse on the truly held-out generator than
+leave-one-class-out alone did, and gained 0.13 mean AUROC (0.417 to 0.548) on the five
+trained without open-space simulation (benchmarks/bench_score_choice.py,
+benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,13 +45,13 @@ _INPUT = {"max_softmax": "probabilities", "energy": "logits"}
 class ScoreSelection:
     """The outcome of :func:`select_score`: the ``chosen`` score's name, every candidate's
     ``mean_auroc`` over the held-out classes, ``per_class_auroc`` {score: {held-out class
-    name: AUROC}} and, when simulated unknowns were given, ``simulated_auroc`` {score:
-    AUROC of the known queries against them}."""
+    name: AUROC}} and, for each kind of stand-in unknowns given, ``unknown_auroc`` {kind:
+    {score: AUROC of the known queries against those unknowns}}."""
 
     chosen: str
     mean_auroc: dict[str, float]
     per_class_auroc: dict[str, dict[str, float]] = field(default_factory=dict)
-    simulated_auroc: dict[str, float] = field(default_factory=dict)
+    unknown_auroc: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (:meth:`from_json` reads it back)."""
@@ -58,30 +60,31 @@ class ScoreSelection:
             "mean_auroc": dict(self.mean_auroc),
             "per_class_auroc": {s: dict(v) for s, v in self.per_class_auroc.items()},
         }
-        if self.simulated_auroc:
-            out["simulated_auroc"] = dict(self.simulated_auroc)
+        if self.unknown_auroc:
+            out["unknown_auroc"] = {k: dict(v) for k, v in self.unknown_auroc.items()}
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ScoreSelection:
         """Read what :meth:`to_json` wrote."""
+
+        def nested(block: dict[str, Any]) -> dict[str, dict[str, float]]:
+            return {str(a): {str(b): float(x) for b, x in v.items()} for a, v in block.items()}
+
         return cls(
             str(data["chosen"]),
             {str(s): float(v) for s, v in data["mean_auroc"].items()},
-            {
-                str(s): {str(c): float(a) for c, a in v.items()}
-                for s, v in data.get("per_class_auroc", {}).items()
-            },
-            {str(s): float(v) for s, v in data.get("simulated_auroc", {}).items()},
+            nested(data.get("per_class_auroc", {})),
+            nested(data.get("unknown_auroc", {})),
         )
 
 
 @dataclass(frozen=True)
-class Simulated:
-    """Simulated unknowns for :func:`select_score`: the known queries' clips re-synthesised
-    by random generator-like nets (:class:`attribnet.data.open_space.OpenSpaceSimulator`),
-    through the model: unit ``embeddings`` (U, D), and the classifier's ``probabilities`` /
-    ``logits`` (U, K) when its head was trained."""
+class Unknowns:
+    """Stand-in unknown videos for :func:`select_score`, through the model: unit
+    ``embeddings`` (U, D), and the classifier's ``probabilities`` / ``logits`` (U, K) when
+    its head was trained. E.g. the validation clips re-synthesised by random nets, or the
+    validation videos of ``data.outlier_classes``."""
 
     embeddings: np.ndarray
     probabilities: np.ndarray | None = None
@@ -99,10 +102,10 @@ def select_score(
     k: int = 1,
     self_rows: np.ndarray | None = None,
     candidates: Sequence[str] = SCORE_NAMES,
-    simulated: Simulated | None = None,
+    unknowns: Mapping[str, Unknowns] | None = None,
 ) -> ScoreSelection:
-    """Choose a knownness score by leave-one-class-out inside the known classes and, with
-    ``simulated`` unknowns, by how well it tells the queries from those too.
+    """Choose a knownness score by leave-one-class-out inside the known classes and by how
+    well it tells the queries from each kind of stand-in ``unknowns`` ({kind: videos}).
 
     Queries are known-generator videos: unit ``embeddings`` (V, D), generator ids
     ``labels`` (V,) and, for ``max_softmax`` / ``energy``, the classifier's
@@ -110,10 +113,10 @@ def select_score(
     out). For each class c with queries: c's queries are the unknowns, the others' the
     knowns; each score is computed without class c (see the module docstring) and its
     AUROC (knowns positive) recorded. ``self_rows`` (V,) marks queries that are themselves
-    reference rows (leave-self-out, :func:`score_videos`). With ``simulated``, each score
-    also gets the AUROC of all queries (positive) against the simulated unknowns, computed
-    with the whole reference, and the choice is the best mean of the two AUROCs. ValueError
-    when no class can be held out (fewer than two classes among the queries).
+    reference rows (leave-self-out, :func:`score_videos`). Each kind of ``unknowns`` gives
+    every score the AUROC of all queries (positive) against those videos, computed with the
+    whole reference; the choice is the best mean of the leave-one-class-out AUROC and these.
+    ValueError when no class can be held out (fewer than two classes among the queries).
     """
     labels = np.asarray(labels, dtype=np.int64)
     usable = [
@@ -143,23 +146,25 @@ def select_score(
     if not per_class[usable[0]]:
         raise ValueError("leave-one-class-out needs queries of at least two known classes")
     mean = {n: float(np.mean(list(per_class[n].values()))) for n in usable}
-    sim = {}
-    if simulated is not None:
-        known = {"probabilities": probabilities, "logits": logits}
-        other = {"probabilities": simulated.probabilities, "logits": simulated.logits}
+    against: dict[str, dict[str, float]] = {}
+    known = {"probabilities": probabilities, "logits": logits}
+    for kind, videos in (unknowns or {}).items():
+        other = {"probabilities": videos.probabilities, "logits": videos.logits}
         usable = [n for n in usable if n in REFERENCE_SCORES or other[_INPUT[n]] is not None]
-        truth = np.r_[np.ones(len(labels)), np.zeros(len(simulated.embeddings))]
+        truth = np.r_[np.ones(len(labels)), np.zeros(len(videos.embeddings))]
+        against[kind] = {}
         for name in usable:
             pos = score_videos(name, reference, embeddings, k=k, self_rows=self_rows, **known)
-            neg = score_videos(name, reference, simulated.embeddings, k=k, **other)
+            neg = score_videos(name, reference, videos.embeddings, k=k, **other)
             both = np.nan_to_num(np.r_[pos, neg], neginf=-np.finfo(np.float64).max)
-            sim[name] = float(roc_auc_score(truth, both))
-    merit = {n: (mean[n] + sim[n]) / 2 if sim else mean[n] for n in usable}
+            against[kind][name] = float(roc_auc_score(truth, both))
+    merit = {n: float(np.mean([mean[n], *(a[n] for a in against.values())])) for n in usable}
     chosen = max(usable, key=lambda n: (merit[n], -SCORE_NAMES.index(n)))
-    how = "leave-one-class-out" + (" and simulated unknowns" if sim else "")
     log.info(
         "knownness score %s chosen by %s over %d class(es): mean AUROC %s%s",
-        chosen, how, len(per_class[chosen]), ", ".join(f"{n} {mean[n]:.3f}" for n in usable),
-        "; simulated " + ", ".join(f"{n} {sim[n]:.3f}" for n in usable) if sim else "",
+        chosen, " and ".join(["leave-one-class-out", *against]), len(per_class[chosen]),
+        ", ".join(f"{n} {mean[n]:.3f}" for n in usable),
+        "".join(f"; against {kind} " + ", ".join(f"{n} {a[n]:.3f}" for n in usable)
+                for kind, a in against.items()),
     )  # fmt: skip
-    return ScoreSelection(chosen, mean, per_class, sim)
+    return ScoreSelection(chosen, mean, per_class, against)

@@ -15,7 +15,7 @@ from sklearn.covariance import LedoitWolf
 from attribnet.errors import DataError
 from attribnet.index import KNOWNNESS_SCORES, META_FILE, OPEN_SET_FILE, GeneratorIndex
 from attribnet.metrics import softmax
-from attribnet.open_set_choice import Simulated, select_score
+from attribnet.open_set_choice import Unknowns, select_score
 from attribnet.open_set_scores import (
     COVARIANCE_RIDGE,
     SCORE_NAMES,
@@ -189,25 +189,39 @@ def test_simulated_unknowns_overrule_a_classifier_that_they_fool() -> None:
     val = unit(rng.normal(size=(len(val_y), DIM)) * known_dims)
     logits = one_hot_logits(rng, val_y, gap=8.0)
     fooled = one_hot_logits(rng, rng.integers(len(NAMES), size=30), gap=16.0)
-    simulated = Simulated(
+    simulated = Unknowns(
         unit(rng.normal(size=(30, DIM)) * (1 - known_dims)), softmax(fooled), fooled
     )
     reference = Reference(train, train_y, len(NAMES))
     inputs = {"probabilities": softmax(logits), "logits": logits, "k": 3}
     alone = select_score(reference, val, val_y, NAMES, **inputs)
-    assert alone.chosen in ("max_softmax", "energy") and not alone.simulated_auroc
-    both = select_score(reference, val, val_y, NAMES, **inputs, simulated=simulated)
+    assert alone.chosen in ("max_softmax", "energy") and not alone.unknown_auroc
+    both = select_score(reference, val, val_y, NAMES, **inputs, unknowns={"sim": simulated})
     assert both.mean_auroc == alone.mean_auroc
+    against = both.unknown_auroc["sim"]
     for name in ("knn_cosine", "prototype_cosine", "mahalanobis"):
-        assert both.simulated_auroc[name] == 1.0
-    assert both.simulated_auroc["max_softmax"] < 0.1 and both.simulated_auroc["energy"] < 0.1
+        assert against[name] == 1.0
+    assert against["max_softmax"] < 0.1 and against["energy"] < 0.1
     assert both.chosen in ("knn_cosine", "prototype_cosine", "mahalanobis")
     assert type(both).from_json(json.loads(json.dumps(both.to_json()))) == both
-    # Simulated unknowns without classifier outputs leave the classifier scores out.
+    # Unknowns without classifier outputs leave the classifier scores out.
     bare = select_score(reference, val, val_y, NAMES, **inputs,
-                        simulated=Simulated(simulated.embeddings))  # fmt: skip
-    assert set(bare.simulated_auroc) == {"knn_cosine", "prototype_cosine", "mahalanobis"}
+                        unknowns={"sim": Unknowns(simulated.embeddings)})  # fmt: skip
+    assert set(bare.unknown_auroc["sim"]) == {"knn_cosine", "prototype_cosine", "mahalanobis"}
     assert bare.chosen == both.chosen
+    # Outlier videos that only the classifier rejects (embeddings among the known ones,
+    # flat logits) keep the classifier; with both kinds every AUROC counts once.
+    flat = rng.normal(size=(30, len(NAMES))) * 0.01
+    mixed = Unknowns(unit(rng.normal(size=(30, DIM)) * known_dims), softmax(flat), flat)
+    outliers = select_score(reference, val, val_y, NAMES, **inputs, unknowns={"out": mixed})
+    assert outliers.unknown_auroc["out"]["energy"] == 1.0
+    assert outliers.chosen in ("max_softmax", "energy")
+    kinds = {"sim": simulated, "out": mixed}
+    three = select_score(reference, val, val_y, NAMES, **inputs, unknowns=kinds)
+    assert three.unknown_auroc == {"sim": against, "out": outliers.unknown_auroc["out"]}
+    merit = {n: np.mean([three.mean_auroc[n], *(a[n] for a in three.unknown_auroc.values())])
+             for n in SCORE_NAMES}  # fmt: skip
+    assert three.chosen == max(SCORE_NAMES, key=lambda n: (merit[n], -SCORE_NAMES.index(n)))
 
 
 def test_choice_needs_two_classes_among_the_queries() -> None:

@@ -37,11 +37,12 @@ def test_index_built_from_train_split_calibrated_on_val(world: dict[str, Path]) 
     # among the candidates (the recipe trains its head).
     assert index.selection_data["split"] == "val" and index.selection_data["videos"] == 3
     assert index.selection_data["method"] == "leave-one-class-out + simulated unknowns"
-    assert "8 random generator-like nets" in index.selection_data["simulated"]
+    made = index.selection_data["unknowns"]["simulated unknowns"]
+    assert "3 validation videos" in made and "8 random generator-like nets" in made
     assert set(index.selection.mean_auroc) == set(KNOWNNESS_SCORES)
-    assert set(index.selection.simulated_auroc) == set(KNOWNNESS_SCORES)
-    merit = {n: index.selection.mean_auroc[n] + index.selection.simulated_auroc[n]
-             for n in KNOWNNESS_SCORES}  # fmt: skip
+    simulated = index.selection.unknown_auroc["simulated unknowns"]
+    assert set(simulated) == set(KNOWNNESS_SCORES)
+    merit = {n: index.selection.mean_auroc[n] + simulated[n] for n in KNOWNNESS_SCORES}
     assert merit[index.selection.chosen] == max(merit.values())
     assert index.threshold_score == index.selection.chosen
     assert index.checkpoint_sha256 == file_sha256(world["checkpoint"])

@@ -15,6 +15,7 @@ import torch
 from attribnet import train
 from attribnet.checkpoint import read_checkpoint
 from attribnet.data import synthetic
+from attribnet.index import GeneratorIndex, build_index_for_run
 from attribnet.run_dir import LOCK_NAME, run_lock
 from tests.builders import tiny_overrides
 
@@ -312,6 +313,16 @@ def test_an_outlier_class_is_trained_as_none_of_the_known(tiny_demo, tmp_path, c
     assert set(report["val_report"]["per_class_accuracy"]) == set(state["class_names"])
     err = capsys.readouterr().err
     assert "outlier exposure" in err and "holding out" not in err
+    # The index chooses its open-set score against the outlier class's validation videos
+    # too (known unknowns), besides simulated ones; it never indexes them.
+    index = GeneratorIndex.load(build_index_for_run(tmp_path / "runs/demo/last.pt",
+                                                    tmp_path / "index"))  # fmt: skip
+    assert "dfl" not in index.class_names and index.ntotal > 0
+    assert index.selection_data["method"] == (
+        "leave-one-class-out + simulated unknowns + outlier videos"
+    )
+    assert "data.outlier_classes ['dfl']" in index.selection_data["unknowns"]["outlier videos"]
+    assert set(index.selection.unknown_auroc) == {"simulated unknowns", "outlier videos"}
 
 
 @pytest.mark.parametrize("kill_step", [0, 5], ids=["at_epoch_end", "mid_epoch"])

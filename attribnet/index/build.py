@@ -3,8 +3,9 @@
 Videos are embedded by :func:`attribnet.predict.predict_videos`: the same face cache and
 normalisation as training, periodic sampling, and up to ``max_clips`` phase-shifted clips
 per video whose embeddings are averaged and re-normalised. The open-set score is chosen
-on the validation videos, and on the same videos re-synthesised by random generator-like
-nets as simulated unknowns (:func:`_simulated_unknowns`, :mod:`attribnet.open_set_choice`).
+on the validation videos, against stand-in unknowns (:mod:`attribnet.open_set_choice`): the
+same videos re-synthesised by random generator-like nets (:func:`_simulated_unknowns`) and,
+when the recipe has ``data.outlier_classes``, their validation videos (:func:`_outlier_videos`).
 
 Under torchrun (``torchrun --nproc_per_node N [--nnodes M ...] -m attribnet.index build``)
 every rank embeds a contiguous share of the videos on its own device, rank 0 gathers the
@@ -29,7 +30,7 @@ from attribnet.distributed import gather, shard
 from attribnet.errors import CheckpointError, DataError
 from attribnet.index.faiss_store import DEFAULT_IVF_THRESHOLD
 from attribnet.index.store import GeneratorIndex
-from attribnet.open_set_choice import Simulated
+from attribnet.open_set_choice import Unknowns
 from attribnet.predict import VideoPrediction, predict_videos, resolve_device, stack
 
 if TYPE_CHECKING:
@@ -135,6 +136,8 @@ def build_index_for_run(
         pairs, "val", data.eval_qualities, names, data.num_frames
     )
     val = _embed(model, cache, val_entries, recipe, kwargs)
+    classifier = recipe.loss.ce_weight > 0  # else the classifier head was never trained
+    outliers = _outlier_videos(model, recipe, manifest, kwargs, classifier)
     if train is None or val is None:  # not rank 0: its share is on rank 0 now
         return Path(out_dir)
     index = GeneratorIndex.build(
@@ -148,10 +151,12 @@ def build_index_for_run(
         ivf_threshold=ivf_threshold,
         nprobe=nprobe,
     )
-    classifier = recipe.loss.ce_weight > 0  # else the classifier head was never trained
     if val:
-        simulated = _simulated_unknowns(model, cache, val_entries, recipe, kwargs, classifier)
-        _choose_score(index, val, val_labels, classifier, split="val", simulated=simulated)
+        unknowns = {"simulated unknowns": _simulated_unknowns(
+            model, cache, val_entries, recipe, kwargs, classifier)}  # fmt: skip
+        if outliers is not None:
+            unknowns["outlier videos"] = outliers
+        _choose_score(index, val, val_labels, classifier, split="val", unknowns=unknowns)
     else:
         log.warning("no validation videos: open-set score chosen and calibrated on the TRAIN "
                     "split, each video scored leave-self-out")  # fmt: skip
@@ -172,6 +177,15 @@ def _embed(
     return gather(predict_videos(model, cache, mine, recipe, **kwargs))
 
 
+def _outputs(videos: list[VideoPrediction], classifier: bool) -> Unknowns:
+    """Videos' outputs as stand-in unknowns (the classifier's only when it was trained)."""
+    return Unknowns(
+        stack(videos, "embedding"),
+        probabilities=stack(videos, "probabilities") if classifier else None,
+        logits=stack(videos, "logits") if classifier else None,
+    )
+
+
 def _simulated_unknowns(
     model: AttributionModel,
     cache: FaceCache,
@@ -179,13 +193,14 @@ def _simulated_unknowns(
     recipe: Recipe,
     kwargs: dict[str, Any],
     classifier: bool,
-) -> Simulated:
+) -> tuple[Unknowns, str]:
     """The validation videos with each clip re-synthesised by one of
     :data:`SIMULATED_NETS` random generator-like nets (a pool drawn from
     :data:`SIMULATED_SEED`, which training's pools never use; clip ``i`` of the split gets
     net ``i`` mod the pool), through the model: unknowns with known content and new traces
-    for the score choice. Run by the process that writes the index, on all the videos, so
-    the nets a clip gets do not depend on how many processes embedded the split."""
+    for the score choice, and how they were made. Run by the process that writes the
+    index, on all the videos, so the nets a clip gets do not depend on how many processes
+    embedded the split."""
     from attribnet.data.open_space import OpenSpaceSimulator
 
     data = recipe.data
@@ -198,10 +213,57 @@ def _simulated_unknowns(
     log.info("embedding %d validation videos re-synthesised by %d random nets (simulated "
              "unknowns for the open-set score)", len(entries), SIMULATED_NETS)  # fmt: skip
     videos = predict_videos(model, cache, entries, recipe, **kwargs, transform=transform)
-    return Simulated(
-        stack(videos, "embedding"),
-        probabilities=stack(videos, "probabilities") if classifier else None,
-        logits=stack(videos, "logits") if classifier else None,
+    how = (f"each of the {len(entries)} validation videos' clips re-synthesised by one of "
+           f"{SIMULATED_NETS} random generator-like nets (attribnet.data.open_space, pool "
+           f"seed {SIMULATED_SEED})")  # fmt: skip
+    return _outputs(videos, classifier), how
+
+
+def _outlier_videos(
+    model: AttributionModel,
+    recipe: Recipe,
+    manifest: str | os.PathLike[str] | None,
+    kwargs: dict[str, Any],
+    classifier: bool,
+) -> tuple[Unknowns, str] | None:
+    """The VALIDATION videos of ``data.outlier_classes`` (known unknowns: real videos,
+    other tools' fakes; training crops only their training videos, so these are cropped
+    now when missing) through the model, and what they are; None without any. Every rank
+    calls it (each embeds a share); the others get None."""
+    from attribnet.data.sources import (
+        preprocess_rows,
+        read_rows,
+        recipe_cache_dir,
+        recipe_manifest,
+        with_rows,
+    )
+
+    data = recipe.data
+    path = manifest or recipe_manifest(recipe)
+    if not data.outlier_classes or path is None:
+        return None
+    rows = [
+        r
+        for r in read_rows(path, recipe.train.seed)
+        if r.label in data.outlier_classes
+        and r.split == "val"
+        and (not data.eval_qualities or r.quality in data.eval_qualities)
+    ]
+    cache = preprocess_rows(rows, recipe_cache_dir(recipe), recipe) if rows else None
+    entries = (
+        [e for e in with_rows(cache, rows) if e.num_frames >= data.num_frames] if cache else []
+    )
+    if not entries:
+        log.warning("no validation videos of data.outlier_classes %s: the open-set score is "
+                    "chosen without them", data.outlier_classes)  # fmt: skip
+        return None
+    log.info("embedding %d validation videos of %s (outlier videos for the open-set score)",
+             len(entries), data.outlier_classes)  # fmt: skip
+    videos = _embed(model, cache, entries, recipe, kwargs)
+    if videos is None:
+        return None
+    return _outputs(videos, classifier), (
+        f"the {len(entries)} validation videos of data.outlier_classes {data.outlier_classes}"
     )
 
 
@@ -211,12 +273,12 @@ def _choose_score(
     labels: Sequence[int],
     classifier: bool,
     split: str,
-    simulated: Simulated | None = None,
+    unknowns: dict[str, tuple[Unknowns, str]] | None = None,
 ) -> None:
     """:meth:`~attribnet.index.open_set.OpenSetPolicy.choose_score` on ``videos`` of
     ``split`` (the indexed training videos themselves, in index order, when ``split`` is
-    ``train``), with ``simulated`` unknowns when given; the classifier scores are
-    candidates only when ``classifier`` (its head was trained)."""
+    ``train``), with the stand-in ``unknowns`` given; the classifier scores are candidates
+    only when ``classifier`` (its head was trained)."""
     index.open_set.choose_score(
         stack(videos, "embedding"),
         np.asarray(labels, dtype=np.int64),
@@ -224,7 +286,5 @@ def _choose_score(
         logits=stack(videos, "logits") if classifier else None,
         split=split,
         self_rows=np.arange(len(labels)) if split == "train" else None,
-        simulated=simulated,
-        simulated_by=f"each validation clip re-synthesised by one of {SIMULATED_NETS} random "
-        f"generator-like nets (attribnet.data.open_space, pool seed {SIMULATED_SEED})",
+        unknowns=unknowns,
     )

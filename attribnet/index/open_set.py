@@ -32,13 +32,14 @@ from __future__ import annotations
 import logging
 import math
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from attribnet.errors import DataError
-from attribnet.open_set_choice import ScoreSelection, Simulated, select_score
+from attribnet.open_set_choice import ScoreSelection, Unknowns, select_score
 from attribnet.open_set_scores import (
     SCORE_NAMES,
     ClassGaussians,
@@ -60,7 +61,7 @@ OPEN_SET_FILE = "open_set.npz"
 DEFAULT_KEEP = 0.95
 KNOWNNESS_SCORES = SCORE_NAMES
 FALLBACK_SCORE = "prototype_cosine"
-_SELECTION_KEYS = ("chosen", "mean_auroc", "per_class_auroc", "simulated_auroc")
+_SELECTION_KEYS = ("chosen", "mean_auroc", "per_class_auroc", "unknown_auroc")
 
 
 def calibrate_threshold(scores: np.ndarray, keep: float = DEFAULT_KEEP) -> float:
@@ -221,8 +222,7 @@ class OpenSetPolicy:
         split: str = "val",
         self_rows: np.ndarray | None = None,
         keep: float = DEFAULT_KEEP,
-        simulated: Simulated | None = None,
-        simulated_by: str = "",
+        unknowns: Mapping[str, tuple[Unknowns, str]] | None = None,
     ) -> ScoreSelection | None:
         """Choose the open-set score from data and calibrate its threshold.
 
@@ -230,8 +230,8 @@ class OpenSetPolicy:
         (the VALIDATION split), with the classifier's ``probabilities`` / ``logits`` (V, K)
         when its head was trained (else the classifier scores are not candidates).
         :func:`~attribnet.open_set_choice.select_score` runs leave-one-class-out with the
-        index's vectors as the reference set, and with ``simulated`` unknowns (made as
-        ``simulated_by`` says, for the sidecar) weighs how well each score rejects them too;
+        index's vectors as the reference set, and weighs how well each score rejects each
+        kind of stand-in ``unknowns`` ({kind: (videos, how they were made, for the sidecar)});
         the threshold keeps ``keep`` of the videos under the chosen score. For indexed
         videos as queries, ``self_rows`` (V,) gives their rows: each is then scored
         leave-self-out, in the choice and the threshold.
@@ -241,11 +241,12 @@ class OpenSetPolicy:
         index = self.index
         reference = Reference(index.vectors(), index.labels, len(index.class_names))
         inputs = {"probabilities": probabilities, "logits": logits}
+        kinds = dict(unknowns or {})
         self.class_gaussians()
         try:
             selection = select_score(
                 reference, embeddings, labels, index.class_names, k=self.knn_k,
-                self_rows=self_rows, simulated=simulated, **inputs,
+                self_rows=self_rows, unknowns={k: u for k, (u, _) in kinds.items()}, **inputs,
             )  # fmt: skip
             chosen, note = selection.chosen, ""
         except ValueError as exc:
@@ -253,10 +254,10 @@ class OpenSetPolicy:
             log.warning("open-set score: %s; using %s", note, chosen)
         self.selection = selection
         self.selection_data = {
-            "method": "leave-one-class-out" + (" + simulated unknowns" if simulated else ""),
+            "method": " + ".join(["leave-one-class-out", *kinds]),
             "split": split,
             "videos": int(len(labels)),
-            **({"simulated": simulated_by} if simulated else {}),
+            **({"unknowns": {k: how for k, (_, how) in kinds.items()}} if kinds else {}),
             "reference": f"the {index.ntotal} indexed (training) videos",
             "leave_self_out": self_rows is not None,
             "note": note,
