@@ -83,12 +83,23 @@ class ScoreSelection:
 class Unknowns:
     """Stand-in unknown videos for :func:`select_score`, through the model: unit
     ``embeddings`` (U, D), and the classifier's ``probabilities`` / ``logits`` (U, K) when
-    its head was trained. E.g. the validation clips re-synthesised by random nets, or the
-    validation videos of ``data.outlier_classes``."""
+    its head was trained; ``made``: how they were made (for the index sidecar). E.g. the
+    validation clips re-synthesised by random nets, or the validation videos of
+    ``data.outlier_classes``."""
 
     embeddings: np.ndarray
     probabilities: np.ndarray | None = None
     logits: np.ndarray | None = None
+    made: str = ""
+
+
+def _computable(
+    names: Sequence[str], probabilities: np.ndarray | None, logits: np.ndarray | None
+) -> list[str]:
+    """The scores of ``names`` that can be computed: the reference scores always, a
+    classifier score when its input (probabilities or logits) is given."""
+    given = {"probabilities": probabilities, "logits": logits}
+    return [n for n in names if n in REFERENCE_SCORES or given[_INPUT[n]] is not None]
 
 
 def select_score(
@@ -119,12 +130,7 @@ def select_score(
     ValueError when no class can be held out (fewer than two classes among the queries).
     """
     labels = np.asarray(labels, dtype=np.int64)
-    usable = [
-        n
-        for n in candidates
-        if not (n == "max_softmax" and probabilities is None)
-        and not (n == "energy" and logits is None)
-    ]
+    usable = _computable(candidates, probabilities, logits)
     if not usable:
         raise ValueError("no knownness score can be computed from what was given")
     per_class: dict[str, dict[str, float]] = {n: {} for n in usable}
@@ -148,15 +154,20 @@ def select_score(
     mean = {n: float(np.mean(list(per_class[n].values()))) for n in usable}
     against: dict[str, dict[str, float]] = {}
     known = {"probabilities": probabilities, "logits": logits}
+    known_scores: dict[str, np.ndarray] = {}  # the same for every kind: computed once
     for kind, videos in (unknowns or {}).items():
+        usable = _computable(usable, videos.probabilities, videos.logits)
         other = {"probabilities": videos.probabilities, "logits": videos.logits}
-        usable = [n for n in usable if n in REFERENCE_SCORES or other[_INPUT[n]] is not None]
         truth = np.r_[np.ones(len(labels)), np.zeros(len(videos.embeddings))]
         against[kind] = {}
         for name in usable:
-            pos = score_videos(name, reference, embeddings, k=k, self_rows=self_rows, **known)
+            if name not in known_scores:
+                known_scores[name] = score_videos(
+                    name, reference, embeddings, k=k, self_rows=self_rows, **known
+                )
             neg = score_videos(name, reference, videos.embeddings, k=k, **other)
-            both = np.nan_to_num(np.r_[pos, neg], neginf=-np.finfo(np.float64).max)
+            both = np.r_[known_scores[name], neg]
+            both = np.nan_to_num(both, neginf=-np.finfo(np.float64).max)
             against[kind][name] = float(roc_auc_score(truth, both))
     merit = {n: float(np.mean([mean[n], *(a[n] for a in against.values())])) for n in usable}
     chosen = max(usable, key=lambda n: (merit[n], -SCORE_NAMES.index(n)))

@@ -177,12 +177,13 @@ def _embed(
     return gather(predict_videos(model, cache, mine, recipe, **kwargs))
 
 
-def _outputs(videos: list[VideoPrediction], classifier: bool) -> Unknowns:
+def _outputs(videos: list[VideoPrediction], classifier: bool, made: str = "") -> Unknowns:
     """Videos' outputs as stand-in unknowns (the classifier's only when it was trained)."""
     return Unknowns(
         stack(videos, "embedding"),
         probabilities=stack(videos, "probabilities") if classifier else None,
         logits=stack(videos, "logits") if classifier else None,
+        made=made,
     )
 
 
@@ -193,14 +194,13 @@ def _simulated_unknowns(
     recipe: Recipe,
     kwargs: dict[str, Any],
     classifier: bool,
-) -> tuple[Unknowns, str]:
+) -> Unknowns:
     """The validation videos with each clip re-synthesised by one of
     :data:`SIMULATED_NETS` random generator-like nets (a pool drawn from
     :data:`SIMULATED_SEED`, which training's pools never use; clip ``i`` of the split gets
     net ``i`` mod the pool), through the model: unknowns with known content and new traces
-    for the score choice, and how they were made. Run by the process that writes the
-    index, on all the videos, so the nets a clip gets do not depend on how many processes
-    embedded the split."""
+    for the score choice. Run by the process that writes the index, on all the videos, so
+    the nets a clip gets do not depend on how many processes embedded the split."""
     from attribnet.data.open_space import OpenSpaceSimulator
 
     data = recipe.data
@@ -213,10 +213,10 @@ def _simulated_unknowns(
     log.info("embedding %d validation videos re-synthesised by %d random nets (simulated "
              "unknowns for the open-set score)", len(entries), SIMULATED_NETS)  # fmt: skip
     videos = predict_videos(model, cache, entries, recipe, **kwargs, transform=transform)
-    how = (f"each of the {len(entries)} validation videos' clips re-synthesised by one of "
-           f"{SIMULATED_NETS} random generator-like nets (attribnet.data.open_space, pool "
-           f"seed {SIMULATED_SEED})")  # fmt: skip
-    return _outputs(videos, classifier), how
+    made = (f"each of the {len(entries)} validation videos' clips re-synthesised by one of "
+            f"{SIMULATED_NETS} random generator-like nets (attribnet.data.open_space, pool "
+            f"seed {SIMULATED_SEED})")  # fmt: skip
+    return _outputs(videos, classifier, made)
 
 
 def _outlier_videos(
@@ -225,11 +225,11 @@ def _outlier_videos(
     manifest: str | os.PathLike[str] | None,
     kwargs: dict[str, Any],
     classifier: bool,
-) -> tuple[Unknowns, str] | None:
+) -> Unknowns | None:
     """The VALIDATION videos of ``data.outlier_classes`` (known unknowns: real videos,
     other tools' fakes; training crops only their training videos, so these are cropped
-    now when missing) through the model, and what they are; None without any. Every rank
-    calls it (each embeds a share); the others get None."""
+    now when missing) through the model; None without any. Every rank calls it (each
+    embeds a share); the others get None."""
     from attribnet.data.sources import (
         preprocess_rows,
         read_rows,
@@ -245,14 +245,15 @@ def _outlier_videos(
     rows = [
         r
         for r in read_rows(path, recipe.train.seed)
-        if r.label in data.outlier_classes
-        and r.split == "val"
-        and (not data.eval_qualities or r.quality in data.eval_qualities)
+        if r.label in data.outlier_classes and r.split == "val"
     ]
-    cache = preprocess_rows(rows, recipe_cache_dir(recipe), recipe) if rows else None
-    entries = (
-        [e for e in with_rows(cache, rows) if e.num_frames >= data.num_frames] if cache else []
-    )
+    entries: list[CacheEntry] = []
+    if rows:
+        cache = preprocess_rows(rows, recipe_cache_dir(recipe), recipe)
+        pairs = [(e, e.row) for e in with_rows(cache, rows)]
+        entries, _, _ = _split_videos(
+            pairs, "val", data.eval_qualities, data.outlier_classes, data.num_frames
+        )
     if not entries:
         log.warning("no validation videos of data.outlier_classes %s: the open-set score is "
                     "chosen without them", data.outlier_classes)  # fmt: skip
@@ -262,9 +263,8 @@ def _outlier_videos(
     videos = _embed(model, cache, entries, recipe, kwargs)
     if videos is None:
         return None
-    return _outputs(videos, classifier), (
-        f"the {len(entries)} validation videos of data.outlier_classes {data.outlier_classes}"
-    )
+    made = f"the {len(entries)} validation videos of data.outlier_classes {data.outlier_classes}"
+    return _outputs(videos, classifier, made)
 
 
 def _choose_score(
@@ -273,7 +273,7 @@ def _choose_score(
     labels: Sequence[int],
     classifier: bool,
     split: str,
-    unknowns: dict[str, tuple[Unknowns, str]] | None = None,
+    unknowns: dict[str, Unknowns] | None = None,
 ) -> None:
     """:meth:`~attribnet.index.open_set.OpenSetPolicy.choose_score` on ``videos`` of
     ``split`` (the indexed training videos themselves, in index order, when ``split`` is

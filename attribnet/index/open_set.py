@@ -222,7 +222,7 @@ class OpenSetPolicy:
         split: str = "val",
         self_rows: np.ndarray | None = None,
         keep: float = DEFAULT_KEEP,
-        unknowns: Mapping[str, tuple[Unknowns, str]] | None = None,
+        unknowns: Mapping[str, Unknowns] | None = None,
     ) -> ScoreSelection | None:
         """Choose the open-set score from data and calibrate its threshold.
 
@@ -231,7 +231,7 @@ class OpenSetPolicy:
         when its head was trained (else the classifier scores are not candidates).
         :func:`~attribnet.open_set_choice.select_score` runs leave-one-class-out with the
         index's vectors as the reference set, and weighs how well each score rejects each
-        kind of stand-in ``unknowns`` ({kind: (videos, how they were made, for the sidecar)});
+        kind of stand-in ``unknowns`` ({kind: videos}; how each was made goes in the sidecar);
         the threshold keeps ``keep`` of the videos under the chosen score. For indexed
         videos as queries, ``self_rows`` (V,) gives their rows: each is then scored
         leave-self-out, in the choice and the threshold.
@@ -246,7 +246,7 @@ class OpenSetPolicy:
         try:
             selection = select_score(
                 reference, embeddings, labels, index.class_names, k=self.knn_k,
-                self_rows=self_rows, unknowns={k: u for k, (u, _) in kinds.items()}, **inputs,
+                self_rows=self_rows, unknowns=kinds, **inputs,
             )  # fmt: skip
             chosen, note = selection.chosen, ""
         except ValueError as exc:
@@ -257,7 +257,7 @@ class OpenSetPolicy:
             "method": " + ".join(["leave-one-class-out", *kinds]),
             "split": split,
             "videos": int(len(labels)),
-            **({"unknowns": {k: how for k, (_, how) in kinds.items()}} if kinds else {}),
+            **({"unknowns": {k: u.made for k, u in kinds.items()}} if kinds else {}),
             "reference": f"the {index.ntotal} indexed (training) videos",
             "leave_self_out": self_rows is not None,
             "note": note,

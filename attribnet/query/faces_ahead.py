@@ -79,9 +79,9 @@ class FacesAhead:
         self._queue.put((cache, row.path))
 
     def __iter__(self) -> Iterator[tuple[FaceCache, str, CacheEntry]]:
-        """(cache, path, entry) of each usable video, in input order, as soon as it is
-        cropped. Re-raises in the caller's thread what stopped the cropping (a cache made
-        with other settings, a bad setting)."""
+        """(cache, path, entry) of each usable video as soon as it is cropped (those already
+        in the cache first, then the others in input order). Re-raises in the caller's
+        thread what stopped the cropping (a cache made with other settings, a bad setting)."""
         while (item := self._queue.get()) is not _END:
             cache, path = item
             entry = self._usable(cache, path)
