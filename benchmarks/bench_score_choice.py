@@ -45,8 +45,7 @@ from torch.utils.data import DataLoader
 
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS, EvalClips
 from attribnet.data.open_space import OpenSpaceSimulator
-from attribnet.data.sources import recipe_videos
-from attribnet.index.build import _split_videos
+from attribnet.data.sources import recipe_videos, split_videos
 from attribnet.open_set_choice import select_score
 from attribnet.open_set_scores import SCORE_NAMES, Reference
 from attribnet.predict import VideoPrediction, _per_video, _run, stack
@@ -120,7 +119,7 @@ def evaluate_index(folder: str, pool_seed: int, args: argparse.Namespace, row: d
     assert recipe.loss.ce_weight > 0, "classifier scores need a trained classifier head"
     cache, entries = recipe_videos(recipe)
     pairs = [(e, e.row) for e in entries]
-    val, labels, _ = _split_videos(
+    val, labels, _ = split_videos(
         pairs, "val", data.eval_qualities, index.class_names, data.num_frames
     )
     dataset = EvalClips(

@@ -9,12 +9,15 @@ One place for what train, index and evaluate all need to agree on:
 - a manifest's rows with splits (unsplit rows get a 70/15/15 split by source_id);
 - preprocessing rows into the cache with the recipe's detector, face margin and size,
   frame cap and face check (:func:`preprocess_settings`: queries use them too);
-- the cached videos of a recipe, carrying their manifest rows.
+- the cached videos of a recipe, carrying their manifest rows, and one split's videos of
+  given classes (:func:`run_videos`, :func:`split_videos`: what an index is built and a
+  quantised model calibrated on).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -135,6 +138,49 @@ def recipe_videos(
         log.info("recipe manifest not found: using every video of cache %s", cache.root)
         return cache, list(cache.entries)
     return cache, with_rows(cache, read_rows(manifest, recipe.train.seed))
+
+
+def run_videos(
+    recipe: Recipe, manifest: str | os.PathLike[str] | None
+) -> tuple[FaceCache, list[tuple[CacheEntry, ManifestRow]]]:
+    """(cache, [(entry, row)]) for the videos to index and calibrate on.
+
+    Without ``manifest``: the recipe's cached videos (:func:`recipe_videos`). With one: its
+    rows (split by source_id when unsplit), preprocessed into the cache first when missing.
+    """
+    if manifest is None:
+        cache, entries = recipe_videos(recipe)
+    else:
+        rows = read_rows(manifest, recipe.train.seed)
+        cache = preprocess_rows(rows, recipe_cache_dir(recipe), recipe)
+        entries = with_rows(cache, rows)
+    return cache, [(e, e.row) for e in entries]
+
+
+def split_videos(
+    pairs: list[tuple[CacheEntry, ManifestRow]],
+    split: str,
+    qualities: Sequence[str],
+    class_names: Sequence[str],
+    t: int,
+) -> tuple[list[CacheEntry], list[int], list[ManifestRow]]:
+    """Entries, generator ids and rows of one split: known classes, the given qualities
+    (all when empty), at least ``t`` cached frames (shorter ones are left out, as training
+    leaves them out, with a warning)."""
+    chosen = [
+        (e, r)
+        for e, r in pairs
+        if r.split == split and r.label in class_names and (not qualities or r.quality in qualities)
+    ]
+    usable = [(e, r) for e, r in chosen if e.num_frames >= t]
+    if len(usable) < len(chosen):
+        log.warning("%s split: leaving out %d video(s) shorter than %d frames",
+                    split, len(chosen) - len(usable), t)  # fmt: skip
+    return (
+        [e for e, _ in usable],
+        [list(class_names).index(r.label) for _, r in usable],
+        [r for _, r in usable],
+    )
 
 
 def _warn_missing(cache: FaceCache, missing: int) -> None:

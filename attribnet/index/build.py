@@ -26,6 +26,7 @@ import torch
 
 from attribnet.checkpoint import resolve_checkpoint
 from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
+from attribnet.data.sources import run_videos, split_videos
 from attribnet.distributed import gather, shard
 from attribnet.errors import CheckpointError, DataError
 from attribnet.index.faiss_store import DEFAULT_IVF_THRESHOLD
@@ -36,64 +37,12 @@ from attribnet.predict import VideoPrediction, predict_videos, resolve_device, s
 if TYPE_CHECKING:
     from attribnet.config import Recipe
     from attribnet.data.cache import CacheEntry, FaceCache
-    from attribnet.data.manifest import ManifestRow
     from attribnet.models import AttributionModel
 
 log = logging.getLogger(__name__)
 
 SIMULATED_NETS = 8
 SIMULATED_SEED = 10_000  # training draws its pools from pool_seed(train.seed, epoch), never this
-
-
-def _training_rows(
-    recipe: Recipe, manifest: str | os.PathLike[str] | None
-) -> tuple[FaceCache, list[tuple[CacheEntry, ManifestRow]]]:
-    """(cache, [(entry, row)]) for the videos to index and calibrate on.
-
-    Without ``manifest``: the recipe's cached videos (:func:`recipe_videos`). With one: its
-    rows (split by source_id when unsplit), preprocessed into the cache first when missing.
-    """
-    from attribnet.data.sources import (
-        preprocess_rows,
-        read_rows,
-        recipe_cache_dir,
-        recipe_videos,
-        with_rows,
-    )
-
-    if manifest is None:
-        cache, entries = recipe_videos(recipe)
-    else:
-        rows = read_rows(manifest, recipe.train.seed)
-        cache = preprocess_rows(rows, recipe_cache_dir(recipe), recipe)
-        entries = with_rows(cache, rows)
-    return cache, [(e, e.row) for e in entries]
-
-
-def _split_videos(
-    pairs: list[tuple[CacheEntry, ManifestRow]],
-    split: str,
-    qualities: Sequence[str],
-    class_names: Sequence[str],
-    t: int,
-) -> tuple[list[CacheEntry], list[int], list[ManifestRow]]:
-    """Entries, generator ids and rows of one split: known classes, the given qualities
-    (all when empty), at least ``t`` cached frames (shorter ones are left out, as training
-    leaves them out, with a warning)."""
-    chosen = [
-        (e, r)
-        for e, r in pairs
-        if r.split == split and r.label in class_names and (not qualities or r.quality in qualities)
-    ]
-    usable = [(e, r) for e, r in chosen if e.num_frames >= t]
-    if len(usable) < len(chosen):
-        log.warning("%s split: leaving out %d video(s) shorter than %d frames",
-                    split, len(chosen) - len(usable), t)  # fmt: skip
-    return (
-        [e for e, _ in usable],
-        [list(class_names).index(r.label) for _, r in usable],
-        [r for _, r in usable],
-    )
 
 
 def build_index_for_run(
@@ -122,9 +71,9 @@ def build_index_for_run(
             f"{path}: the model has no embedding head (model.embedding_dim is 0); "
             "train with model.embedding_dim > 0 to build an index"
         )
-    cache, pairs = _training_rows(recipe, manifest)
+    cache, pairs = run_videos(recipe, manifest)
     data = recipe.data
-    entries, labels, rows = _split_videos(
+    entries, labels, rows = split_videos(
         pairs, "train", data.train_qualities, names, data.num_frames
     )
     if not entries:
@@ -132,7 +81,7 @@ def build_index_for_run(
     kwargs = {"max_clips": max_clips, "device": resolve_device(device), "progress": True}
     log.info("embedding %d training videos for the index", len(entries))
     train = _embed(model, cache, entries, recipe, kwargs)
-    val_entries, val_labels, _ = _split_videos(
+    val_entries, val_labels, _ = split_videos(
         pairs, "val", data.eval_qualities, names, data.num_frames
     )
     val = _embed(model, cache, val_entries, recipe, kwargs)
@@ -251,7 +200,7 @@ def _outlier_videos(
     if rows:
         cache = preprocess_rows(rows, recipe_cache_dir(recipe), recipe)
         pairs = [(e, e.row) for e in with_rows(cache, rows)]
-        entries, _, _ = _split_videos(
+        entries, _, _ = split_videos(
             pairs, "val", data.eval_qualities, data.outlier_classes, data.num_frames
         )
     if not entries:
