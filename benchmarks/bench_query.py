@@ -22,8 +22,8 @@ and loader workers, as ``Attributor.attribute`` would run it:
    Wall time depends on what else runs on the machine; the CPU time columns (this process
    and its loader workers) do not, so their ratios hold on a shared CPU.
 3. The real entry point, Attributor.attribute (decode, crop, predict with evidence, search),
-   with today's predict_videos, its default, precision="bf16" and the ONNX model (--onnx),
-   interleaved over the rounds.
+   with today's predict_videos, its default, precision="bf16" and the ONNX model (--onnx) in
+   fp32 and int8 (attribnet.export.onnx_int8), interleaved over the rounds.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ from attribnet.data.video import open_clip_source
 from attribnet.data.video.frame_source import FrameSource
 from attribnet.errors import NoFaceError
 from attribnet.export import OnnxRuntimeModel, export_onnx
+from attribnet.export import main as export_main
+from attribnet.export.onnx_int8 import quantize
 from attribnet.index import GeneratorIndex
 from attribnet.models import build_model
 from attribnet.predict import VideoPrediction, predict_videos, resolve_device, stack
@@ -240,14 +242,21 @@ def options(
 
 
 def export_model(model: torch.nn.Module, recipe: Recipe, args: argparse.Namespace,
-                 tmp: Path) -> OnnxRuntimeModel:  # fmt: skip
-    """The model exported as the query's --onnx needs it (with SAM maps), loaded."""
-    path = tmp / "model.onnx"
+                 tmp: Path) -> tuple[OnnxRuntimeModel, OnnxRuntimeModel]:  # fmt: skip
+    """The model exported as the query's --onnx needs it (with SAM maps), and its int8
+    quantisation (calibrated on 4 random clips: speed does not depend on the ranges), loaded."""
+    path, int8 = tmp / "model.onnx", tmp / "model_int8.onnx"
     start = time.perf_counter()
     data = recipe.data
     export_onnx(model, path, num_frames=data.num_frames, image_size=data.image_size, sam=True)
     print(f"ONNX export: {time.perf_counter() - start:.1f} s")
-    return OnnxRuntimeModel.load(path, threads=args.threads or None)
+    rng = np.random.default_rng(0)
+    shape = (1, data.num_frames, 3, data.image_size, data.image_size)
+    quantize(path, int8, [rng.standard_normal(shape, np.float32) for _ in range(4)])
+    threads = args.threads or None
+    return OnnxRuntimeModel.load(path, threads=threads), OnnxRuntimeModel.load(
+        int8, threads=threads
+    )
 
 
 def clock() -> tuple[float, float]:
@@ -363,7 +372,8 @@ def copying_frames() -> Iterator[None]:
 
 def end_to_end(
     model: torch.nn.Module, recipe: Recipe, index: GeneratorIndex, paths: list[Path],
-    args: argparse.Namespace, tmp: Path, runtime: OnnxRuntimeModel | None,
+    args: argparse.Namespace, tmp: Path,
+    runtimes: tuple[OnnxRuntimeModel, OnnxRuntimeModel] | None,
 ) -> None:  # fmt: skip
     """Attributor.attribute: today's (cropping first, predict_videos as it was, frames
     copied), cropping first with today's default predict_videos, and now (faces cropped
@@ -373,6 +383,7 @@ def end_to_end(
     device = resolve_device()
     first = CroppingFirst(index, model, recipe, Path("untrained"), device)
     now = Attributor(index, model, recipe, Path("untrained"), device)
+    bf16 = Attributor(index, model, recipe, Path("untrained"), device, precision="bf16")
     old = copying_frames
     variants = [
         ("today (cropping first, fuse=False, the recipe's workers, frames copied)", first,
@@ -381,14 +392,13 @@ def end_to_end(
          predict_videos, old),
         ("faces cropped ahead of the model = **default now**", now, predict_videos,
          contextlib.nullcontext),
-        ('default now + precision="bf16"', now,
-         functools.partial(predict_videos, precision="bf16"), contextlib.nullcontext),
+        ('default now + precision="bf16"', bf16, predict_videos, contextlib.nullcontext),
     ]  # fmt: skip
-    if runtime is not None:
+    for label, runtime in zip(("fp32", "int8"), runtimes or (), strict=True):
         onnx = Attributor(index, model, recipe, Path("untrained"), resolve_device("cpu"),
                           onnx=runtime)  # fmt: skip
-        variants.append(("default now + ONNX Runtime (Attributor.load(..., onnx=))", onnx,
-                         predict_videos, contextlib.nullcontext))  # fmt: skip
+        variants.append((f"default now + ONNX Runtime {label} (Attributor.load(..., onnx=))",
+                         onnx, predict_videos, contextlib.nullcontext))  # fmt: skip
     now.attribute(str(paths[0]), max_clips=1, cache_dir=tmp / "e2e-warm-up")
     seconds = np.zeros((args.rounds, len(variants), 2))
     answers = []
@@ -424,19 +434,21 @@ def agreement_table(args: argparse.Namespace) -> int:
         return 2
     attributor = Attributor.load(args.agreement)
     workers = attributor.recipe.data.num_workers
+    bf16 = Attributor(attributor.index, attributor.model, attributor.recipe,
+                      attributor.checkpoint, attributor.device, precision="bf16")  # fmt: skip
     variants = {
-        "today (fuse=False, the recipe's workers)": functools.partial(
+        "today (fuse=False, the recipe's workers)": (attributor, functools.partial(
             predict_videos, fuse=False, num_workers=workers
-        ),
-        "default now": predict_videos,
-        'precision="bf16"': functools.partial(predict_videos, precision="bf16"),
-    }
+        )),
+        "default now": (attributor, predict_videos),
+        'precision="bf16"': (bf16, predict_videos),
+    }  # fmt: skip
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-query-") as name:
-        for label, fn in variants.items():
+        for label, (runner, fn) in variants.items():
             attributor_module.predict_videos = fn
             try:  # the same face cache: the videos are decoded and cropped once
-                results[label] = attributor.attribute([str(args.videos)], cache_dir=name)
+                results[label] = runner.attribute([str(args.videos)], cache_dir=name)
             finally:
                 attributor_module.predict_videos = predict_videos
         if not args.no_onnx:
@@ -448,6 +460,15 @@ def agreement_table(args: argparse.Namespace) -> int:
                               attributor.checkpoint, resolve_device("cpu"),
                               onnx=OnnxRuntimeModel.load(path))  # fmt: skip
             results["ONNX Runtime fp32"] = onnx.attribute([str(args.videos)], cache_dir=name)
+            int8 = Path(name) / "model_int8.onnx"  # calibrated on the run's training videos
+            argv = ["onnx", "--checkpoint", str(attributor.checkpoint), "--out", str(int8),
+                    "--sam", "--int8"]  # fmt: skip
+            if export_main(argv) != 0:
+                return 1
+            onnx = Attributor(attributor.index, attributor.model, attributor.recipe,
+                              attributor.checkpoint, resolve_device("cpu"),
+                              onnx=OnnxRuntimeModel.load(int8))  # fmt: skip
+            results["ONNX Runtime int8"] = onnx.attribute([str(args.videos)], cache_dir=name)
     base = [r for r in next(iter(results.values())) if r.ok]
     rows = []
     for label, rs in results.items():
@@ -493,9 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.max_frames} face frames and <= {args.max_clips} clips per video, flat "
             f"index of {args.index_size:,} vectors, {args.rounds} rounds"
         )
-        runtime = None if args.no_onnx else export_model(model, recipe, args, tmp)
+        runtimes = None if args.no_onnx else export_model(model, recipe, args, tmp)
+        runtime = runtimes[0] if runtimes else None
         if args.end_to_end_only:
-            end_to_end(model, recipe, index, paths, args, tmp, runtime)
+            end_to_end(model, recipe, index, paths, args, tmp, runtimes)
             return 0
         cache, stage_s = cache_faces(paths, recipe, tmp / "faces")
         entries = cache.entries
@@ -507,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_stages({**stage_s, "embed (today)": seconds[0, 0]}, len(entries))
         fixed = sum(stage_s.values())
         print_options(rows, seconds, preds, fixed, len(entries))
-        end_to_end(model, recipe, index, paths, args, tmp, runtime)
+        end_to_end(model, recipe, index, paths, args, tmp, runtimes)
     return 0
 
 

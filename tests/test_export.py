@@ -188,3 +188,67 @@ def test_query_refuses_an_onnx_file_of_another_model(
     assert export.main(argv) == 0
     with pytest.raises(ConfigError, match="no SAM maps"):
         Attributor.load(world["index"], onnx=no_maps)
+
+
+def _dequantized(graph: object) -> set[str]:
+    """Names of the tensors an int8 graph dequantises (the inputs of quantised nodes)."""
+    return {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+
+
+def test_int8_export_answers_as_pytorch(world: dict[str, Path], tmp_path: Path) -> None:
+    import onnx
+
+    from attribnet.query import Attributor
+
+    out = tmp_path / "int8.onnx"
+    argv = ["onnx", "--checkpoint", str(world["checkpoint"]), "--out", str(out), "--sam", "--int8"]
+    assert export.main(argv) == 0
+    model = onnx.load(str(out))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["precision"] == "int8"
+    assert meta["checkpoint_sha256"] == file_sha256(world["checkpoint"])
+    figures = json.loads(meta["int8_agreement"])
+    assert figures["videos"] == 3 and figures["top1_agreement"] == 1.0  # the 3 val videos
+    dequantized = _dequantized(model.graph)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    stem, trunk = convs[0], convs[1:]
+    # input and weight: a bias is int32 when quantised and may be shared by equal biases
+    assert not dequantized & set(stem.input[:2])  # the stem runs in fp32
+    assert all(set(n.input[:2]) <= dequantized for n in trunk)  # the rest in int8
+    heads = [n for n in model.graph.node if n.op_type == "Gemm"]
+    assert heads and not any(dequantized & set(n.input[:2]) for n in heads)
+
+    queries = sorted(str(p) for p in (world["queries"] / "deep").glob("*.mp4"))
+    plain = Attributor.load(world["index"]).attribute(queries, k=3)
+    int8 = Attributor.load(world["index"], onnx=out).attribute(queries, k=3)
+    assert sum(r.ok for r in plain) == 3
+    for a, b in zip(plain, int8, strict=True):
+        assert (a.generator, a.classifier["generator"]) == (b.generator, b.classifier["generator"])
+        assert float(a.embedding @ b.embedding) > 0.99
+
+
+def test_int8_refusals_write_nothing(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
+) -> None:
+    from attribnet.export import cli
+
+    out = tmp_path / "out" / "int8.onnx"
+    argv = ["onnx", "--checkpoint", str(world["checkpoint"]), "--out", str(out), "--int8"]
+    real = cli.agreement
+
+    def poor(*args: object) -> dict[str, float]:
+        return {**real(*args), "top1_agreement": 0.5}
+
+    monkeypatch.setattr(cli, "agreement", poor)
+    assert export.main(argv) != 0
+    assert "int8 model refused (--min-agreement 0.95): 0.500 of 3 videos" in capsys.readouterr().err
+    assert list(out.parent.iterdir()) == []  # no model, no temporary file
+    assert export.main([*argv, "--min-agreement", "0.5"]) == 0 and out.is_file()
+
+    no_data = _checkpoint(tmp_path / "elsewhere")  # its recipe's face cache does not exist
+    argv = ["onnx", "--checkpoint", str(no_data), "--out", str(tmp_path / "x.onnx"), "--int8"]
+    assert export.main(argv) != 0
+    assert "no face cache at" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
+    assert export.main([*argv, "--min-agreement", "2"]) == 2  # a share: 0 to 1
+    assert "between 0 and 1" in capsys.readouterr().err
