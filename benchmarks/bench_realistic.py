@@ -86,6 +86,11 @@ RECIPES: dict[str, tuple[str, Path, list[str]]] = {
     "main+spectral": ("main_spectral", MAIN, ["model.spectral_dim=64"]),
     "main+srm": ("main_srm", MAIN, ["model.input_filter=srm"]),
     "main+bayar": ("main_bayar", MAIN, ["model.input_filter=bayar"]),
+    "main+srm+h264": (
+        "main_srm_h264",
+        MAIN,
+        ["model.input_filter=srm", "data.augment.h264_p=0.8", "data.augment.h264_crf=[10,23]"],
+    ),
     "main+spectral+adv": (
         "main_spectral_adv",
         MAIN,

@@ -199,6 +199,7 @@ def test_int8_export_answers_as_pytorch(world: dict[str, Path], tmp_path: Path) 
     import onnx
 
     from attribnet.query import Attributor
+    from attribnet.query import main as query_main
 
     out = tmp_path / "int8.onnx"
     argv = ["onnx", "--checkpoint", str(world["checkpoint"]), "--out", str(out), "--sam", "--int8"]
@@ -225,6 +226,11 @@ def test_int8_export_answers_as_pytorch(world: dict[str, Path], tmp_path: Path) 
     for a, b in zip(plain, int8, strict=True):
         assert (a.generator, a.classifier["generator"]) == (b.generator, b.classifier["generator"])
         assert float(a.embedding @ b.embedding) > 0.99
+    report = tmp_path / "report.json"
+    cli = [*queries, "--index", str(world["index"]), "--onnx", str(out), "--json", str(report)]
+    assert query_main(cli) == 0
+    saved = json.loads(report.read_text())  # the case file says the model was int8
+    assert saved["precision"] == "int8" and saved["int8_agreement"] == figures
 
 
 def test_int8_refusals_write_nothing(

@@ -12,6 +12,7 @@ gathers the results in input order and writes the report; the others print nothi
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -103,6 +104,10 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     }
     if args.onnx:
         report["onnx"] = str(args.onnx)
+        meta = attributor.onnx.metadata
+        if meta.get("precision", "fp32") != "fp32":  # an int8 model, and its export's check
+            report["precision"] = meta["precision"]
+            report["int8_agreement"] = json.loads(meta.get("int8_agreement", "null"))
     if args.precision != "fp32":
         report["precision"] = args.precision
     ok = [r for r in results if r.ok]
