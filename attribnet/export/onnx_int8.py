@@ -17,8 +17,9 @@ the check that it answers as the fp32 PyTorch model does.
   cosine. The export is refused below ``--min-agreement`` and records the figures in the
   file's metadata (``int8_agreement``).
 
-The index's open-set threshold was calibrated on fp32 scores; an int8 score moves by about
-the largest probability difference, so a verdict within that of the threshold can differ.
+The index's open-set threshold was calibrated on fp32 scores, and int8 moves them a little
+(energy scores by up to 1e-2 on 24 demo videos, benchmarks/README "int8"): a verdict that
+close to the threshold can differ.
 """
 
 from __future__ import annotations
