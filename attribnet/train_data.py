@@ -18,6 +18,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
 from attribnet.config import Recipe
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
 from attribnet.data.clips import ClipDataset, select_entries
+from attribnet.data.instance_batches import InstanceMixedBatches
 from attribnet.data.manifest import class_names
 from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
 from attribnet.distributed import RankBatches, rank_and_world, shard
@@ -131,6 +132,30 @@ def train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataL
     not repeated on every rank."""
     tc = recipe.train
     generator = torch.Generator().manual_seed(tc.seed * 1000 + epoch)
+    mine = RankBatches(_epoch_batches(data, recipe, epoch, generator), *rank_and_world())
+    return DataLoader(
+        data.train,
+        batch_sampler=SkipBatches(mine, skip),
+        generator=generator,
+        num_workers=recipe.data.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+    )
+
+
+def _epoch_batches(data: Data, recipe: Recipe, epoch: int, generator: torch.Generator) -> Any:
+    """The epoch's batches (index lists), fixed by (seed, epoch): instance-mixed
+    (``train.instances_per_class``), m per class (``train.m_per_class``) or shuffled."""
+    tc = recipe.train
+    if tc.instances_per_class:
+        return InstanceMixedBatches(
+            data.train.labels,
+            data.train.instances,
+            tc.batch_size,
+            tc.m_per_class,
+            tc.instances_per_class,
+            np.random.default_rng([tc.seed, epoch]),
+        )
     if tc.m_per_class:
         # PML's sampler draws from its module-level RandomState: re-seed it per epoch so a
         # resumed run draws the same batches as an uninterrupted one.
@@ -143,16 +168,7 @@ def train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataL
         )
     else:  # what shuffle=True builds, drawing from the same generator
         sampler = RandomSampler(data.train, generator=generator)
-    batches = BatchSampler(sampler, tc.batch_size, drop_last=len(data.train) > tc.batch_size)
-    mine = RankBatches(batches, *rank_and_world())
-    return DataLoader(
-        data.train,
-        batch_sampler=SkipBatches(mine, skip),
-        generator=generator,
-        num_workers=recipe.data.num_workers,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,
-    )
+    return BatchSampler(sampler, tc.batch_size, drop_last=len(data.train) > tc.batch_size)
 
 
 def eval_loader(dataset: ClipDataset, recipe: Recipe, sharded: bool = False) -> DataLoader:

@@ -91,6 +91,16 @@ RECIPES: dict[str, tuple[str, Path, list[str]]] = {
         MAIN,
         ["model.input_filter=srm", "data.augment.h264_p=0.8", "data.augment.h264_crf=[10,23]"],
     ),
+    "main+srm+mixed": (
+        "main_srm_mixed",
+        MAIN,
+        [
+            "model.input_filter=srm",
+            "train.instances_per_class=2",
+            "train.m_per_class=2",
+            "loss.triplet_weight=1.0",
+        ],
+    ),
     "main+spectral+adv": (
         "main_spectral_adv",
         MAIN,

@@ -158,6 +158,11 @@ class OptimConfig:
 class TrainConfig:
     """The loop. ``m_per_class`` > 0 uses PML's MPerClassSampler (needed by triplet).
 
+    ``instances_per_class`` K > 0 mixes generator trainings instead
+    (attribnet.data.instance_batches): each batch's ``m_per_class`` clips of a class come
+    from K different trainings (manifest column ``instance``); with ``m_per_class`` = K
+    every same-class pair of a batch crosses trainings.
+
     ``checkpoint_every_steps`` N > 0 also writes last.pt every N optimizer steps inside an
     epoch (0 = at epoch ends only); ``--resume`` continues from that step with the same
     batches, as if never stopped (attribnet.train_state).
@@ -171,6 +176,7 @@ class TrainConfig:
     epochs: int = 300
     batch_size: int = 10
     m_per_class: int = 0
+    instances_per_class: int = 0
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True

@@ -39,6 +39,7 @@ NON_NEGATIVE = {
     "loss.triplet_weight", "loss.arcface_margin", "loss.triplet_margin", "optim.momentum",
     "model.spectral_dim",
     "optim.weight_decay", "optim.warmup_epochs", "train.grad_clip", "train.m_per_class",
+    "train.instances_per_class",
     "train.max_steps_per_epoch", "loss.outlier_weight", "loss.open_space_weight",
     "train.checkpoint_every_steps", "data.resize", "loss.instance_adversary_weight",
 }  # fmt: skip
@@ -100,6 +101,17 @@ def validate(recipe: Recipe, source: str) -> Recipe:
     if loss.triplet_weight and recipe.train.m_per_class < 2:
         raise ConfigError(
             f"train.m_per_class in {source}: triplet loss needs >= 2 clips per class in a batch"
+        )
+    tc = recipe.train
+    if tc.instances_per_class and (
+        tc.m_per_class < tc.instances_per_class
+        or tc.m_per_class % tc.instances_per_class
+        or tc.batch_size % tc.m_per_class
+    ):
+        raise ConfigError(
+            f"train.instances_per_class in {source}: {tc.instances_per_class} trainings per "
+            f"class need train.m_per_class a multiple of it (got {tc.m_per_class}) and "
+            f"train.batch_size a multiple of train.m_per_class (got {tc.batch_size})"
         )
     if m.spectral_dim and recipe.data.image_size < 2 * m.spectral_bins:
         raise ConfigError(

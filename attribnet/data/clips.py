@@ -166,6 +166,13 @@ class ClipDataset(Dataset):
         return np.repeat(per_video, self.clips_per_video)
 
     @property
+    def instances(self) -> np.ndarray:
+        """(len(self),) int64 id in ``instance_names`` of every item's generator training;
+        -1 where its manifest row names none."""
+        per_video = [self._instance_of.get(e.row.instance, -1) for e in self.entries]
+        return np.repeat(np.array(per_video, dtype=np.int64), self.clips_per_video)
+
+    @property
     def video_indices(self) -> np.ndarray:
         """(len(self),) int64 position in ``self.entries`` of every item's video."""
         return np.repeat(np.arange(len(self.entries), dtype=np.int64), self.clips_per_video)
