@@ -98,6 +98,7 @@ RECIPES: dict[str, tuple[str, Path, list[str]]] = {
             "model.input_filter=srm",
             "train.instances_per_class=2",
             "train.m_per_class=2",
+            "train.batch_size=10",  # 5 classes x 2 trainings; the quick mode's batch
             "loss.triplet_weight=1.0",
         ],
     ),
