@@ -50,10 +50,22 @@ def init_from_env() -> bool:
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if torch.cuda.is_available():
+    backend = process_group_backend()
+    dist.init_process_group(backend)
+    if "nccl" in backend:
         torch.cuda.set_device(local_rank())
     return True
+
+
+def process_group_backend() -> str:
+    """NCCL for CUDA tensors and gloo for CPU ones (so ``train.device: cpu`` works on a GPU
+    machine too) when every process on this machine (torchrun's ``LOCAL_WORLD_SIZE``) has a
+    GPU of its own; gloo alone otherwise (no GPU, or more processes than GPUs: NCCL refuses
+    two ranks on one GPU, and :func:`attribnet.predict.resolve_device` says so for CUDA)."""
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if torch.cuda.is_available() and torch.cuda.device_count() >= per_machine:
+        return "cpu:gloo,cuda:nccl"
+    return "gloo"
 
 
 @contextlib.contextmanager

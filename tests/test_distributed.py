@@ -21,13 +21,24 @@ from pytorch_metric_learning.utils import common_functions as pml_common
 from torch import nn
 from torch.utils.data import BatchSampler, SequentialSampler
 
+from attribnet import predict
 from attribnet.checkpoint import read_checkpoint
-from attribnet.distributed import RankBatches, convert_sync_batchnorm, gather, shard
+from attribnet.distributed import (
+    RankBatches,
+    convert_sync_batchnorm,
+    gather,
+    process_group_backend,
+    shard,
+)
+from attribnet.errors import ConfigError
 from attribnet.index import GeneratorIndex
 from attribnet.query import main as query_main
 from tests.builders import tiny_overrides
 
 ROOT = Path(__file__).parents[1]
+# these tests run torchrun on the CPU (gloo) wherever they run: on a GPU machine the CUDA
+# path would change the numbers they compare and need one GPU per process
+GLOO_ENV = {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
 
 
 def _free_port() -> int:
@@ -132,7 +143,7 @@ def _train(manifest: Path, out: Path, nproc: int, **extra: object) -> Path:
            f"--master_port={_free_port()}", "-m", "attribnet.train",
            str(ROOT / "recipes/demo.yaml")]  # fmt: skip
     cmd += [a for s in sets for a in ("--set", s)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **GLOO_ENV}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return out / "runs/demo"
@@ -170,7 +181,7 @@ def test_two_gloo_processes_train_like_one_with_the_same_clips_per_step(tiny_dem
 def _torchrun(module: str, argv: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
            f"--master_port={_free_port()}", "-m", module, *argv]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **GLOO_ENV}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -213,3 +224,27 @@ def test_a_query_shared_by_two_gloo_processes_reports_like_one(world, tmp_path):
             assert a["score"] == pytest.approx(b["score"], abs=1e-4)
             assert [n["video_id"] for n in a["neighbors"]] == [
                 n["video_id"] for n in b["neighbors"]]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("gpus", "per_machine", "backend"),
+    [(0, 2, "gloo"), (1, 2, "gloo"), (2, 2, "cpu:gloo,cuda:nccl"), (8, 4, "cpu:gloo,cuda:nccl")],
+)
+def test_nccl_only_when_every_process_has_a_gpu(monkeypatch, gpus, per_machine, backend):
+    """Seen on a 1-GPU machine: two torchrun processes with train.device=cpu chose NCCL
+    (CUDA was there) and failed; gloo serves CPU tensors beside NCCL now."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(per_machine))
+    assert process_group_backend() == backend
+
+
+def test_a_process_without_its_own_gpu_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(predict, "rank_and_world", lambda: (1, 2))
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ConfigError, match="needs GPU 1, but it has 1.*--nproc_per_node=1"):
+        predict.resolve_device("cuda")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert predict.resolve_device("cuda") == torch.device("cuda", 0)

@@ -123,7 +123,9 @@ def test_predict_videos_runs_the_onnx_model_as_pytorch(tmp_path: Path) -> None:
         for n in (4, 9, 16)
     ]  # fmt: skip
     runtime = export.OnnxRuntimeModel.load(out)
-    torch_preds = predict_videos(model, cache, entries, recipe, sam=True, batch_size=3)
+    torch_preds = predict_videos(
+        model, cache, entries, recipe, sam=True, batch_size=3, device="cpu"
+    )
     onnx_preds = predict_videos(runtime, cache, entries, recipe, sam=True, batch_size=3)
     assert_predictions_close(torch_preds, onnx_preds, atol=1e-4)
 

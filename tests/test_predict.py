@@ -84,7 +84,9 @@ def test_outputs_match_a_hand_built_forward_pass(cached, tmp_path: Path) -> None
 
 def test_evidence_weights_sum_to_one_and_point_at_real_frames(cached, tmp_path: Path) -> None:
     cache, entries = cached
-    preds = predict_videos(_model("every_block"), cache, entries, _recipe(tmp_path), sam=True)
+    preds = predict_videos(
+        _model("every_block"), cache, entries, _recipe(tmp_path), sam=True, device="cpu"
+    )
     for entry, pred in zip(entries, preds, strict=True):
         for clip in pred.clips:
             assert clip.weights.sum() == pytest.approx(1.0, abs=1e-5)
@@ -101,7 +103,7 @@ def test_sam_map_is_the_attention_gate_upsampled(cached, tmp_path: Path) -> None
     """With SAM once on the last stage, the map is that gate, upsampled to the crop."""
     cache, entries = cached
     model, recipe = _model("last"), _recipe(tmp_path)
-    pred = predict_videos(model, cache, entries[:1], recipe, sam=True)[0]
+    pred = predict_videos(model, cache, entries[:1], recipe, sam=True, device="cpu")[0]
     x = np.asarray(cache.load(entries[0])[pred.clips[0].frames], dtype=np.float32) / 255.0
     x = (x - np.array(recipe.data.mean)) / np.array(recipe.data.std)
     frames = torch.from_numpy(x.astype(np.float32)).permute(0, 3, 1, 2)
@@ -124,8 +126,8 @@ def test_no_sam_no_maps(cached, tmp_path: Path) -> None:
 def test_batching_across_videos_changes_nothing(cached, tmp_path: Path) -> None:
     cache, entries = cached
     model = _model("every_block")
-    one = predict_videos(model, cache, entries, _recipe(tmp_path, batch_size=1))
-    many = predict_videos(model, cache, entries, _recipe(tmp_path, batch_size=7))
+    one = predict_videos(model, cache, entries, _recipe(tmp_path, batch_size=1), device="cpu")
+    many = predict_videos(model, cache, entries, _recipe(tmp_path, batch_size=7), device="cpu")
     for a, b in zip(one, many, strict=True):
         np.testing.assert_allclose(a.clip_logits, b.clip_logits, atol=1e-4)
         np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-5)
@@ -182,16 +184,16 @@ def test_cpu_inference_model_folds_every_batchnorm_and_keeps_outputs(backbone: s
 def test_fused_and_plain_paths_agree(cached, tmp_path: Path) -> None:
     cache, entries = cached
     model, recipe = _with_batchnorm_statistics(_model("every_block")), _recipe(tmp_path)
-    plain = predict_videos(model, cache, entries, recipe, sam=True, fuse=False)
-    fused = predict_videos(model, cache, entries, recipe, sam=True, fuse=True)
+    plain = predict_videos(model, cache, entries, recipe, sam=True, fuse=False, device="cpu")
+    fused = predict_videos(model, cache, entries, recipe, sam=True, fuse=True, device="cpu")
     assert_predictions_close(plain, fused, atol=1e-5)
 
 
 def test_bf16_is_close_to_fp32_and_precision_is_checked(cached, tmp_path: Path) -> None:
     cache, entries = cached
     model, recipe = _model("every_block"), _recipe(tmp_path)
-    fp32 = predict_videos(model, cache, entries, recipe)
-    bf16 = predict_videos(model, cache, entries, recipe, precision="bf16")
+    fp32 = predict_videos(model, cache, entries, recipe, device="cpu")
+    bf16 = predict_videos(model, cache, entries, recipe, precision="bf16", device="cpu")
     for a, b in zip(fp32, bf16, strict=True):
         assert b.clip_logits.dtype == np.float32
         assert float(a.embedding @ b.embedding) > 0.999
