@@ -99,6 +99,7 @@ def prepare_data(recipe: Recipe) -> Data:
             crop_scale=aug.crop_scale,
             color_jitter=aug.color_jitter,
             resize=cfg.resize,
+            random_crop=aug.random_crop,
         ),
         compression=CompressionAugment(
             h264_p=aug.h264_p,

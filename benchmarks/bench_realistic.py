@@ -102,6 +102,23 @@ RECIPES: dict[str, tuple[str, Path, list[str]]] = {
             "loss.triplet_weight=1.0",
         ],
     ),
+    "main+srm+native": (
+        "main_srm_native",
+        MAIN,
+        # the quick dataset's face box is 128 px (192 px frames, face 2/3): cached as it is,
+        # random 112 px windows in training, the centre one at evaluation, nothing resampled
+        [
+            "model.input_filter=srm",
+            "data.cache_size=128",
+            "data.resize=128",
+            "data.augment.random_crop=true",
+        ],
+    ),
+    "main+srm+centres": (
+        "main_srm_centres",
+        MAIN,
+        ["model.input_filter=srm", "loss.arcface_instance_centres=true"],
+    ),
     "main+spectral+adv": (
         "main_spectral_adv",
         MAIN,
@@ -246,7 +263,7 @@ def overrides_for(
         f"name={run_name(tag, mode, seed, protocol)}",
         f"train.seed={seed}",
         f"data.manifest={manifest.resolve()}",
-        f"data.cache={work / f'cache_{mode}_face'}",
+        f"data.cache={work / cache_name(mode, variant)}",
         *FACE_CROP,
         f"train.out_dir={work / 'runs'}",
         f"train.index_dir={work / 'indexes'}",
@@ -333,8 +350,15 @@ def training_summary(work: Path, name: str) -> str:
     return f"training {total / 60:.1f} min in all ({'; '.join(parts)})"
 
 
+def cache_name(mode: str, variant: Sequence[str] = ()) -> str:
+    """The face cache's folder: one per ``data.cache_size`` a variant sets (a cache holds
+    crops of one size)."""
+    sizes = [v.split("=", 1)[1] for v in variant if v.startswith("data.cache_size=")]
+    return f"cache_{mode}_face" + (sizes[-1] if sizes else "")
+
+
 def cache_report(work: Path, mode: str) -> str:
-    path = work / f"cache_{mode}_face" / "report.json"
+    path = work / cache_name(mode) / "report.json"
     if not path.is_file():
         return "no cache report"
     report = json.loads(path.read_text())

@@ -97,11 +97,39 @@ def test_spatial_determinism_and_seed_fallback() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"hflip": 1.5}, {"crop_scale": (0.9, 0.5)}, {"crop_scale": (0.0, 1.0)}, {"color_jitter": -1}],
+    [
+        {"hflip": 1.5},
+        {"crop_scale": (0.9, 0.5)},
+        {"crop_scale": (0.0, 1.0)},
+        {"color_jitter": -1},
+        {"random_crop": True},
+    ],
 )
 def test_clip_augment_rejects_bad_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         ClipAugment(32, **kwargs)
+
+
+def _offset(out: np.ndarray, clip: np.ndarray) -> tuple[int, int] | None:
+    """Where ``out`` sits in ``clip`` as an unresampled window, None when it does not."""
+    h, w = out.shape[1:3]
+    for y in range(clip.shape[1] - h + 1):
+        for x in range(clip.shape[2] - w + 1):
+            if np.array_equal(out, clip[:, y : y + h, x : x + w]):
+                return y, x
+    return None
+
+
+def test_random_crop_takes_windows_of_the_frames_own_pixels() -> None:
+    """resize = the frames' side: no resampling; training's random crop is a window of the
+    frames at a varying place (the same on every frame), evaluation's the centre one."""
+    clip = np.random.default_rng(0).integers(0, 256, (3, 20, 20, 3), dtype=np.uint8)
+    centre = ClipAugment(12, hflip=0.0, crop_scale=None, resize=20)(clip)
+    assert _offset(centre, clip) == (4, 4)
+    train = ClipAugment(12, hflip=0.0, crop_scale=(1.0, 1.0), resize=20, random_crop=True)
+    rng = np.random.default_rng(1)
+    offsets = {_offset(train(clip, rng), clip) for _ in range(12)}
+    assert None not in offsets and len(offsets) > 6
 
 
 def test_compression_is_deterministic_and_changes_pixels() -> None:

@@ -199,3 +199,40 @@ def test_labels_follow_class_names_and_unknown_labels_fail(cache: FaceCache) -> 
     assert [dataset[i]["label"] for i in range(3)] == [2, 1, 0]
     with pytest.raises(DataError, match="not in class_names"):
         ClipDataset(cache, cache.entries, ["dfl", "iae"], num_frames=4)
+
+
+def test_faces_cached_at_cache_size_and_cropped_on_their_own_grid(tmp_path: Path) -> None:
+    """data.cache_size 32 = the frames' side (detector none): the cache keeps the video's
+    pixels; training crops random 24 px windows of them, validation the centre one."""
+    from attribnet.config import load_recipe
+    from attribnet.data.synthetic import generate_demo
+    from attribnet.train_data import prepare_data
+    from tests.builders import tiny_overrides
+
+    manifest = generate_demo(tmp_path / "demo", num_sources=6, num_frames=8, size=32,
+                             qualities=(0,))  # fmt: skip
+    sets = tiny_overrides(manifest, tmp_path, **{
+        "data.image_size": 24, "data.cache_size": 32, "data.resize": 32,
+        "data.augment.random_crop": True, "data.augment.hflip": 0.0,
+        "data.augment.crop_scale": [1.0, 1.0], "data.augment.h264_p": 0.0,
+        "data.mean": [0, 0, 0], "data.std": [1 / 255] * 3,
+    })  # fmt: skip
+    data = prepare_data(load_recipe(Path(__file__).parents[1] / "recipes/demo.yaml", sets))
+    cache = FaceCache(manifest.parent / "cache")
+    assert cache.settings["size"] == 32
+
+    def window(dataset: ClipDataset, index: int, epoch: int) -> tuple[int, int] | None:
+        """The one place every frame of the item's clip sits in a cached frame, unresampled."""
+        dataset.set_epoch(epoch)
+        video = np.array(cache.load(dataset.entries[index]))
+        clip = dataset[index]["clip"].round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        for y in range(9):
+            for x in range(9):
+                windows = video[:, y : y + 24, x : x + 24]
+                if all(any(np.array_equal(f, w) for w in windows) for f in clip):
+                    return y, x
+        return None
+
+    assert {window(data.val, i, 0) for i in range(len(data.val))} == {(4, 4)}
+    places = {window(data.train, 0, epoch) for epoch in range(8)}
+    assert None not in places and len(places) > 3

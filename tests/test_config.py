@@ -52,6 +52,8 @@ def test_unknown_section(tmp_path):
         ("train:\n  checkpoint_every: 10\n", r"did you mean 'train.checkpoint_every_steps'"),
         ("data:\n  face_check: 'yes'\n", r"data.face_check .* expected bool"),
         ("data:\n  face_chek: true\n", r"did you mean 'data.face_check'"),
+        ("data:\n  augment:\n    random_crop: true\n", r"random_crop .* data.resize > 0"),
+        ("data:\n  cache_size: -1\n", r"data.cache_size .* >= 0"),
     ],
 )
 def test_impossible_values_are_rejected(tmp_path, text, pattern):

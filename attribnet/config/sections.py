@@ -16,6 +16,11 @@ class AugmentConfig:
     scale, and rescaling blurs them: on the realistic benchmark (benchmarks/README.md) the
     main recipe with ``crop_scale: [0.85, 1.0]`` stayed at chance after 40 epochs (best
     validation accuracy 0.29, 5 classes) and reached 0.60 with ``[1.0, 1.0]``.
+
+    ``random_crop`` (needs ``data.resize`` > 0): training takes a random ``image_size``
+    crop of the ``resize`` x ``resize`` face where evaluation takes the centre one. With
+    ``data.cache_size`` = ``data.resize`` (faces cached at the side they are cropped from)
+    no pixel is resampled: the crop shifts on the video's own pixel grid.
     """
 
     hflip: float = 0.5
@@ -25,6 +30,7 @@ class AugmentConfig:
     h264_crf: list[int] = field(default_factory=lambda: [0, 10, 23])
     jpeg_p: float = 0.0
     jpeg_quality: tuple[int, int] = (60, 95)
+    random_crop: bool = False
 
 
 @dataclass
@@ -50,6 +56,13 @@ class DataConfig:
     (attribnet.models.backbones), filled in when the recipe is loaded, so the recipe saved
     in a checkpoint holds the numbers. The defaults here, for recipes built in code, are
     the ResNets' (ImageNet statistics, 224 px).
+
+    ``cache_size``: the side faces are cropped to in the face cache (0: ``image_size``).
+    Training, index and queries read the same cache, so it is part of how a model sees
+    its input. A face box of exactly ``cache_size`` pixels (e.g. the ``centre`` detector on
+    frames of a fixed size, ``face_margin: 0``) is cached without resampling; with
+    ``resize`` = ``cache_size`` and ``augment.random_crop`` the model sees crops of the
+    video's own pixels.
     """
 
     manifest: str = ""
@@ -67,6 +80,7 @@ class DataConfig:
     num_frames: int = 10
     sampling: str = "periodic"
     image_size: int | None = 224
+    cache_size: int = 0  # 0: image_size
     resize: int = 0  # > 0: faces resized to resize x resize, then centre-cropped to image_size
     mean: tuple[float, float, float] | None = IMAGENET_MEAN
     std: tuple[float, float, float] | None = IMAGENET_STD
@@ -123,6 +137,11 @@ class LossConfig:
     ``instance_adversary_weight`` > 0 (needs the manifest's ``instance`` column, >= 2
     training instances): gradient reversal on the training instance, so the clip features
     do not tell which generator training made a video (attribnet.losses.instance_adversary).
+
+    ``arcface_instance_centres`` (needs ArcFace and CE, and the manifest's ``instance``
+    column): one ArcFace centre per class and training instance, a clip pulled to its own
+    training's centre and every other class counted by its nearest one
+    (attribnet.losses.instance_centre_arcface). Predictions come from the classifier.
     """
 
     ce_weight: float = 1.0
@@ -130,6 +149,7 @@ class LossConfig:
     arcface_margin: float = 28.6
     arcface_scale: float = 64.0
     arcface_class_margins: dict[str, float] = field(default_factory=dict)
+    arcface_instance_centres: bool = False
     triplet_weight: float = 0.0
     triplet_margin: float = 0.2
     triplet_mining: str = "semihard"

@@ -41,7 +41,8 @@ NON_NEGATIVE = {
     "optim.weight_decay", "optim.warmup_epochs", "train.grad_clip", "train.m_per_class",
     "train.instances_per_class",
     "train.max_steps_per_epoch", "loss.outlier_weight", "loss.open_space_weight",
-    "train.checkpoint_every_steps", "data.resize", "loss.instance_adversary_weight",
+    "train.checkpoint_every_steps", "data.resize", "data.cache_size",
+    "loss.instance_adversary_weight",
 }  # fmt: skip
 PROBABILITIES = {
     "data.augment.hflip", "data.augment.h264_p", "data.augment.jpeg_p", "loss.open_space_fraction",
@@ -98,6 +99,12 @@ def validate(recipe: Recipe, source: str) -> Recipe:
             f"model.embedding_dim in {source}: ArcFace/triplet losses need an embedding head "
             "(set model.embedding_dim > 0)"
         )
+    if loss.arcface_instance_centres and not (loss.arcface_weight and loss.ce_weight):
+        raise ConfigError(
+            f"loss.arcface_instance_centres in {source}: needs loss.arcface_weight > 0 and "
+            "loss.ce_weight > 0 (its centres are per training, so predictions come from the "
+            "classifier)"
+        )
     if loss.triplet_weight and recipe.train.m_per_class < 2:
         raise ConfigError(
             f"train.m_per_class in {source}: triplet loss needs >= 2 clips per class in a batch"
@@ -124,6 +131,11 @@ def validate(recipe: Recipe, source: str) -> Recipe:
             f"data.resize in {source}: faces are resized to {recipe.data.resize} px and then "
             f"centre-cropped to data.image_size ({recipe.data.image_size}), so it must be 0 "
             "(off) or >= data.image_size"
+        )
+    if recipe.data.augment.random_crop and not recipe.data.resize:
+        raise ConfigError(
+            f"data.augment.random_crop in {source}: needs data.resize > 0, the side of the "
+            "face a random data.image_size crop is taken from (evaluation takes the centre one)"
         )
     lo, hi = recipe.data.augment.crop_scale
     if not 0 < lo <= hi <= 1:

@@ -61,8 +61,10 @@ class ClipAugment:
     With ``resize`` > 0 (``data.resize``) every frame is first resized to ``resize`` x
     ``resize`` and centre-cropped to ``size`` (torchvision's ``Resize(256)`` then
     ``CenterCrop(224)`` on square faces: the DMA-STA authors' preprocessing); the random crop,
-    flip and jitter then act on that crop. With ``crop_scale=None`` and ``hflip=0`` this is
-    the deterministic evaluation transform.
+    flip and jitter then act on that crop. ``random_crop`` takes that ``size`` crop at a
+    random place instead of the centre (training; evaluation keeps the centre). With
+    ``crop_scale=None`` and ``hflip=0`` (and no ``random_crop``) this is the deterministic
+    evaluation transform.
 
     Args:
         size: output height and width (an int for square).
@@ -75,6 +77,7 @@ class ClipAugment:
             one per item instead: a shared stream would repeat across DataLoader workers).
         resize: 0 (off) or the side every frame is resized to before a centre crop to
             ``size``; at least ``size``.
+        random_crop: with ``resize``, crop at a random place instead of the centre.
     """
 
     def __init__(
@@ -86,12 +89,15 @@ class ClipAugment:
         color_jitter: float = 0.0,
         seed: int | None = None,
         resize: int = 0,
+        random_crop: bool = False,
     ):
         self.size = _size_hw(size)
         _check_probability("hflip", hflip)
         if resize and resize < max(self.size):
             raise ValueError(f"resize must be 0 (off) or >= size {self.size}, got {resize}")
-        self.resize = int(resize)
+        if random_crop and not resize:
+            raise ValueError("random_crop needs resize > 0, the side the crop is taken from")
+        self.resize, self.random_crop = int(resize), bool(random_crop)
         if crop_scale is not None and not 0 < crop_scale[0] <= crop_scale[1] <= 1:
             raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {crop_scale}")
         if color_jitter < 0:
@@ -104,7 +110,8 @@ class ClipAugment:
         h, w = self.size
         transforms: list[A.BasicTransform] = []
         if self.resize:
-            transforms = [A.Resize(self.resize, self.resize), A.CenterCrop(h, w)]
+            crop = A.RandomCrop if self.random_crop else A.CenterCrop
+            transforms = [A.Resize(self.resize, self.resize), crop(h, w)]
         elif self.crop_scale is None:
             transforms = [A.Resize(h, w)]
         if self.crop_scale is not None:
@@ -119,7 +126,8 @@ class ClipAugment:
     def __repr__(self) -> str:
         return (
             f"ClipAugment(size={self.size}, hflip={self.hflip}, crop_scale={self.crop_scale}, "
-            f"color_jitter={self.color_jitter}, resize={self.resize})"
+            f"color_jitter={self.color_jitter}, resize={self.resize}, "
+            f"random_crop={self.random_crop})"
         )
 
     def changes(self, frames_thwc: np.ndarray) -> bool:

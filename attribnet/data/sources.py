@@ -91,11 +91,12 @@ def read_rows(path: str | Path, seed: int) -> list[ManifestRow]:
 
 def preprocess_settings(recipe: Recipe) -> dict[str, Any]:
     """The keyword settings of :func:`attribnet.preprocess.run_preprocess` that crop faces
-    as the recipe's training did: detector, face size and margin, frame cap, face check."""
+    as the recipe's training did: detector, face size (``data.cache_size``, else
+    ``data.image_size``) and margin, frame cap, face check."""
     data = recipe.data
     return {
         "detector": data.detector,
-        "size": data.image_size,
+        "size": data.cache_size or data.image_size,
         "margin": data.face_margin,
         "max_frames": data.max_frames,
         "face_check": data.face_check,

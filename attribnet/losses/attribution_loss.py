@@ -16,6 +16,7 @@ from attribnet.config import LossConfig
 from attribnet.data.clips import OUTLIER_LABEL
 from attribnet.data.open_space import OPEN_SPACE_LABEL
 from attribnet.losses.instance_adversary import NO_INSTANCE, InstanceAdversary
+from attribnet.losses.instance_centre_arcface import InstanceCentreArcFaceLoss
 from attribnet.losses.known_classes_miner import KnownClassesMiner
 from attribnet.losses.per_class_arcface_loss import PerClassArcFaceLoss
 from attribnet.losses.rows import on_rows
@@ -44,6 +45,10 @@ class AttributionLoss(nn.Module):
     instances, ``feature_dim`` the clip features' width): the
     :class:`~attribnet.losses.instance_adversary.InstanceAdversary` cross-entropy, whose
     reversed gradient makes the features uninformative of the instance.
+
+    ``loss.arcface_instance_centres`` (needs ``instance_names``): ArcFace with one centre per
+    class and training instance
+    (:class:`~attribnet.losses.instance_centre_arcface.InstanceCentreArcFaceLoss`).
 
     Parts with weight 0 are not computed and absent from the dict. The ArcFace class-weight
     matrix and the adversary's head are parameters of this module, so optimizer and
@@ -80,9 +85,20 @@ class AttributionLoss(nn.Module):
             if unknown:
                 raise ValueError(f"arcface_class_margins name unknown classes {sorted(unknown)}")
             margins = [cfg.arcface_class_margins.get(c, cfg.arcface_margin) for c in class_names]
-            self.arcface = PerClassArcFaceLoss(
-                len(class_names), embedding_dim, margins, scale=cfg.arcface_scale
-            )
+            if cfg.arcface_instance_centres:
+                if len(instance_names) < 2:
+                    raise ValueError(
+                        "loss.arcface_instance_centres needs >= 2 training instances (the "
+                        f"manifest's instance column), got {list(instance_names)}"
+                    )
+                self.arcface = InstanceCentreArcFaceLoss(
+                    len(class_names), embedding_dim, margins, len(instance_names),
+                    scale=cfg.arcface_scale,
+                )  # fmt: skip
+            else:
+                self.arcface = PerClassArcFaceLoss(
+                    len(class_names), embedding_dim, margins, scale=cfg.arcface_scale
+                )
         if cfg.triplet_weight:
             triplet = TripletMarginLoss(margin=cfg.triplet_margin)
             miner = KnownClassesMiner(
@@ -112,10 +128,17 @@ class AttributionLoss(nn.Module):
         logits = outputs["logits"].float()
         emb = outputs["embedding"].float() if "embedding" in outputs else None
         known = labels >= 0
+        if instances is None:
+            instances = torch.full_like(labels, NO_INSTANCE)
         parts: dict[str, Tensor] = {}
         if self.weights["ce"]:
             parts["ce"] = on_rows(F.cross_entropy, logits, labels, known)
-        if self.arcface is not None:
+        if isinstance(self.arcface, InstanceCentreArcFaceLoss):
+            parts["arcface"] = on_rows(
+                lambda e, yi: self.arcface.with_instances(e, yi[:, 0], yi[:, 1]),
+                emb, torch.stack([labels, instances], 1), known, self.arcface.W,
+            )  # fmt: skip
+        elif self.arcface is not None:
             parts["arcface"] = on_rows(self.arcface, emb, labels, known, self.arcface.W)
         if self.triplet is not None:
             parts["triplet"] = self.triplet(emb, labels, self.miner(emb, labels))
@@ -123,8 +146,6 @@ class AttributionLoss(nn.Module):
             if self.weights[name]:
                 parts[name] = self._uniform_target(logits, emb, labels == label)
         if self.instance_adversary is not None:
-            if instances is None:
-                instances = torch.full_like(labels, NO_INSTANCE)
             parts["instance"] = self.instance_adversary(outputs["features"], instances)
         parts["total"] = sum(self.weights[k] * v for k, v in parts.items())
         return parts
