@@ -114,6 +114,18 @@ RECIPES: dict[str, tuple[str, Path, list[str]]] = {
             "data.augment.random_crop=true",
         ],
     ),
+    "main+srm+native+h264": (
+        "main_srm_native_h264",
+        MAIN,
+        [
+            "model.input_filter=srm",
+            "data.cache_size=128",
+            "data.resize=128",
+            "data.augment.random_crop=true",
+            "data.augment.h264_p=0.8",
+            "data.augment.h264_crf=[10,23]",
+        ],
+    ),
     "main+srm+centres": (
         "main_srm_centres",
         MAIN,
