@@ -80,57 +80,32 @@ from attribnet.report import drop_cell
 ROOT = Path(__file__).resolve().parent.parent
 QUALITIES = ("crf0", "crf10", "crf23")
 MAIN = ROOT / "recipes" / "dfdm_ce_arcface.yaml"
+SRM = ["model.input_filter=srm"]
+HEAVY_H264 = ["data.augment.h264_p=0.8", "data.augment.h264_crf=[10,23]"]
+NATIVE_CROP = ["data.cache_size=128", "data.resize=128", "data.augment.random_crop=true"]
+"""The quick dataset's face box is 128 px (192 px frames, face 2/3): cached as it is, random
+112 px windows in training, the centre one at evaluation, nothing resampled."""
 RECIPES: dict[str, tuple[str, Path, list[str]]] = {
     "DMA-STA": ("dmasta", ROOT / "recipes" / "dfdm_dmasta.yaml", []),
     "main": ("main", MAIN, []),
     "main+spectral": ("main_spectral", MAIN, ["model.spectral_dim=64"]),
-    "main+srm": ("main_srm", MAIN, ["model.input_filter=srm"]),
+    "main+srm": ("main_srm", MAIN, [*SRM]),
     "main+bayar": ("main_bayar", MAIN, ["model.input_filter=bayar"]),
-    "main+srm+h264": (
-        "main_srm_h264",
-        MAIN,
-        ["model.input_filter=srm", "data.augment.h264_p=0.8", "data.augment.h264_crf=[10,23]"],
-    ),
+    "main+srm+h264": ("main_srm_h264", MAIN, [*SRM, *HEAVY_H264]),
     "main+srm+mixed": (
         "main_srm_mixed",
         MAIN,
         [
-            "model.input_filter=srm",
+            *SRM,
             "train.instances_per_class=2",
             "train.m_per_class=2",
             "train.batch_size=10",  # 5 classes x 2 trainings; the quick mode's batch
             "loss.triplet_weight=1.0",
         ],
     ),
-    "main+srm+native": (
-        "main_srm_native",
-        MAIN,
-        # the quick dataset's face box is 128 px (192 px frames, face 2/3): cached as it is,
-        # random 112 px windows in training, the centre one at evaluation, nothing resampled
-        [
-            "model.input_filter=srm",
-            "data.cache_size=128",
-            "data.resize=128",
-            "data.augment.random_crop=true",
-        ],
-    ),
-    "main+srm+native+h264": (
-        "main_srm_native_h264",
-        MAIN,
-        [
-            "model.input_filter=srm",
-            "data.cache_size=128",
-            "data.resize=128",
-            "data.augment.random_crop=true",
-            "data.augment.h264_p=0.8",
-            "data.augment.h264_crf=[10,23]",
-        ],
-    ),
-    "main+srm+centres": (
-        "main_srm_centres",
-        MAIN,
-        ["model.input_filter=srm", "loss.arcface_instance_centres=true"],
-    ),
+    "main+srm+native": ("main_srm_native", MAIN, [*SRM, *NATIVE_CROP]),
+    "main+srm+native+h264": ("main_srm_native_h264", MAIN, [*SRM, *NATIVE_CROP, *HEAVY_H264]),
+    "main+srm+centres": ("main_srm_centres", MAIN, [*SRM, "loss.arcface_instance_centres=true"]),
     "main+spectral+adv": (
         "main_spectral_adv",
         MAIN,

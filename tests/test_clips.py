@@ -10,12 +10,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from attribnet.config import load_recipe
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
 from attribnet.data.cache import FaceCache
 from attribnet.data.clips import ClipDataset, select_entries
 from attribnet.data.manifest import ManifestRow
 from attribnet.data.sampling import clip_indices, sample_indices
+from attribnet.data.synthetic import generate_demo
 from attribnet.errors import DataError
+from attribnet.train_data import prepare_data
+from tests.builders import tiny_overrides
 
 CLASSES = ["dfl", "iae", "liae"]
 SIZE = 32
@@ -204,11 +208,6 @@ def test_labels_follow_class_names_and_unknown_labels_fail(cache: FaceCache) -> 
 def test_faces_cached_at_cache_size_and_cropped_on_their_own_grid(tmp_path: Path) -> None:
     """data.cache_size 32 = the frames' side (detector none): the cache keeps the video's
     pixels; training crops random 24 px windows of them, validation the centre one."""
-    from attribnet.config import load_recipe
-    from attribnet.data.synthetic import generate_demo
-    from attribnet.train_data import prepare_data
-    from tests.builders import tiny_overrides
-
     manifest = generate_demo(tmp_path / "demo", num_sources=6, num_frames=8, size=32,
                              qualities=(0,))  # fmt: skip
     sets = tiny_overrides(manifest, tmp_path, **{
