@@ -53,10 +53,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make ``realistic`` importable
@@ -86,6 +87,7 @@ FORMAT = 2
 INSTANCE_MANIFEST = "manifest_instance.csv"
 FPS = 25
 SOURCE_PATTERN = r"^(.+_seg\d+)-to-"
+REAL = "real"
 
 
 def choose_pairs(ids: Sequence[str], pairs: int, seed: int) -> list[tuple[str, str]]:
@@ -110,10 +112,22 @@ def choose_pairs(ids: Sequence[str], pairs: int, seed: int) -> list[tuple[str, s
     return out[:pairs]
 
 
-def model_seed(seed: int, generator: str, pair: int) -> int:
-    return int(
-        np.random.SeedSequence([seed, GENERATORS.index(generator), pair]).generate_state(1)[0]
-    )
+def model_seed(seed: int, generator: str, pair: int, replica: int = 0) -> int:
+    """The seed of one training; replica 0 keeps the seed builds had before replicas."""
+    key = [seed, GENERATORS.index(generator), pair] + ([replica] if replica else [])
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+
+def instance_name(a: str, b: str, replica: int = 0) -> str:
+    """A training's name: the identity pair, and ``@k`` for the k-th replica (another seed
+    on the same pair) when k > 0."""
+    return f"{a}+{b}" + (f"@{replica}" if replica else "")
+
+
+def instance_identities(instance: str) -> tuple[str, ...]:
+    """The identities whose faces a training (or a real video's instance) saw:
+    ``A+B@1`` -> (A, B); a real video's instance is its identity alone."""
+    return tuple(instance.split("@", 1)[0].split("+"))
 
 
 def face_crops(identity: Identity, offset: int, region: int) -> np.ndarray:
@@ -126,78 +140,129 @@ def quality_tag(crf: int) -> str:
     return f"crf{int(crf)}"
 
 
-def video_name(identity: Identity, k: int, donor: str) -> str:
-    return f"{identity.segment_id(k)}-to-{donor}.mp4"
+def video_name(identity: Identity, k: int, donor: str, replica: int = 0) -> str:
+    return f"{identity.segment_id(k)}-to-{donor}" + (f"@{replica}" if replica else "") + ".mp4"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One generator training: architecture x identity pair x replica."""
+
+    generator: str
+    pair_index: int
+    pair: tuple[str, str]
+    replica: int
+
+    @property
+    def instance(self) -> str:
+        return instance_name(*self.pair, self.replica)
 
 
 def train_or_load(
-    name: str,
-    pair_index: int,
-    ids: tuple[Identity, Identity],
-    args: argparse.Namespace,
-    out: Path,
-    offset: int,
-    region: int,
+    job: Job, ids: tuple[Identity, Identity], args: argparse.Namespace, out: Path
 ) -> tuple[torch.nn.Module, dict]:
-    """The generator of one architecture for one pair: loaded when its weights exist."""
-    a, b = ids
-    path = out / "models" / name / f"{a.id}+{b.id}.pt"
-    seed = model_seed(args.seed, name, pair_index)
+    """The generator of one job: loaded when its weights exist, else trained and saved."""
+    offset, region = face_region(args.frame_px, FootageSettings.context)
+    path = out / "models" / job.generator / f"{job.instance}.pt"
+    seed = model_seed(args.seed, job.generator, job.pair_index, job.replica)
     torch.manual_seed(seed)
-    model = build_generator(name, size=args.size, width_div=args.width_div)
-    info = {"generator": name, "pair": [a.id, b.id], "seed": seed,
-            "parameters": count_parameters(model)}  # fmt: skip
+    model = build_generator(job.generator, size=args.size, width_div=args.width_div)
+    info = {"generator": job.generator, "pair": list(job.pair), "replica": job.replica,
+            "seed": seed, "parameters": count_parameters(model)}  # fmt: skip
     if path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         model.to(args.device).eval()
-        return model, {**info, **state["stats"]}
+        return model, {**info, **state["stats"], "trained_now": False}
     settings = TrainSettings(steps=args.steps, batch=args.batch, lr=args.lr)
-    faces = (face_crops(a, offset, region), face_crops(b, offset, region))
+    faces = (face_crops(ids[0], offset, region), face_crops(ids[1], offset, region))
     stats = train_pair(model, faces, settings, seed=seed, device=args.device)
     with atomic_path(path) as tmp:
         torch.save({"model": model.state_dict(), "stats": stats}, tmp)
-    log.info(
-        "%-11s %s+%s: loss %.3f -> %.3f in %.0f s",
-        name, a.id, b.id, stats["loss_first"], stats["loss_last"], stats["seconds"],
-    )  # fmt: skip
-    return model, {**info, **stats}
+    return model, {**info, **stats, "trained_now": True}
 
 
 def render_pair(
-    model: torch.nn.Module,
-    name: str,
-    ids: tuple[Identity, Identity],
-    out: Path,
-    crfs: Sequence[int],
-    offset: int,
-    region: int,
+    model: torch.nn.Module, job: Job, ids: tuple[Identity, Identity], out: Path, args
 ) -> tuple[list[ManifestRow], np.ndarray]:
     """Write every segment of A swapped to B and of B to A at every crf; the rows and
     one swapped frame (for the preview)."""
+    offset, region = face_region(args.frame_px, FootageSettings.context)
     rows: list[ManifestRow] = []
     preview = None
     for side, (target, donor) in ((1, ids), (0, ids[::-1])):
         for k in range(len(target.frames)):
-            paths = [out / quality_tag(c) / name / video_name(target, k, donor.id) for c in crfs]
+            name = video_name(target, k, donor.id, job.replica)
+            paths = [out / quality_tag(c) / job.generator / name for c in args.qualities]
             if not all(p.is_file() for p in paths) or preview is None:
                 fake = swap_frames(model, side, target.frames[k], offset, region)
                 preview = fake[0] if preview is None else preview
-                for crf, path in zip(crfs, paths, strict=True):
+                for crf, path in zip(args.qualities, paths, strict=True):
                     if not path.is_file():
                         write_video(path, fake, crf=crf, fps=FPS)
-            for crf, path in zip(crfs, paths, strict=True):
-                rows.append(
-                    ManifestRow(
-                        str(path), name, quality_tag(crf), target.segment_id(k),
-                        instance=f"{ids[0].id}+{ids[1].id}",
-                    )
-                )  # fmt: skip
+            rows += [
+                ManifestRow(str(path), job.generator, quality_tag(crf), target.segment_id(k),
+                            instance=job.instance)
+                for crf, path in zip(args.qualities, paths, strict=True)
+            ]  # fmt: skip
     return rows, preview
 
 
+def render_real(
+    identities: Sequence[Identity], out: Path, crfs: Sequence[int]
+) -> list[ManifestRow]:
+    """The class ``real``: every source segment as it is, at every crf. A real video's
+    instance is its identity (no generator training made it)."""
+    rows = []
+    for identity in identities:
+        for k, frames in enumerate(identity.frames):
+            for crf in crfs:
+                path = out / quality_tag(crf) / REAL / f"{identity.segment_id(k)}.mp4"
+                if not path.is_file():
+                    write_video(path, frames, crf=crf, fps=FPS)
+                rows.append(ManifestRow(str(path), REAL, quality_tag(crf),
+                                        identity.segment_id(k), instance=identity.id))  # fmt: skip
+    return rows
+
+
+_WORKER: dict = {}
+
+
+def _start_worker(args: argparse.Namespace, out: Path) -> None:
+    """A job process: its torch threads, logging, and every identity's footage (cached)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        datefmt="%H:%M:%S")  # fmt: skip
+    torch.set_num_threads(args.threads)
+    ids = load_identities(Path(args.faces), out, footage_settings(args))
+    _WORKER.update(args=args, out=out, identities={i.id: i for i in ids})
+
+
+def run_job(job: Job) -> tuple[list[ManifestRow], dict, np.ndarray]:
+    """Train (or load) one generator and render its videos; the rows, the training's
+    record (with ``train_s`` / ``render_s``) and a preview frame."""
+    args, out, identities = _WORKER["args"], _WORKER["out"], _WORKER["identities"]
+    ids = (identities[job.pair[0]], identities[job.pair[1]])
+    start = time.perf_counter()
+    model, info = train_or_load(job, ids, args, out)
+    trained_s = time.perf_counter() - start
+    rows, preview = render_pair(model, job, ids, out, args)
+    render_s = time.perf_counter() - start - trained_s
+    info.update(train_s=round(trained_s, 2), render_s=round(render_s, 2))
+    return rows, info, preview
+
+
+def jobs_of(args: argparse.Namespace, pairs: Sequence[tuple[str, str]]) -> list[Job]:
+    """Replica-major, then pair, then architecture: an interrupted build has whole pairs."""
+    return [
+        Job(name, p, pair, r)
+        for r in range(args.replicas)
+        for p, pair in enumerate(pairs)
+        for name in args.generators
+    ]
+
+
 def settings_of(args: argparse.Namespace, faces: Path) -> dict:
-    return {
+    settings = {
         "format": FORMAT,
         "faces": str(faces.resolve()),
         "footage": asdict(footage_settings(args)),
@@ -211,6 +276,9 @@ def settings_of(args: argparse.Namespace, faces: Path) -> dict:
         "threads": args.threads,
         "device": args.device,
     }
+    if args.replicas != 1 or args.real:  # builds made before these options keep their record
+        settings.update(replicas=args.replicas, real=args.real)
+    return settings
 
 
 def footage_settings(args: argparse.Namespace) -> FootageSettings:
@@ -226,6 +294,20 @@ def is_complete(out: Path, settings: dict) -> bool:
     if record.get("settings") != settings or not record.get("finished"):
         return False
     return all(Path(r.path).is_file() for r in read_manifest(manifest))
+
+
+def run_jobs(jobs: Sequence[Job], args: argparse.Namespace, out: Path):
+    """Each job's (rows, info, preview) in job order, ``args.jobs`` processes at a time
+    (each with ``args.threads`` torch threads); progress logged with each training's time."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(args.jobs, initializer=_start_worker, initargs=(args, out)) as pool:
+        for i, (rows, info, preview) in enumerate(pool.imap(run_job, jobs), 1):
+            log.info(
+                "[%d/%d] %-11s %s: %s %.0f s, render %.0f s",
+                i, len(jobs), info["generator"], jobs[i - 1].instance,
+                "trained" if info["trained_now"] else "loaded", info["train_s"], info["render_s"],
+            )  # fmt: skip
+            yield rows, info, preview
 
 
 def build(args: argparse.Namespace) -> Path:
@@ -251,23 +333,22 @@ def build(args: argparse.Namespace) -> Path:
     footage_s = time.perf_counter() - start
     pairs = choose_pairs(sorted(identities), args.pairs, args.seed)
     log.info("pairs: %s", ", ".join(f"{a}+{b}" for a, b in pairs))
-    offset, region = face_region(args.frame_px, FootageSettings.context)
+    jobs = jobs_of(args, pairs)
     rows: list[ManifestRow] = []
-    models, previews = [], []
-    for name in args.generators:
-        for p, (a, b) in enumerate(pairs):
-            ids = (identities[a], identities[b])
-            model, info = train_or_load(name, p, ids, args, out, offset, region)
-            models.append(info)
-            new_rows, frame = render_pair(model, name, ids, out, args.qualities, offset, region)
-            rows += new_rows
-            if p == 0:
-                previews.append(frame)
+    models, previews = [], {}
+    for job, (new_rows, info, frame) in zip(jobs, run_jobs(jobs, args, out), strict=True):
+        rows += new_rows
+        models.append(info)
+        if job.pair_index == 0 and job.replica == 0:
+            previews[job.generator] = frame
+    if args.real:
+        rows += render_real(list(identities.values()), out, args.qualities)
     by_instance = assign_splits(rows, DEFAULT_SPLIT, seed=args.seed, group_by="instance")
     rows = assign_splits(rows, DEFAULT_SPLIT, seed=args.seed)
-    preview = np.concatenate(previews, axis=1)
+    preview = np.concatenate([previews[g] for g in args.generators], axis=1)
     cv2.imwrite(str(out / "preview.png"), cv2.cvtColor(preview, cv2.COLOR_RGB2BGR))
     seconds = time.perf_counter() - start
+    trained = [m for m in models if m["trained_now"]]
     write_json(
         meta,
         {
@@ -278,12 +359,20 @@ def build(args: argparse.Namespace) -> Path:
             "videos": len(rows),
             "footage_seconds": round(footage_s, 1),
             "seconds": round(seconds, 1),
+            "jobs": args.jobs,
+            "trainings_this_call": len(trained),
+            "train_seconds_this_call": round(sum(m["train_s"] for m in trained), 1),
             "models": models,
         },
     )
     write_manifest(by_instance, out / INSTANCE_MANIFEST)
     write_manifest(rows, manifest)
-    log.info("%d videos, manifest %s (%.0f s)", len(rows), manifest, seconds)
+    log.info(
+        "%d videos, manifest %s (%.0f s; %d trainings this call, %.0f s of training in all, "
+        "%.1f s each)", len(rows), manifest, seconds, len(trained),
+        sum(m["train_s"] for m in trained),
+        sum(m["train_s"] for m in trained) / max(len(trained), 1),
+    )  # fmt: skip
     return manifest
 
 
@@ -312,8 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-px", type=int, default=192, help="output frame size")
     p.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=GENERATORS)
     p.add_argument("--qualities", type=int, nargs="+", default=list(DFDM_CRFS), help="crfs")
+    p.add_argument(
+        "--replicas", type=int, default=1,
+        help="trainings per architecture and pair, each with its own seed (instances A+B, "
+        "A+B@1, ...)",
+    )  # fmt: skip
+    p.add_argument("--real", action="store_true",
+                   help="also write the source segments unswapped as the class 'real'")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=1, help="trainings run in parallel")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads per job")
     p.add_argument("--device", default="cpu", help="cpu or cuda (generator training)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
