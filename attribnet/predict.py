@@ -1,7 +1,7 @@
 """The one inference path: a model over cached face videos, one typed result per video.
 
 Every consumer (index building, query, evaluation, the Python API) runs a model through
-:func:`predict_videos`. A video gives up to ``max_clips`` deterministic clips of the
+:func:`predict_videos`. A video gives up to ``clips_per_video`` deterministic clips of the
 recipe's ``T`` frames (:class:`attribnet.data.eval_clips.EvalClips`: training's periodic
 stride, phase-shifted so clips interleave). Per clip it keeps the logits, the unit
 embedding and the evidence: which cached frames it read, their temporal-attention weights
@@ -44,55 +44,34 @@ from torch.utils.data import DataLoader
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from tqdm import tqdm
 
-from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS, EvalClips
-from attribnet.distributed import local_rank, rank_and_world
-from attribnet.embedding import l2_normalize
+from attribnet.data.eval_clips import DEFAULT_CLIPS_PER_VIDEO, EvalClips
 from attribnet.errors import ConfigError
 from attribnet.metrics import softmax
+from attribnet.metrics.vectors import l2_normalize
 from attribnet.models import AttributionModel
 from attribnet.models.attention import SpatialAttention
+from attribnet.runtime.device import autocast, resolve_device
 
 if TYPE_CHECKING:
     from attribnet.config import Recipe
     from attribnet.data.cache import CacheEntry, FaceCache
-    from attribnet.export import OnnxRuntimeModel
 
 PRECISIONS = ("fp32", "bf16")
 
 
-def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``auto``/None (CUDA when available), ``cpu``, ``cuda[:N]`` or a device. In a
-    torchrun process group, CUDA without an index is this process's GPU (``LOCAL_RANK``).
-
-    Raises ConfigError for ``cuda`` without a CUDA device, and for ``cuda`` in a process
-    group whose process on this machine has no GPU of its own.
-    """
-    if isinstance(name, torch.device):
-        return name
-    if name in (None, "auto"):
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if str(name).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name}, but no CUDA device is available")
-    if name == "cuda" and rank_and_world()[1] > 1:
-        gpus = torch.cuda.device_count()
-        if local_rank() >= gpus:
-            raise ConfigError(
-                f"torchrun process {local_rank()} of this machine needs GPU {local_rank()}, "
-                f"but it has {gpus}: start at most {gpus} per machine (--nproc_per_node="
-                f"{gpus}), or set train.device=cpu"
-            )
-        return torch.device("cuda", local_rank())
-    return torch.device(name)
-
-
-def autocast(
-    device: torch.device, enabled: bool, on_cpu: bool = False
-) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast when enabled: on CUDA (``train.amp``), and on the CPU too with
-    ``on_cpu`` (inference's opt-in ``precision="bf16"``); a no-op otherwise."""
-    if enabled and (device.type == "cuda" or on_cpu):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def class_scores(
+    logits: np.ndarray, embedding: np.ndarray | None, centres: np.ndarray | None, scale: float = 1.0
+) -> np.ndarray:
+    """(N, K) class scores of clips: the classifier's ``logits`` (N, K), or, for a model
+    trained without CE, ``scale`` times the cosine of each ``embedding`` (N, D) to each
+    ArcFace class centre (``centres`` (K, D)). Validation in training and evaluation both
+    predict through this one rule."""
+    if centres is None:
+        return np.asarray(logits, dtype=np.float64)
+    if embedding is None:
+        raise ValueError("ArcFace centres need the clips' embeddings")
+    cosine = l2_normalize(embedding) @ l2_normalize(centres).T
+    return scale * cosine.astype(np.float64)
 
 
 @torch.no_grad()
@@ -249,12 +228,12 @@ def _fold_pairs(module: nn.Module, pairs: list[tuple[str, str]]) -> None:
 
 @torch.no_grad()
 def predict_videos(
-    model: AttributionModel | OnnxRuntimeModel,
+    model: nn.Module,
     cache: FaceCache,
     videos: Sequence[CacheEntry],
     recipe: Recipe,
     *,
-    max_clips: int = DEFAULT_MAX_CLIPS,
+    clips_per_video: int = DEFAULT_CLIPS_PER_VIDEO,
     batch_size: int | None = None,
     num_workers: int | None = None,
     device: torch.device | str | None = None,
@@ -273,8 +252,9 @@ def predict_videos(
     CPU, where the model is the bound and workers only take its cores. ``precision``:
     ``fp32``, or ``bf16`` (bfloat16 autocast, on the CPU too; on CUDA the recipe's
     ``train.amp`` also turns it on). ``fuse``: on the CPU, run :func:`cpu_inference_model`
-    (``model`` itself is left as it is). ``model`` may be an
-    :class:`attribnet.export.OnnxRuntimeModel` (ONNX Runtime, on the CPU): its SAM maps
+    (``model`` itself is left as it is). ``model`` is an :class:`AttributionModel` or a
+    module with its outputs, such as :class:`attribnet.export.OnnxRuntimeModel` (ONNX
+    Runtime, on the CPU): its SAM maps
     come from the graph, so it has them only when exported with them. ``transform(clips,
     items)``, when given, replaces each batch's normalised clips (B, T, 3, S, S), on the
     device, before the model sees them (``items``: their dataset item numbers, (B,)); the
@@ -293,7 +273,7 @@ def predict_videos(
         image_size=data.image_size,
         mean=data.mean,
         std=data.std,
-        max_clips=max_clips,
+        clips_per_video=clips_per_video,
         resize=data.resize,
     )
     device = resolve_device(device)
@@ -317,7 +297,7 @@ def predict_videos(
 
 
 def _run(
-    model: AttributionModel | OnnxRuntimeModel,
+    model: nn.Module,
     batches: Iterator[dict[str, torch.Tensor]],
     device: torch.device,
     bf16: bool,

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from common import machine_line, median, print_table, timed
 
-from attribnet.faiss_import import faiss
 from attribnet.index import GeneratorIndex, gpu_available, ivf_nlist, recall_at_k
+from attribnet.runtime.faiss_import import faiss
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from common import machine_line, print_table
 
-from attribnet.checkpoint import load_model
 from attribnet.data.sources import run_videos, split_videos
 from attribnet.export import OnnxRuntimeModel, export_onnx
 from attribnet.export.onnx_int8 import calibration_clips, quantize
+from attribnet.models.restore import load_model
 from attribnet.predict import predict_videos, stack
 
 

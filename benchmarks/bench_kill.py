@@ -21,10 +21,11 @@ from typing import Any
 
 from common import machine_line, print_table
 
-from attribnet import train
-from attribnet.checkpoint import read_checkpoint
+from attribnet.cli import train
+from attribnet.training import loop
 from attribnet.data.synthetic import generate_demo
-from attribnet.train_state import resume_point
+from attribnet.files.checkpoints import read_checkpoint
+from attribnet.training.state import resume_point
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def _argv(manifest: Path, out: Path, epochs: int, every: int) -> list[str]:
 @contextlib.contextmanager
 def _kill_before_step(step: int | None, seen: list[int]):
     """Raise Killed before optimizer step ``step`` (1-based, over the run); count steps."""
-    real = train.build_optimizer
+    real = loop.build_optimizer
 
     def build(task: Any, recipe: Any) -> Any:
         optimizer = real(task, recipe)
@@ -63,11 +64,11 @@ def _kill_before_step(step: int | None, seen: list[int]):
         optimizer.register_step_pre_hook(hook)
         return optimizer
 
-    train.build_optimizer = build
+    loop.build_optimizer = build
     try:
         yield
     finally:
-        train.build_optimizer = real
+        loop.build_optimizer = real
 
 
 def steps_lost(

@@ -27,9 +27,9 @@ from attribnet.data.augment import ClipAugment, CompressionAugment
 from attribnet.data.cache import FaceCache
 from attribnet.data.clips import ClipDataset
 from attribnet.data.manifest import ManifestRow
+from attribnet.data.preprocess import preprocess
 from attribnet.data.sampling import sample_indices
 from attribnet.data.video import open_clip_source
-from attribnet.preprocess import preprocess
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "dfdm_ce_arcface.yaml"
 

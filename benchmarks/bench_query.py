@@ -46,22 +46,23 @@ import torch
 from common import machine_line, print_table, synthetic_videos
 
 import attribnet.query.attributor as attributor_module
+from attribnet.cli.export import main as export_main
 from attribnet.config import Recipe, load_recipe
 from attribnet.data.cache import FaceCache
 from attribnet.data.faces import build_detector, crop_faces
 from attribnet.data.manifest import ManifestRow
+from attribnet.data.preprocess import frame_indices, run_preprocess
 from attribnet.data.sources import preprocess_settings
 from attribnet.data.video import open_clip_source
 from attribnet.data.video.frame_source import FrameSource
 from attribnet.errors import NoFaceError
 from attribnet.export import OnnxRuntimeModel, export_onnx
-from attribnet.export import main as export_main
 from attribnet.export.onnx_int8 import quantize
 from attribnet.index import GeneratorIndex
 from attribnet.models import build_model
-from attribnet.predict import VideoPrediction, predict_videos, resolve_device, stack
-from attribnet.preprocess import frame_indices, run_preprocess
+from attribnet.predict import VideoPrediction, predict_videos, stack
 from attribnet.query import Attributor, query
+from attribnet.runtime.device import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -83,7 +84,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--video-size", default="1280x720", help="synthetic videos' WxH")
     p.add_argument("--model", choices=sorted(MODELS), default="full")
     p.add_argument("--max-frames", type=int, default=64, help="face frames kept per video")
-    p.add_argument("--max-clips", type=int, default=2, help="clips embedded per video")
+    p.add_argument("--clips-per-video", type=int, default=2, help="clips embedded per video")
     p.add_argument("--index-size", type=int, default=10_000, help="vectors in the index")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's)")
     p.add_argument("--rounds", type=int, default=2, help="timed rounds of every option")
@@ -174,7 +175,7 @@ def options(
 ) -> list[Option]:
     """Today's path first, then each option; each runs predict_videos over some entries."""
     base = functools.partial(predict_videos, model, cache, recipe=recipe,
-                             max_clips=args.max_clips, sam=True)  # fmt: skip
+                             clips_per_video=args.clips_per_video, sam=True)  # fmt: skip
     workers, batch = recipe.data.num_workers, recipe.train.batch_size
     today = functools.partial(base, fuse=False, num_workers=workers)
     unfused = functools.partial(base, fuse=False, num_workers=0)
@@ -208,8 +209,8 @@ def options(
         ]
     rows += [
         Option("0 workers + channels_last", functools.partial(
-            predict_videos, channels_last, cache, recipe=recipe, max_clips=args.max_clips,
-            sam=True, fuse=False, num_workers=0)),
+            predict_videos, channels_last, cache, recipe=recipe,
+            clips_per_video=args.clips_per_video, sam=True, fuse=False, num_workers=0)),
         Option(default_label, base),
     ]  # fmt: skip
     if args.all:
@@ -227,7 +228,7 @@ def options(
                     runtime,
                     cache,
                     recipe=recipe,
-                    max_clips=args.max_clips,
+                    clips_per_video=args.clips_per_video,
                     sam=True,
                     num_workers=0,
                     device="cpu",
@@ -331,7 +332,7 @@ class CroppingFirst(Attributor):
     """The Attributor as it was before faces were cropped ahead (2026-12-03): every video
     cropped first, then the model over chunks of 16 videos, batched across videos."""
 
-    def _attribute(self, paths, cache_dir, k, max_clips, top, progress):  # noqa: ANN001, ANN202
+    def _attribute(self, paths, cache_dir, k, clips_per_video, top, progress):  # noqa: ANN001, ANN202
         settings = preprocess_settings(self.recipe)
         rows = [ManifestRow(path=str(p), label="query") for p in paths]
         cache, report = run_preprocess(rows, cache_dir, **settings, progress=False)
@@ -341,7 +342,7 @@ class CroppingFirst(Attributor):
             chunk = usable[start : start + 16]
             preds = attributor_module.predict_videos(
                 self._runner, cache, [e for _, e in chunk], self.recipe, fuse=False,
-                max_clips=max_clips, device=self.device, sam=True)  # fmt: skip
+                clips_per_video=clips_per_video, device=self.device, sam=True)  # fmt: skip
             records = query(self.index, stack(preds, "embedding"), k,
                             probabilities=stack(preds, "probabilities"),
                             video_ids=[p for p, _ in chunk],
@@ -399,7 +400,7 @@ def end_to_end(
                           onnx=runtime)  # fmt: skip
         variants.append((f"default now + ONNX Runtime {label} (Attributor.load(..., onnx=))",
                          onnx, predict_videos, contextlib.nullcontext))  # fmt: skip
-    now.attribute(str(paths[0]), max_clips=1, cache_dir=tmp / "e2e-warm-up")
+    now.attribute(str(paths[0]), clips_per_video=1, cache_dir=tmp / "e2e-warm-up")
     seconds = np.zeros((args.rounds, len(variants), 2))
     answers = []
     for r in range(args.rounds):
@@ -408,7 +409,8 @@ def end_to_end(
             try:
                 with patch():
                     results, *seconds[r, i] = timed_call(functools.partial(
-                        attributor.attribute, [str(p) for p in paths], max_clips=args.max_clips,
+                        attributor.attribute, [str(p) for p in paths],
+                        clips_per_video=args.clips_per_video,
                         cache_dir=tmp / f"e2e-{r}-{i}"))  # fmt: skip
             finally:
                 attributor_module.predict_videos = predict_videos
@@ -511,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(paths)} videos, detector {detector}, {args.model} model "
             f"({recipe.model.backbone}, {recipe.data.image_size} px, T={recipe.data.num_frames},"
             f" batch {recipe.train.batch_size}, {recipe.data.num_workers} loader workers), "
-            f"{args.max_frames} face frames and <= {args.max_clips} clips per video, flat "
+            f"{args.max_frames} face frames and <= {args.clips_per_video} clips per video, flat "
             f"index of {args.index_size:,} vectors, {args.rounds} rounds"
         )
         runtimes = None if args.no_onnx else export_model(model, recipe, args, tmp)

@@ -70,11 +70,11 @@ import torch
 from common import machine_line, markdown_table
 from realistic.build_dataset import build, build_parser
 
+from attribnet.cli.evaluate import main as evaluate_main
+from attribnet.cli.logs import setup_logging
 from attribnet.data.manifest import read_manifest, write_manifest
-from attribnet.evaluate import main as evaluate_main
 from attribnet.evaluate.cross_quality_table import quality_drops
-from attribnet.jsonl import read_jsonl
-from attribnet.logs import setup_logging
+from attribnet.files.jsonl import read_jsonl
 from attribnet.report import drop_cell
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -43,11 +43,11 @@ from common import machine_line, print_table
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS, EvalClips
+from attribnet.data.eval_clips import DEFAULT_CLIPS_PER_VIDEO, EvalClips
 from attribnet.data.open_space import OpenSpaceSimulator
 from attribnet.data.sources import recipe_videos, split_videos
-from attribnet.open_set_choice import select_score
-from attribnet.open_set_scores import SCORE_NAMES, Reference
+from attribnet.openset.choice import select_score
+from attribnet.openset.scores import SCORE_NAMES, Reference
 from attribnet.predict import VideoPrediction, _per_video, _run, stack
 from attribnet.query.attributor import Attributor
 
@@ -124,7 +124,7 @@ def evaluate_index(folder: str, pool_seed: int, args: argparse.Namespace, row: d
     )
     dataset = EvalClips(
         cache, val, [-1] * len(val), num_frames=data.num_frames, image_size=data.image_size,
-        mean=data.mean, std=data.std, max_clips=DEFAULT_MAX_CLIPS, resize=data.resize,
+        mean=data.mean, std=data.std, clips_per_video=DEFAULT_CLIPS_PER_VIDEO, resize=data.resize,
     )  # fmt: skip
     sim = OpenSpaceSimulator(args.nets, mean=data.mean, std=data.std, seed=pool_seed)
     known = video_outputs(a, dataset, len(val), None)

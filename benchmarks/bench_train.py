@@ -7,7 +7,7 @@
 Authors' design (the baseline): one frame at a time through the trunk in a Python loop
 (T calls of B images), fp32, default memory format, TAM fusion; no loader workers.
 attribnet: the B*T frames of a batch in one trunk call (ClipEncoder.forward_frames), with
-bf16 autocast and channels_last on a GPU (both are no-ops on the CPU, as in attribnet.train).
+bf16 autocast and channels_last on a GPU (no-ops on the CPU, as in attribnet.training.loop).
 A step is forward + backward + SGD step (the paper's optimizer). Rates are medians over
 interleaved rounds, so background load hits both sides alike.
 """
@@ -32,9 +32,9 @@ from attribnet.data.manifest import ManifestRow
 from attribnet.losses import AttributionLoss
 from attribnet.models import AttributionModel
 from attribnet.models.encoder import ClipEncoder
-from attribnet.predict import autocast
-from attribnet.task import AttributionTask
-from attribnet.train import build_optimizer
+from attribnet.runtime.device import autocast
+from attribnet.training.loop import build_optimizer
+from attribnet.training.task import AttributionTask
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "dfdm_ce_arcface.yaml"
 CLASSES = ["faceswap", "lightweight", "iae", "dfaker", "dfl"]

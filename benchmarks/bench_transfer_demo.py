@@ -30,10 +30,10 @@ from pathlib import Path
 from bench_realistic import PROTOCOLS, QUALITIES, protocol_report
 from common import machine_line
 
+from attribnet.cli.evaluate import main as evaluate_main
+from attribnet.cli.logs import setup_logging
 from attribnet.data.manifest import assign_splits, read_manifest, write_manifest
 from attribnet.data.synthetic import generate_demo
-from attribnet.evaluate import main as evaluate_main
-from attribnet.logs import setup_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLIT_FILES = {"instance": "by_instance.csv", "paper": "by_source.csv"}

@@ -28,13 +28,13 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log, report
 }
 
 nvidia-smi -L
-"$py" -c "import torch, attribnet.train, faiss, av; print('torch', torch.__version__, \
+"$py" -c "import torch, attribnet.training.loop, faiss, av; print('torch', torch.__version__, \
 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0))"
 
 # bf16 + channels_last training, the >= 2,500 frames/s check, peak memory, largest batch
 step bench_train "${TRAIN_LIMIT:-240}" "$py" benchmarks/bench_train.py --backbone resnet50 \
   --size 224 --batch 10 --end-to-end --workers 8 --memory --threads 0
-# the README's main command on the GPU (the CUDA paths of attribnet.train), then a query
+# the README's main command on the GPU (the CUDA paths of attribnet.training.loop), then a query
 # (bf16 inference) on a demo video
 step demo_train "${DEMO_LIMIT:-240}" "$py" -m attribnet.train recipes/demo.yaml --overwrite
 step demo_query 60 "$py" -m attribnet.query --index indexes/demo data/demo/crf23/dfl/src003.mp4

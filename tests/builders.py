@@ -8,9 +8,12 @@ import cv2
 import numpy as np
 import torch
 
-from attribnet.checkpoint import save_checkpoint
 from attribnet.config import DataConfig, ModelConfig, Recipe, TrainConfig, to_dict
+from attribnet.files.checkpoints import save_checkpoint
 from attribnet.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+"""The repository's root (recipes/, benchmarks/, pyproject.toml)."""
 
 
 def texture_video(rng: np.random.Generator, label: int, frames: int, size: int) -> np.ndarray:

@@ -16,17 +16,12 @@ from attribnet.data.manifest import ManifestRow
 from attribnet.data.sampling import clip_indices, clips_for
 from attribnet.errors import ConfigError
 from attribnet.models import build_model
-from attribnet.predict import (
-    cpu_inference_model,
-    predict_videos,
-    resolve_device,
-    stack,
-    top_frames,
-)
+from attribnet.predict import cpu_inference_model, predict_videos, stack, top_frames
+from attribnet.runtime.device import resolve_device
 from tests.builders import assert_predictions_close, tiny_recipe
 
 T, SIZE, DIM, K = 4, 32, 8, 3
-LENGTHS = (4, 9, 16)  # 1, 2 and 4 clips at max_clips=4
+LENGTHS = (4, 9, 16)  # 1, 2 and 4 clips at clips_per_video=4
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +59,7 @@ def _by_hand(model, cache: FaceCache, entry, recipe, frames: np.ndarray) -> dict
 def test_outputs_match_a_hand_built_forward_pass(cached, tmp_path: Path) -> None:
     cache, entries = cached
     model, recipe = _model("every_block"), _recipe(tmp_path)
-    preds = predict_videos(model, cache, entries, recipe, max_clips=4, device="cpu")
+    preds = predict_videos(model, cache, entries, recipe, clips_per_video=4, device="cpu")
     assert len(preds) == len(entries)
     for entry, pred in zip(entries, preds, strict=True):
         n_clips = clips_for(entry.num_frames, T, 4)
@@ -161,6 +156,7 @@ def _with_batchnorm_statistics(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet10", "resnet50"])
 def test_cpu_inference_model_folds_every_batchnorm_and_keeps_outputs(backbone: str) -> None:
     torch.manual_seed(0)

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from attribnet.cli.index import main as index_main
 from attribnet.data.codec import write_video
-from attribnet.index import main as index_main
 from tests.builders import texture_video, tiny_recipe, write_checkpoint
 
 NAMES = ["alpha", "beta", "gamma"]

@@ -106,13 +106,36 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key twice in one mapping (PyYAML keeps the last)."""
+
+
+def _strict_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(
+                f"{key_node.start_mark.name}: duplicate key '{key}' at line {line} "
+                f"(first at line {seen[key]}); a key appears once per section"
+            )
+        seen[key] = line
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
 def read_recipe_yaml(path: str | Path) -> dict[str, Any]:
-    """A recipe file's raw mapping; ConfigError when missing, malformed or not a mapping."""
+    """A recipe file's raw mapping; ConfigError when missing, malformed, not a mapping or
+    holding a key twice in one section."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        with open(path) as f:
+            raw = yaml.load(f, Loader=_StrictLoader) or {}  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from attribnet.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from attribnet.config.choices import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass
@@ -185,10 +185,10 @@ class TrainConfig:
 
     ``checkpoint_every_steps`` N > 0 also writes last.pt every N optimizer steps inside an
     epoch (0 = at epoch ends only); ``--resume`` continues from that step with the same
-    batches, as if never stopped (attribnet.train_state).
+    batches, as if never stopped (attribnet.training.state).
 
     Under torchrun, ``batch_size`` is per process: one optimizer step takes one batch on
-    every rank (attribnet.distributed), so a step sees ``batch_size`` x ranks clips.
+    every rank (attribnet.runtime.distributed), so a step sees ``batch_size`` x ranks clips.
     ``sync_bn`` normalises each BatchNorm over all of a step's clips instead of each rank's
     own (torch's SyncBatchNorm on CUDA; attribnet's all-reduce version on the CPU).
     """

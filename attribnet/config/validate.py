@@ -7,17 +7,20 @@ import dataclasses
 import difflib
 from typing import Any
 
+from attribnet.config.choices import (
+    BACKBONE_CARDS,
+    FUSIONS,
+    INPUT_FILTERS,
+    SAM_PLACEMENTS,
+    SAMPLING_MODES,
+)
 from attribnet.config.sections import Recipe
-from attribnet.data.sampling import MODES as SAMPLING_MODES
 from attribnet.errors import ConfigError
-from attribnet.models.attention import FUSIONS
-from attribnet.models.backbones import BACKBONES, SAM_PLACEMENTS
-from attribnet.models.input_filters import INPUT_FILTERS
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.sampling": SAMPLING_MODES,
     "data.detector": ("none", "haar", "centre"),
-    "model.backbone": tuple(sorted(BACKBONES)),
+    "model.backbone": tuple(sorted(BACKBONE_CARDS)),
     "model.sam": SAM_PLACEMENTS,
     "model.fusion": FUSIONS,
     "model.input_filter": INPUT_FILTERS,
@@ -146,9 +149,9 @@ def validate(recipe: Recipe, source: str) -> Recipe:
 
 def with_backbone_preprocessing(recipe: Recipe, source: str) -> Recipe:
     """``recipe`` with ``data.image_size``/``mean``/``std`` that are None set to
-    ``model.backbone``'s defaults (attribnet.models.backbones); values given win."""
+    ``model.backbone``'s defaults (attribnet.config.choices); values given win."""
     _check_choice("model.backbone", recipe.model.backbone, source)
-    pre = BACKBONES[recipe.model.backbone].preprocessing
+    pre = BACKBONE_CARDS[recipe.model.backbone].preprocessing
     defaults = {"image_size": pre.input_size, "mean": pre.mean, "std": pre.std}
     unset = {k: v for k, v in defaults.items() if getattr(recipe.data, k) is None}
     if not unset:
@@ -159,7 +162,7 @@ def with_backbone_preprocessing(recipe: Recipe, source: str) -> Recipe:
 def _validate_backbone_attention(recipe: Recipe, source: str) -> None:
     """``model.sam``/``channel_attention`` that ``model.backbone`` cannot have."""
     m = recipe.model
-    spec = BACKBONES[m.backbone]
+    spec = BACKBONE_CARDS[m.backbone]
     try:
         spec.check_attention(m.sam, m.channel_attention)
     except ValueError as exc:

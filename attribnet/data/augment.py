@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from attribnet.config.choices import IMAGENET_MEAN, IMAGENET_STD
 from attribnet.data.codec import h264_roundtrip, jpeg_roundtrip
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on import
@@ -28,8 +29,7 @@ import albumentations as A  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
 _SEED_BOUND = 2**63
 
 

@@ -18,7 +18,7 @@ size or mtime), its entry is stale: it is not listed, not found and not ``done``
 next preprocess crops it again and the new line replaces the old one. When the video file
 is absent (a cache moved to another machine), the entry is used as it is. A skipped video
 is keyed the same way: once its file changes (fixed, replaced), it is tried again.
-Reading the ``*.jsonl`` files ignores a torn last line (see :mod:`attribnet.jsonl`).
+Reading the ``*.jsonl`` files ignores a torn last line (see :mod:`attribnet.files.jsonl`).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from attribnet.atomic import atomic_path, write_json
 from attribnet.data.manifest import ManifestRow
 from attribnet.errors import DataError
-from attribnet.jsonl import append_jsonl, read_jsonl, write_jsonl
+from attribnet.files.atomic import atomic_path, write_json
+from attribnet.files.jsonl import append_jsonl, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class FaceCache:
         meta_path = self.root / "meta.json"
         if settings is None:
             if not meta_path.exists():
-                raise DataError(f"no face cache at {self.root} (run attribnet.preprocess)")
+                raise DataError(f"no face cache at {self.root} (run attribnet-preprocess)")
             self.settings = json.loads(meta_path.read_text())
         else:
             if meta_path.exists():

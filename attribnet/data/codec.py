@@ -14,8 +14,8 @@ import av
 import cv2
 import numpy as np
 
-from attribnet.atomic import atomic_path
 from attribnet.errors import VideoError
+from attribnet.files.atomic import atomic_path
 
 DFDM_CRFS = (0, 10, 23)
 

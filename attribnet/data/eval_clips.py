@@ -12,13 +12,14 @@ from attribnet.data.augment import ClipAugment, Normalize
 from attribnet.data.cache import CacheEntry, FaceCache
 from attribnet.data.sampling import clip_indices, clips_for
 
-DEFAULT_MAX_CLIPS = 4
+DEFAULT_CLIPS_PER_VIDEO = 4
+"""Clips embedded and averaged per video, everywhere (``--clips-per-video``)."""
 
 
 class EvalClips(Dataset):
     """Deterministic evaluation clips of cached videos: ``{"clip" (T, 3, S, S), "label",
     "index"}``, several per video (:func:`attribnet.data.sampling.clip_indices`, up to
-    ``max_clips``, one per full stride); ``video_of[i]`` is the
+    ``clips_per_video``, one per full stride); ``video_of[i]`` is the
     position in ``entries`` of item ``i``. No augmentation; frames of another size than
     ``image_size`` are resized as training resizes them. ``resize`` > 0 (``data.resize``):
     every frame is resized to ``resize`` x ``resize``, then centre-cropped to
@@ -34,7 +35,7 @@ class EvalClips(Dataset):
         image_size: int,
         mean: Sequence[float],
         std: Sequence[float],
-        max_clips: int = DEFAULT_MAX_CLIPS,
+        clips_per_video: int = DEFAULT_CLIPS_PER_VIDEO,
         resize: int = 0,
     ):
         self.cache, self.entries, self.labels = cache, list(entries), list(labels)
@@ -43,7 +44,7 @@ class EvalClips(Dataset):
         self.resize = ClipAugment(image_size, hflip=0.0, crop_scale=None, resize=resize)
         self.items: list[tuple[int, np.ndarray]] = []
         for v, entry in enumerate(self.entries):
-            n = clips_for(entry.num_frames, num_frames, max_clips)
+            n = clips_for(entry.num_frames, num_frames, clips_per_video)
             self.items.extend((v, idx) for idx in clip_indices(entry.num_frames, num_frames, n))
         self.video_of = np.array([v for v, _ in self.items], dtype=np.int64)
 

@@ -1,7 +1,7 @@
 """Where a cached face frame came from: its frame index in the video file and its time.
 
 Preprocessing keeps ``max_frames`` evenly spaced frames of a longer video
-(:func:`attribnet.preprocess.frame_indices`), so the ``i``-th cached frame is frame
+(:func:`attribnet.data.preprocess.frame_indices`), so the ``i``-th cached frame is frame
 ``frame_indices(n, max_frames)[i]`` of the file; its time is that index over the stream's
 average frame rate. A frame folder has no rate (times are None).
 """
@@ -35,7 +35,7 @@ def source_frames(
     """(frame indices in the file (num_cached,), times in seconds (num_cached,)) of a
     video's cached frames; None for what cannot be known (the file is gone or changed so
     that the count no longer matches; times of a frame folder)."""
-    from attribnet.preprocess import frame_indices
+    from attribnet.data.preprocess import frame_indices
 
     path = Path(path)
     try:

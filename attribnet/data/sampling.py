@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from attribnet.config.choices import SAMPLING_MODES as MODES
 from attribnet.errors import VideoError
-
-MODES = ("periodic", "random_segment", "all")
 
 
 def sample_indices(
@@ -53,6 +52,6 @@ def clip_indices(num_frames: int, t: int, num_clips: int) -> np.ndarray:
     return np.minimum(positions.astype(np.int64), num_frames - 1)
 
 
-def clips_for(num_frames: int, t: int, max_clips: int) -> int:
-    """How many clips to take from a video: one per full stride of frames, 1..max_clips."""
-    return int(min(max(num_frames // t, 1), max(max_clips, 1)))
+def clips_for(num_frames: int, t: int, clips_per_video: int) -> int:
+    """How many clips to take from a video: one per full stride of frames, 1..clips_per_video."""
+    return int(min(max(num_frames // t, 1), max(clips_per_video, 1)))

@@ -26,8 +26,8 @@ from typing import Any
 from attribnet.config import Recipe
 from attribnet.data.cache import CacheEntry, FaceCache
 from attribnet.data.manifest import ManifestRow, assign_splits, read_manifest
-from attribnet.distributed import barrier, is_main
 from attribnet.errors import ConfigError
+from attribnet.runtime.distributed import barrier, is_main
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def read_rows(path: str | Path, seed: int) -> list[ManifestRow]:
 
 
 def preprocess_settings(recipe: Recipe) -> dict[str, Any]:
-    """The keyword settings of :func:`attribnet.preprocess.run_preprocess` that crop faces
+    """The keyword settings of :func:`attribnet.data.preprocess.run_preprocess` that crop faces
     as the recipe's training did: detector, face size (``data.cache_size``, else
     ``data.image_size``) and margin, frame cap, face check."""
     data = recipe.data
@@ -107,7 +107,7 @@ def preprocess_rows(rows: list[ManifestRow], cache_dir: str | Path, recipe: Reci
     """Crop the faces of ``rows`` into ``cache_dir`` as the recipe's training did
     (:func:`preprocess_settings`); videos already cached are not redone. In a torchrun
     process group (every rank calls it) rank 0 crops while the others wait, then read."""
-    from attribnet.preprocess import preprocess
+    from attribnet.data.preprocess import preprocess
 
     cache = preprocess(rows, cache_dir, **preprocess_settings(recipe)) if is_main() else None
     barrier()

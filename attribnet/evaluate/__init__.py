@@ -18,7 +18,6 @@ One concept per module, in the order data flows through them:
 Markdown, plots and CSV tables come from :mod:`attribnet.report`.
 """
 
-from attribnet.evaluate.cli import COMMANDS, build_parser, main
 from attribnet.evaluate.compare_table import (
     DEMO_MODEL_KEYS,
     DEMO_SECTIONS,
@@ -34,7 +33,7 @@ from attribnet.evaluate.cross_quality_table import (
     write_cross_quality,
 )
 from attribnet.evaluate.loaded_model import LoadedModel, load_checkpoint, resolve_device
-from attribnet.evaluate.options import DEFAULT_CLIPS_PER_VIDEO, DEFAULT_K, EvalOptions
+from attribnet.evaluate.options import EvalOptions
 from attribnet.evaluate.output import json_ready
 from attribnet.evaluate.predictions import (
     Outputs,
@@ -65,9 +64,6 @@ from attribnet.evaluate.source import (
 from attribnet.evaluate.training import train_or_reuse
 
 __all__ = [
-    "COMMANDS",
-    "DEFAULT_CLIPS_PER_VIDEO",
-    "DEFAULT_K",
     "DEMO_MODEL_KEYS",
     "DEMO_SECTIONS",
     "DETECTION_FPR",
@@ -81,7 +77,6 @@ __all__ = [
     "VideoOutputs",
     "compare_recipe",
     "compare",
-    "build_parser",
     "class_scores",
     "closed_set_metrics",
     "cross_quality",
@@ -94,7 +89,6 @@ __all__ = [
     "index_metrics",
     "json_ready",
     "load_checkpoint",
-    "main",
     "manifest_source",
     "open_set",
     "open_source",

@@ -1,5 +1,5 @@
-"""``python -m attribnet.evaluate``: see :mod:`attribnet.evaluate.cli`."""
+"""``python -m attribnet.evaluate``: see :mod:`attribnet.cli.evaluate`."""
 
-from attribnet.evaluate.cli import main
+from attribnet.cli.evaluate import main
 
 raise SystemExit(main())

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from attribnet import report
-from attribnet.atomic import write_json, write_text
 from attribnet.config import Recipe, apply_overrides, read_recipe_yaml, recipe_from_dict
 from attribnet.errors import ConfigError, DataError
 from attribnet.evaluate.baseline import BaselineScorer
@@ -19,6 +18,7 @@ from attribnet.evaluate.output import json_ready
 from attribnet.evaluate.run import evaluate_model
 from attribnet.evaluate.source import open_source, recipe_data
 from attribnet.evaluate.training import train_or_reuse
+from attribnet.files.atomic import write_json, write_text
 from attribnet.models.backbones.resnet import RESNETS
 
 DEMO_SECTIONS = ("data", "optim", "train")

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from attribnet import report
-from attribnet.atomic import write_json, write_text
 from attribnet.config import Recipe
 from attribnet.data.manifest import ManifestRow
 from attribnet.errors import DataError
@@ -24,6 +23,7 @@ from attribnet.evaluate.output import file_tag, json_ready, write_confusion
 from attribnet.evaluate.run import RunResult, evaluate_model
 from attribnet.evaluate.source import open_source
 from attribnet.evaluate.training import ACTIONS, TrainedRun
+from attribnet.files.atomic import write_json, write_text
 from attribnet.metrics import paired_accuracy_drop
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,16 @@ def pairing_key(row: ManifestRow) -> str:
 
 def video_results(result: RunResult) -> dict[str, list]:
     """Per test video of one cell: ``key`` (:func:`pairing_key`), ``group`` (its source,
-    which the bootstrap resamples whole) and ``correct`` (video-level prediction right)."""
+    which the paired bootstrap resamples whole), ``label``, ``instance`` (the generator
+    training that made it: what an interval over trainings resamples) and ``correct``
+    (video-level prediction right)."""
     out, videos = result.test
     rows = [out.entries[v].row for v in videos.video]
     return {
         "key": [pairing_key(r) for r in rows],
         "group": [r.source_id or r.path for r in rows],
+        "label": [r.label for r in rows],
+        "instance": [r.instance for r in rows],
         "correct": (videos.probs.argmax(axis=1) == videos.label).tolist(),
     }
 

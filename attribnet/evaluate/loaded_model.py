@@ -1,5 +1,5 @@
 """A checkpoint loaded for evaluation (:class:`LoadedModel`) on the device it runs on
-(:func:`attribnet.predict.resolve_device`)."""
+(:func:`attribnet.runtime.device.resolve_device`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
-from attribnet.checkpoint import load_model, resolve_checkpoint
 from attribnet.config import Recipe
+from attribnet.files.checkpoints import resolve_checkpoint
 from attribnet.models import AttributionModel
-from attribnet.predict import resolve_device
+from attribnet.models.restore import load_model
+from attribnet.runtime.device import resolve_device
 
 
 @dataclass

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from attribnet import report
-from attribnet.atomic import write_json, write_text
 from attribnet.config import Recipe
 from attribnet.data.manifest import ManifestRow, class_names, write_manifest
 from attribnet.data.sources import read_rows, training_manifest
@@ -34,6 +33,7 @@ from attribnet.evaluate.output import file_tag, json_ready
 from attribnet.evaluate.run import evaluate_model
 from attribnet.evaluate.source import recipe_data
 from attribnet.evaluate.training import TrainedRun, prepare_run, recipe_changes
+from attribnet.files.atomic import write_json, write_text
 from attribnet.index import GeneratorIndex, build_index_for_run
 
 log = logging.getLogger(__name__)

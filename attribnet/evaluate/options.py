@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attribnet.config import Recipe
-
-DEFAULT_K = 14
-DEFAULT_CLIPS_PER_VIDEO = 3
+from attribnet.data.eval_clips import DEFAULT_CLIPS_PER_VIDEO
+from attribnet.metrics.embedding import DEFAULT_NEIGHBOURS
 
 
 @dataclass
@@ -27,7 +26,7 @@ class EvalOptions:
     unknown_manifest: str | None = None
     cache: str | None = None
     index: str | None = None
-    k: int = DEFAULT_K
+    k: int = DEFAULT_NEIGHBOURS
     batch_size: int | None = None
     num_workers: int | None = None
     seed: int | None = None

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from attribnet.data.cache import CacheEntry
-from attribnet.embedding import l2_normalize
 from attribnet.errors import DataError
 from attribnet.evaluate.loaded_model import LoadedModel
 from attribnet.evaluate.options import EvalOptions
 from attribnet.evaluate.source import EvalSource
 from attribnet.metrics import aggregate_by_video
+from attribnet.metrics.vectors import l2_normalize
+from attribnet.predict import class_scores as predict_class_scores
 from attribnet.predict import predict_videos
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,13 @@ def prediction_rule(loaded: LoadedModel) -> str:
 
 
 def class_scores(loaded: LoadedModel, out: dict[str, np.ndarray]) -> np.ndarray:
-    """(N, K) class scores of :class:`Outputs` from clip ``logits`` and ``embedding``."""
-    if prediction_rule(loaded) == "classifier":
-        return out["logits"].astype(np.float64)
-    centres = loaded.state["loss"]["arcface.W"].float().numpy().T
-    cosine = l2_normalize(out["embedding"]) @ l2_normalize(centres).T
-    return loaded.recipe.loss.arcface_scale * cosine.astype(np.float64)
+    """(N, K) class scores of :class:`Outputs` from clip ``logits`` and ``embedding``, by
+    :func:`prediction_rule` (:func:`attribnet.predict.class_scores`)."""
+    centres = None
+    if prediction_rule(loaded) == "arcface_centres":
+        centres = loaded.state["loss"]["arcface.W"].float().numpy().T
+    scale = loaded.recipe.loss.arcface_scale
+    return predict_class_scores(out["logits"], out.get("embedding"), centres, scale)
 
 
 def to_videos(out: Outputs) -> VideoOutputs:
@@ -109,7 +111,7 @@ def evaluate_entries(
         raise DataError(f"labels {stray} are not in class_names {list(class_names)}")
     preds = predict_videos(
         loaded.model, source.cache, usable, loaded.recipe,
-        max_clips=opts.clips_per_video, batch_size=opts.batch_size,
+        clips_per_video=opts.clips_per_video, batch_size=opts.batch_size,
         num_workers=opts.num_workers, device=loaded.device,
     )  # fmt: skip
     counts = [p.num_clips for p in preds]

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from attribnet.embedding import l2_normalize
 from attribnet.evaluate.predictions import Outputs, VideoOutputs
 from attribnet.index import GeneratorIndex
 from attribnet.metrics import (
@@ -19,7 +18,8 @@ from attribnet.metrics import (
     open_set_metrics,
     softmax,
 )
-from attribnet.open_set_scores import (
+from attribnet.metrics.vectors import l2_normalize
+from attribnet.openset.scores import (
     REFERENCE_SCORES,
     SCORE_NAMES,
     energy,
@@ -136,7 +136,7 @@ def prototype_scores(
 ) -> np.ndarray:
     """Knownness (V,): max cosine of unit embeddings (V, D) to the prototypes (K, D) of
     classes with training videos (``counts`` (K,) > 0);
-    :func:`attribnet.open_set_scores.prototype_cosine`."""
+    :func:`attribnet.openset.scores.prototype_cosine`."""
     return prototype_cosine(embeddings, prototypes, counts)
 
 
@@ -153,7 +153,7 @@ def knownness_scores(
     out: Outputs, videos: VideoOutputs, index: GeneratorIndex | None
 ) -> dict[str, np.ndarray]:
     """Every knownness candidate that can be computed, {name: (V,)} in
-    :data:`~attribnet.open_set_scores.SCORE_NAMES` order: the classifier scores always, the
+    :data:`~attribnet.openset.scores.SCORE_NAMES` order: the classifier scores always, the
     reference scores (kNN, prototype, Mahalanobis) with an ``index`` of training videos
     and embeddings, each computed by the index as a query would be."""
     found = {
@@ -162,7 +162,7 @@ def knownness_scores(
     }
     if index is not None and videos.embedding is not None:
         for name in REFERENCE_SCORES:
-            found[name] = index.open_set.knownness(videos.embedding, score=name)
+            found[name] = index.open_set.knownness(index, videos.embedding, score=name)
     return {name: found[name] for name in SCORE_NAMES if name in found}
 
 
@@ -197,13 +197,13 @@ def open_set(
         result[name] = open_set_metrics(known[name], unseen[name], correct)
     if "prototype_cosine" in known:
         result["prototypes_from"] = origin
-        result["knn_k"] = index.knn_k
+        result["knn_k"] = index.open_set.knn_k
     if primary is not None and primary in known:
         result["primary"] = primary
-    if index is not None and index.selection is not None:
+    if index is not None and index.open_set.selection is not None:
         result["index_choice"] = {
-            **index.selection_data,
-            "chosen": index.selection.chosen,
-            "mean_auroc": index.selection.mean_auroc,
+            **index.open_set.selection_data,
+            "chosen": index.open_set.selection.chosen,
+            "mean_auroc": index.open_set.selection.mean_auroc,
         }
     return result

@@ -12,12 +12,9 @@ import numpy as np
 import torch
 
 from attribnet import report
-from attribnet.atomic import write_json, write_text
-from attribnet.checkpoint import file_sha256
 from attribnet.config import Recipe, to_dict
 from attribnet.data.manifest import read_manifest
 from attribnet.data.sources import recipe_manifest
-from attribnet.embedding import l2_normalize
 from attribnet.errors import ConfigError, DataError
 from attribnet.evaluate.baseline import BaselineScorer
 from attribnet.evaluate.loaded_model import LoadedModel
@@ -39,7 +36,10 @@ from attribnet.evaluate.protocols import (
     quality_order,
 )
 from attribnet.evaluate.source import EvalSource, manifest_source, open_source, select
+from attribnet.files.atomic import write_json, write_text
+from attribnet.files.checkpoints import file_sha256
 from attribnet.index import GeneratorIndex
+from attribnet.metrics.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def evaluate_model(loaded: LoadedModel, opts: EvalOptions) -> RunResult:
         reference, origin = None, ""
         if test[1].embedding is not None:
             reference, origin = _reference(loaded, source, opts, index)
-        verdict = index.threshold_score if index is not None else None
+        verdict = index.open_set.score if index is not None else None
         metrics["open_set"] = open_set(test, unknown, reference, origin, verdict)
         metrics["open_set"]["unknown_labels"] = sorted({e.row.label for e in unknown[0].entries})
     return RunResult(metrics, test, unknown)

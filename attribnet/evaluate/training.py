@@ -1,5 +1,5 @@
 """The training runs behind the table commands: a recipe's finished run is reused, an
-interrupted one resumed, else it is trained from scratch (:func:`attribnet.train.fit`)."""
+interrupted one resumed, else it is trained from scratch (:func:`attribnet.training.loop.fit`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attribnet.checkpoint import read_checkpoint
 from attribnet.config import Recipe, to_dict
+from attribnet.files.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def train_or_reuse(recipe: Recipe) -> Path:
 
 def prepare_run(recipe: Recipe) -> TrainedRun:
     """:func:`train_or_reuse`, saying which of the three it did."""
-    from attribnet.train import fit
+    from attribnet.training.loop import fit
 
     run_dir = Path(recipe.train.out_dir) / recipe.name
     best, last = run_dir / "best.pt", run_dir / "last.pt"

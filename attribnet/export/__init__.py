@@ -11,7 +11,7 @@
 - :mod:`~attribnet.export.onnx_runtime_model`: :class:`OnnxRuntimeModel`, an exported model
   run by ONNX Runtime, which :func:`attribnet.predict.predict_videos` and
   :class:`attribnet.Attributor` accept in place of the PyTorch model;
-- :mod:`~attribnet.export.cli`: the command line.
+- :mod:`~attribnet.cli.export`: the command line.
 
 ONNX Runtime's outputs equal PyTorch's within 1e-4 (tests/test_export.py). On this project's
 2-core CPU a query of DMA-STA ResNet-50 at 224 px runs about as fast through the fp32 ONNX
@@ -20,8 +20,7 @@ about 2x the query before the CPU work (benchmarks/README.md, "int8"). Needs
 ``pip install 'attribnet[onnx]'``.
 """
 
-from attribnet.export.cli import main
 from attribnet.export.onnx_export import OnnxForward, export_onnx, max_differences
 from attribnet.export.onnx_runtime_model import OnnxRuntimeModel
 
-__all__ = ["OnnxForward", "OnnxRuntimeModel", "export_onnx", "main", "max_differences"]
+__all__ = ["OnnxForward", "OnnxRuntimeModel", "export_onnx", "max_differences"]

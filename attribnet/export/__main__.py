@@ -1,5 +1,5 @@
-"""``python -m attribnet.export``: see :mod:`attribnet.export.cli`."""
+"""``python -m attribnet.export``: see :mod:`attribnet.cli.export`."""
 
-from attribnet.export.cli import main
+from attribnet.cli.export import main
 
 raise SystemExit(main())

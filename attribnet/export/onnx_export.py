@@ -22,12 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attribnet.atomic import atomic_path
 from attribnet.errors import ConfigError
+from attribnet.files.atomic import atomic_path
 from attribnet.predict import mean_sam_map, record_sam_maps
 
 if TYPE_CHECKING:
-    from attribnet.export.onnx_runtime_model import OnnxRuntimeModel
     from attribnet.models import AttributionModel
 
 ONNX_OPSET = 17
@@ -118,7 +117,7 @@ def export_onnx(
 
 
 def max_differences(
-    runtime: OnnxRuntimeModel, model: AttributionModel, clips_btchw: Tensor, image_size: int
+    runtime: nn.Module, model: AttributionModel, clips_btchw: Tensor, image_size: int
 ) -> dict[str, float]:
     """Largest |ONNX Runtime - PyTorch| of each output of ``runtime`` on ``clips_btchw``."""
     forward = OnnxForward(model, image_size, sam="sam" in runtime.output_names)

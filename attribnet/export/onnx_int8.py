@@ -78,7 +78,7 @@ def calibration_clips(
     clips = EvalClips(
         cache, chosen, [-1] * len(chosen),
         num_frames=data.num_frames, image_size=data.image_size, mean=data.mean, std=data.std,
-        max_clips=1, resize=data.resize,
+        clips_per_video=1, resize=data.resize,
     )  # fmt: skip
     return [clips[i]["clip"][None].numpy().astype(np.float32) for i in range(len(clips))]
 

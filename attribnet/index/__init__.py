@@ -20,9 +20,8 @@ One concept per module:
 - :mod:`.cli`          argument parsing and :func:`main`
 """
 
-from attribnet.checkpoint import resolve_checkpoint
+from attribnet.files.checkpoints import resolve_checkpoint
 from attribnet.index.build import build_index_for_run
-from attribnet.index.cli import main
 from attribnet.index.faiss_store import (
     TARGET_RECALL,
     gpu_available,
@@ -31,13 +30,13 @@ from attribnet.index.faiss_store import (
     tune_nprobe,
 )
 from attribnet.index.folder import INDEX_FILE, META_FILE
-from attribnet.index.open_set import (
+from attribnet.index.store import GeneratorIndex
+from attribnet.openset.policy import (
     KNOWNNESS_SCORES,
     OPEN_SET_FILE,
     OpenSetPolicy,
     calibrate_threshold,
 )
-from attribnet.index.store import GeneratorIndex
 
 __all__ = [
     "INDEX_FILE",
@@ -51,7 +50,6 @@ __all__ = [
     "calibrate_threshold",
     "gpu_available",
     "ivf_nlist",
-    "main",
     "recall_at_k",
     "resolve_checkpoint",
     "tune_nprobe",

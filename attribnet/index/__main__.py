@@ -1,5 +1,5 @@
-"""``python -m attribnet.index``: see :mod:`attribnet.index.cli`."""
+"""``python -m attribnet.index``: see :mod:`attribnet.cli.index`."""
 
-from attribnet.index.cli import main
+from attribnet.cli.index import main
 
 raise SystemExit(main())

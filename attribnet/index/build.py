@@ -1,9 +1,9 @@
 """Building the generator index of a trained run: embed, index, choose the open-set score.
 
 Videos are embedded by :func:`attribnet.predict.predict_videos`: the same face cache and
-normalisation as training, periodic sampling, and up to ``max_clips`` phase-shifted clips
+normalisation as training, periodic sampling, and up to ``clips_per_video`` phase-shifted clips
 per video whose embeddings are averaged and re-normalised. The open-set score is chosen
-on the validation videos, against stand-in unknowns (:mod:`attribnet.open_set_choice`): the
+on the validation videos, against stand-in unknowns (:mod:`attribnet.openset.choice`): the
 same videos re-synthesised by random generator-like nets (:func:`_simulated_unknowns`) and,
 when the recipe has ``data.outlier_classes``, their validation videos (:func:`_outlier_videos`).
 
@@ -24,15 +24,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from attribnet.checkpoint import resolve_checkpoint
-from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
+from attribnet.data.eval_clips import DEFAULT_CLIPS_PER_VIDEO
 from attribnet.data.sources import run_videos, split_videos
-from attribnet.distributed import gather, shard
 from attribnet.errors import CheckpointError, DataError
+from attribnet.files.checkpoints import resolve_checkpoint
 from attribnet.index.faiss_store import DEFAULT_IVF_THRESHOLD
 from attribnet.index.store import GeneratorIndex
-from attribnet.open_set_choice import Unknowns
-from attribnet.predict import VideoPrediction, predict_videos, resolve_device, stack
+from attribnet.openset.choice import Unknowns
+from attribnet.predict import VideoPrediction, predict_videos, stack
+from attribnet.runtime.device import resolve_device
+from attribnet.runtime.distributed import gather, shard
 
 if TYPE_CHECKING:
     from attribnet.config import Recipe
@@ -50,7 +51,7 @@ def build_index_for_run(
     out_dir: str | os.PathLike[str],
     manifest: str | os.PathLike[str] | None = None,
     *,
-    max_clips: int = DEFAULT_MAX_CLIPS,
+    clips_per_video: int = DEFAULT_CLIPS_PER_VIDEO,
     ivf_threshold: int = DEFAULT_IVF_THRESHOLD,
     nprobe: int | None = None,
     device: torch.device | str | None = None,
@@ -62,7 +63,8 @@ def build_index_for_run(
     model does not know are left out. Data: the recipe's face cache, or ``manifest``'s rows.
     In a process group every rank must call it: each embeds its share, rank 0 writes.
     """
-    from attribnet.checkpoint import file_sha256, load_model
+    from attribnet.files.checkpoints import file_sha256
+    from attribnet.models.restore import load_model
 
     path = resolve_checkpoint(checkpoint_path)
     model, recipe, names, _ = load_model(path)
@@ -78,7 +80,11 @@ def build_index_for_run(
     )
     if not entries:
         raise DataError(f"no training videos of classes {names} in cache {cache.root}")
-    kwargs = {"max_clips": max_clips, "device": resolve_device(device), "progress": True}
+    kwargs = {
+        "clips_per_video": clips_per_video,
+        "device": resolve_device(device),
+        "progress": True,
+    }
     log.info("embedding %d training videos for the index", len(entries))
     train = _embed(model, cache, entries, recipe, kwargs)
     val_entries, val_labels, _ = split_videos(
@@ -224,11 +230,12 @@ def _choose_score(
     split: str,
     unknowns: dict[str, Unknowns] | None = None,
 ) -> None:
-    """:meth:`~attribnet.index.open_set.OpenSetPolicy.choose_score` on ``videos`` of
+    """:meth:`~attribnet.openset.policy.OpenSetPolicy.choose_score` on ``videos`` of
     ``split`` (the indexed training videos themselves, in index order, when ``split`` is
     ``train``), with the stand-in ``unknowns`` given; the classifier scores are candidates
     only when ``classifier`` (its head was trained)."""
     index.open_set.choose_score(
+        index,
         stack(videos, "embedding"),
         np.asarray(labels, dtype=np.int64),
         probabilities=stack(videos, "probabilities") if classifier else None,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from attribnet.errors import DataError
-from attribnet.faiss_import import faiss
+from attribnet.runtime.faiss_import import faiss
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
-"""An index folder on disk: its files, the ``meta.json`` sidecar, writing and checking them.
+"""An index folder on disk: its files and the ``meta.json`` sidecar, read and checked
+(:class:`attribnet.index.GeneratorIndex` writes them).
 
 A folder holds two or three files, each written atomically (temp file + rename):
 ``index.faiss`` (:mod:`attribnet.index.faiss_store`), ``meta.json`` and, when the index has
-the ``mahalanobis`` Gaussians, ``open_set.npz`` (:mod:`attribnet.index.open_set`).
+the ``mahalanobis`` Gaussians, ``open_set.npz`` (:mod:`attribnet.openset.policy`).
 
 ``meta.json`` holds the per-row generator ids, video ids and qualities, class names, the
 embedding dim, the sha256 and path of the model checkpoint that made the embeddings,
@@ -13,24 +14,17 @@ refused (IndexMismatchError).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from attribnet import __version__
-from attribnet.atomic import atomic_path
-from attribnet.errors import CheckpointError, DataError
-from attribnet.faiss_import import faiss
-from attribnet.index.faiss_store import TARGET_RECALL, TUNE_K, TUNE_QUERIES, read_faiss
-from attribnet.index.open_set import OPEN_SET_FILE, OpenSetPolicy
-
-if TYPE_CHECKING:
-    from attribnet.index.store import GeneratorIndex
+from attribnet.errors import DataError
+from attribnet.index.faiss_store import TUNE_K, read_faiss
+from attribnet.openset.policy import OpenSetPolicy
+from attribnet.runtime.faiss_import import faiss
 
 log = logging.getLogger(__name__)
 
@@ -42,58 +36,6 @@ _META_KEYS = (
     "format_version", "embedding_dim", "ntotal", "index_bytes", "class_names", "labels",
     "video_ids", "qualities", "prototypes", "prototype_counts", "threshold", "checkpoint",
 )  # fmt: skip
-
-
-def sidecar(index: GeneratorIndex, index_bytes: int = 0) -> dict[str, Any]:
-    """The ``meta.json`` of ``index`` as a JSON-ready dict."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "library_version": __version__,
-        "embedding_dim": index.embedding_dim,
-        "ntotal": index.ntotal,
-        "index_bytes": int(index_bytes),
-        "index_type": index.kind,
-        "metric": "inner_product on L2-normalised vectors (cosine)",
-        "nprobe": index.nprobe,
-        "nprobe_tuning": None
-        if index.nprobe_recall is None
-        else {
-            "target_recall": TARGET_RECALL,
-            f"recall_at_{TUNE_K}": index.nprobe_recall,
-            "queries": TUNE_QUERIES,
-        },  # fmt: skip
-        "checkpoint": {"path": index.checkpoint_path, "sha256": index.checkpoint_sha256},
-        "class_names": index.class_names,
-        **index.open_set.meta(),  # "threshold" and "open_set"
-        "prototype_counts": index.prototype_counts.tolist(),
-        "prototypes": index.prototypes.tolist(),
-        "labels": index.labels.tolist(),
-        "video_ids": index.video_ids,
-        "qualities": index.qualities,
-    }
-
-
-def write_folder(index: GeneratorIndex, folder: str | os.PathLike[str]) -> Path:
-    """Write ``index.faiss``, ``meta.json`` and (with Gaussians) ``open_set.npz``.
-
-    All go to temporary files first and are renamed only when all were written, so a failed
-    save leaves a previous index in the folder intact. Returns the folder.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    cpu_index = index.cpu_index()
-    gaussians = index.open_set.gaussians
-    with contextlib.ExitStack() as stack:
-        index_tmp = stack.enter_context(atomic_path(folder / INDEX_FILE))
-        meta_tmp = stack.enter_context(atomic_path(folder / META_FILE))
-        if gaussians is not None:
-            np.savez(stack.enter_context(atomic_path(folder / OPEN_SET_FILE)),
-                     **gaussians.arrays())  # fmt: skip
-        faiss.write_index(cpu_index, str(index_tmp))
-        meta = sidecar(index, index_bytes=index_tmp.stat().st_size)
-        meta_tmp.write_text(json.dumps(meta) + "\n")
-    log.info("index of %d %s vectors written to %s", index.ntotal, index.kind, folder)
-    return folder
 
 
 def read_folder(folder: Path) -> tuple[faiss.Index, dict[str, Any]]:
@@ -166,20 +108,3 @@ def read_index_file(path: Path, meta: dict[str, Any]) -> faiss.Index:
             f"{meta['ntotal']} of dim {meta['embedding_dim']}; rebuild the index"
         )
     return index
-
-
-def check_checkpoint(
-    index: GeneratorIndex, checkpoint_path: str | os.PathLike[str], embedding_dim: int | None
-) -> None:
-    """IndexMismatchError unless the checkpoint is the index's (dim, then sha256)."""
-    from attribnet.checkpoint import file_sha256, read_checkpoint, resolve_checkpoint
-
-    path = resolve_checkpoint(checkpoint_path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if embedding_dim is None:
-        args = read_checkpoint(path)["args"]
-        embedding_dim = int(args.get("model", {}).get("embedding_dim", 0))
-    index.check_compatible(
-        embedding_dim=embedding_dim, checkpoint_sha256=file_sha256(path), checkpoint_path=path
-    )

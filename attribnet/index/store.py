@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -10,21 +13,31 @@ from typing import Any
 
 import numpy as np
 
-from attribnet.embedding import l2_normalize
-from attribnet.errors import DataError, IndexMismatchError
-from attribnet.faiss_import import faiss
-from attribnet.index.faiss_store import DEFAULT_IVF_THRESHOLD, build_faiss, inner_kind, maybe_gpu
+from attribnet import __version__
+from attribnet.errors import CheckpointError, DataError, IndexMismatchError
+from attribnet.files.atomic import atomic_path
+from attribnet.index.faiss_store import (
+    DEFAULT_IVF_THRESHOLD,
+    TARGET_RECALL,
+    TUNE_K,
+    TUNE_QUERIES,
+    build_faiss,
+    inner_kind,
+    maybe_gpu,
+)
 from attribnet.index.folder import (
+    FORMAT_VERSION,
+    INDEX_FILE,
     META_FILE,
-    check_checkpoint,
     index_fields,
     read_folder,
-    sidecar,
-    write_folder,
 )
-from attribnet.index.open_set import OpenSetPolicy, read_gaussians
-from attribnet.open_set_choice import ScoreSelection
-from attribnet.open_set_scores import class_prototypes, prototype_similarities
+from attribnet.metrics.vectors import l2_normalize
+from attribnet.openset.policy import OPEN_SET_FILE, OpenSetPolicy, read_gaussians
+from attribnet.openset.scores import class_prototypes, prototype_similarities
+from attribnet.runtime.faiss_import import faiss
+
+log = logging.getLogger(__name__)
 
 
 class GeneratorIndex:
@@ -32,7 +45,7 @@ class GeneratorIndex:
 
     Rows are training videos: ``labels[i]`` (generator id into ``class_names``),
     ``video_ids[i]`` and ``qualities[i]`` describe FAISS id ``i``. ``open_set`` is the
-    :class:`~attribnet.index.open_set.OpenSetPolicy`: which knownness score, its threshold.
+    :class:`~attribnet.openset.policy.OpenSetPolicy`: which knownness score, its threshold.
     """
 
     def __init__(
@@ -53,7 +66,7 @@ class GeneratorIndex:
     ):
         """Wrap a CPU ``faiss_index``; use :meth:`build` or :meth:`load` to make one.
 
-        ``open_set`` holds the keywords of its :class:`~attribnet.index.open_set.OpenSetPolicy`
+        ``open_set`` holds the keywords of its :class:`~attribnet.openset.policy.OpenSetPolicy`
         (default: ``prototype_cosine``, no threshold).
         """
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -70,7 +83,8 @@ class GeneratorIndex:
         ivf = faiss.try_extract_index_ivf(faiss_index)
         self._nprobe = int(ivf.nprobe) if ivf is not None else None
         self._index, self.on_gpu = maybe_gpu(faiss_index, use_gpu)
-        self.open_set = OpenSetPolicy(self, **(open_set or {}))
+        self.open_set = OpenSetPolicy(**(open_set or {}))
+        self.open_set.knn_k = self.open_set.k_for(self)
 
     @classmethod
     def build(
@@ -205,38 +219,6 @@ class GeneratorIndex:
         """The FAISS index on the CPU (a copy when it is searched on the GPU)."""
         return faiss.index_gpu_to_cpu(self._index) if self.on_gpu else self._index
 
-    # ------------------------------------------------------------------ open set (see open_set)
-
-    @property
-    def threshold(self) -> float | None:
-        """The open-set threshold (None: nothing is unknown)."""
-        return self.open_set.threshold
-
-    @property
-    def threshold_score(self) -> str:
-        """The name of the open-set knownness score."""
-        return self.open_set.score
-
-    @property
-    def threshold_split(self) -> str:
-        """The split the threshold was calibrated on."""
-        return self.open_set.split
-
-    @property
-    def knn_k(self) -> int:
-        """The k of the ``knn_cosine`` score."""
-        return self.open_set.knn_k
-
-    @property
-    def selection(self) -> ScoreSelection | None:
-        """How the open-set score was chosen (None: not chosen from data)."""
-        return self.open_set.selection
-
-    @property
-    def selection_data(self) -> dict[str, Any]:
-        """On what data the open-set score was chosen."""
-        return self.open_set.selection_data
-
     # ------------------------------------------------------------------ compatibility
 
     def check_compatible(
@@ -315,10 +297,81 @@ class GeneratorIndex:
             "on_gpu": self.on_gpu,
             "classes": dict(zip(self.class_names, counts.tolist(), strict=True)),
             "qualities": dict(sorted(Counter(self.qualities).items())),
-            "threshold": self.threshold,
-            "threshold_score": self.threshold_score,
-            "threshold_split": self.threshold_split,
-            "open_set_auroc": self.selection.mean_auroc if self.selection else None,
+            "threshold": self.open_set.threshold,
+            "threshold_score": self.open_set.score,
+            "threshold_split": self.open_set.split,
+            "open_set_auroc": self.open_set.selection.mean_auroc
+            if self.open_set.selection
+            else None,
             "checkpoint": self.checkpoint_path,
             "checkpoint_sha256": self.checkpoint_sha256,
         }
+
+
+def sidecar(index: GeneratorIndex, index_bytes: int = 0) -> dict[str, Any]:
+    """The ``meta.json`` of ``index`` as a JSON-ready dict."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "embedding_dim": index.embedding_dim,
+        "ntotal": index.ntotal,
+        "index_bytes": int(index_bytes),
+        "index_type": index.kind,
+        "metric": "inner_product on L2-normalised vectors (cosine)",
+        "nprobe": index.nprobe,
+        "nprobe_tuning": None
+        if index.nprobe_recall is None
+        else {
+            "target_recall": TARGET_RECALL,
+            f"recall_at_{TUNE_K}": index.nprobe_recall,
+            "queries": TUNE_QUERIES,
+        },  # fmt: skip
+        "checkpoint": {"path": index.checkpoint_path, "sha256": index.checkpoint_sha256},
+        "class_names": index.class_names,
+        **index.open_set.meta(),  # "threshold" and "open_set"
+        "prototype_counts": index.prototype_counts.tolist(),
+        "prototypes": index.prototypes.tolist(),
+        "labels": index.labels.tolist(),
+        "video_ids": index.video_ids,
+        "qualities": index.qualities,
+    }
+
+
+def write_folder(index: GeneratorIndex, folder: str | os.PathLike[str]) -> Path:
+    """Write ``index.faiss``, ``meta.json`` and (with Gaussians) ``open_set.npz``.
+
+    All go to temporary files first and are renamed only when all were written, so a failed
+    save leaves a previous index in the folder intact. Returns the folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cpu_index = index.cpu_index()
+    gaussians = index.open_set.gaussians
+    with contextlib.ExitStack() as stack:
+        index_tmp = stack.enter_context(atomic_path(folder / INDEX_FILE))
+        meta_tmp = stack.enter_context(atomic_path(folder / META_FILE))
+        if gaussians is not None:
+            np.savez(stack.enter_context(atomic_path(folder / OPEN_SET_FILE)),
+                     **gaussians.arrays())  # fmt: skip
+        faiss.write_index(cpu_index, str(index_tmp))
+        meta = sidecar(index, index_bytes=index_tmp.stat().st_size)
+        meta_tmp.write_text(json.dumps(meta) + "\n")
+    log.info("index of %d %s vectors written to %s", index.ntotal, index.kind, folder)
+    return folder
+
+
+def check_checkpoint(
+    index: GeneratorIndex, checkpoint_path: str | os.PathLike[str], embedding_dim: int | None
+) -> None:
+    """IndexMismatchError unless the checkpoint is the index's (dim, then sha256)."""
+    from attribnet.files.checkpoints import file_sha256, read_checkpoint, resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint_path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if embedding_dim is None:
+        args = read_checkpoint(path)["args"]
+        embedding_dim = int(args.get("model", {}).get("embedding_dim", 0))
+    index.check_compatible(
+        embedding_dim=embedding_dim, checkpoint_sha256=file_sha256(path), checkpoint_path=path
+    )

@@ -13,13 +13,17 @@ from sklearn.svm import LinearSVC
 from attribnet.metrics.closed_set import macro_f1
 from attribnet.metrics.inputs import as_labels, same_length
 
+DEFAULT_NEIGHBOURS = 5
+"""k of every k-nearest-neighbour answer: the query's vote, the index's and evaluation's
+k-NN accuracy (``-k/--neighbours`` on the command line)."""
+
 
 def embedding_protocols(
     train_emb: np.ndarray,
     train_y: np.ndarray,
     test_emb: np.ndarray,
     test_y: np.ndarray,
-    k: int = 14,
+    k: int = DEFAULT_NEIGHBOURS,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Embedding-space protocols of Korshunov et al. (ICASSP 2022): kNN, LogReg, linear SVM.

@@ -81,3 +81,65 @@ def paired_accuracy_drop(
         "groups": int(sums.size),
         "confidence": confidence,
     }
+
+
+def grouped_accuracy(
+    correct: Any,
+    groups: Any,
+    strata: Any = None,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Accuracy of videos with a bootstrap interval over ``groups``, e.g. the generator
+    trainings that made the test videos.
+
+    A cross-instance accuracy generalises to trainings nobody trained on, so the trainings,
+    not the videos, are the sample: each resample draws, within every stratum (e.g. a
+    generator class, so that every class keeps its share), as many groups as the stratum
+    has, with replacement, and pools their videos. With one group per stratum the interval
+    is NaN: one training per class says nothing about the next one.
+
+    Args:
+        correct: (V,) per-video correctness (bool or 0/1).
+        groups: (V,) the group (training) of each video.
+        strata: (V,) the stratum of each video, constant within a group; None: one stratum.
+
+    Returns:
+        ``accuracy`` (over all videos), ``low``, ``high`` (percentile interval),
+        ``videos``, ``groups``, ``per_group`` ({group: accuracy}), ``confidence``.
+    """
+    ok = as_mask("correctness", as_1d("correctness", correct))
+    group = as_1d("groups", groups)
+    stratum = np.zeros(len(group), dtype=np.int64) if strata is None else as_1d("strata", strata)
+    same_length(correct=ok, groups=group, strata=stratum)
+    if ok.size == 0:
+        raise ValueError("no videos")
+    names, group_id = np.unique(group, return_inverse=True)
+    right = np.bincount(group_id, weights=ok.astype(np.float64))
+    count = np.bincount(group_id).astype(np.float64)
+    group_stratum = np.empty(len(names), dtype=object)
+    for g, s in zip(group_id, stratum, strict=True):
+        if group_stratum[g] is not None and group_stratum[g] != s:
+            raise ValueError(f"group {names[g]!r} spans more than one stratum")
+        group_stratum[g] = s
+    members = [np.flatnonzero(group_stratum == s) for s in dict.fromkeys(group_stratum)]
+    low = high = float("nan")
+    if all(len(m) >= 2 for m in members):
+        rng = np.random.default_rng(seed)
+        drawn = np.concatenate(
+            [m[rng.integers(len(m), size=(n_resamples, len(m)))] for m in members], axis=1
+        )
+        accs = right[drawn].sum(axis=1) / count[drawn].sum(axis=1)
+        alpha = (1.0 - confidence) / 2.0
+        low, high = (float(q) for q in np.quantile(accs, [alpha, 1.0 - alpha]))
+    return {
+        "accuracy": float(ok.mean()),
+        "low": low,
+        "high": high,
+        "videos": int(ok.size),
+        "groups": int(len(names)),
+        "per_group": {str(n): float(r / c) for n, r, c in zip(names, right, count, strict=True)},
+        "confidence": confidence,
+    }

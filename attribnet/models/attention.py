@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-FUSIONS = ("tam", "scorer", "mean")
+from attribnet.config.choices import FUSIONS
 
 
 class SpatialAttention(nn.Module):

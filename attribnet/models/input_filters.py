@@ -22,9 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attribnet.data.augment import IMAGENET_STD
-
-INPUT_FILTERS = ("none", "srm", "bayar")
+from attribnet.config.choices import IMAGENET_STD, INPUT_FILTERS
 
 _SRM_KB = [[-1, 2, -1], [2, -4, 2], [-1, 2, -1]]
 _SRM_KV = [

@@ -23,29 +23,24 @@ One concept per module, in the order data flows through them:
 Exit codes: 0 at least one video was attributed, 1 none could be, 2 a usage error.
 """
 
-from attribnet.query.attribute import DEFAULT_K, UNKNOWN, query
+from attribnet.query.attribute import UNKNOWN, query
 from attribnet.query.attributor import Attribution, Attributor, FrameEvidence
-from attribnet.query.cli import build_parser, main, run
 from attribnet.query.cluster import cluster_embeddings, default_cluster_threshold, describe_clusters
 from attribnet.query.render import MAX_PLOT_POINTS, format_clusters, format_table, plot_embeddings
 from attribnet.query.videos import find_videos
 
 __all__ = [
-    "DEFAULT_K",
     "MAX_PLOT_POINTS",
     "UNKNOWN",
     "Attribution",
     "Attributor",
     "FrameEvidence",
-    "build_parser",
     "cluster_embeddings",
     "default_cluster_threshold",
     "describe_clusters",
     "find_videos",
     "format_clusters",
     "format_table",
-    "main",
     "plot_embeddings",
     "query",
-    "run",
 ]

@@ -1,5 +1,5 @@
-"""``python -m attribnet.query``: see :mod:`attribnet.query.cli`."""
+"""``python -m attribnet.query``: see :mod:`attribnet.cli.query`."""
 
-from attribnet.query.cli import main
+from attribnet.cli.query import main
 
 raise SystemExit(main())

@@ -15,17 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from attribnet.metrics.embedding import DEFAULT_NEIGHBOURS
+
 if TYPE_CHECKING:
     from attribnet.index import GeneratorIndex
 
 UNKNOWN = "unknown generator"
-DEFAULT_K = 5
 
 
 def query(
     index: GeneratorIndex,
     embeddings: np.ndarray,
-    k: int = DEFAULT_K,
+    k: int = DEFAULT_NEIGHBOURS,
     *,
     probabilities: np.ndarray | None = None,
     video_ids: Sequence[str] | None = None,
@@ -49,7 +50,7 @@ def query(
     sims, rows = index.search(embeddings, k)
     knn_pred, knn_conf, votes = index.knn_predict(embeddings, k)
     proto_pred, proto_sims = index.prototype_predict(embeddings)
-    scores = index.open_set.knownness(embeddings, probabilities, logits=logits)
+    scores = index.open_set.knownness(index, embeddings, probabilities, logits=logits)
     unknown = index.open_set.is_unknown(scores)
     records = []
     for q, video in enumerate(ids):
@@ -59,8 +60,8 @@ def query(
             "verdict": UNKNOWN if unknown[q] else names[knn_pred[q]],
             "is_unknown": bool(unknown[q]),
             "score": float(scores[q]),
-            "score_name": index.threshold_score,
-            "threshold": index.threshold,
+            "score_name": index.open_set.score,
+            "threshold": index.open_set.threshold,
             "knn": {
                 "generator": names[knn_pred[q]],
                 "confidence": float(knn_conf[q]),

@@ -41,21 +41,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from attribnet.data.eval_clips import DEFAULT_MAX_CLIPS
+from attribnet.data.eval_clips import DEFAULT_CLIPS_PER_VIDEO
 from attribnet.data.frame_times import source_frames
 from attribnet.errors import ConfigError, IndexMismatchError, VideoError
+from attribnet.metrics.embedding import DEFAULT_NEIGHBOURS
 from attribnet.predict import (
     PRECISIONS,
     VideoPrediction,
     cpu_inference_model,
     predict_videos,
-    resolve_device,
     stack,
     top_frames,
 )
-from attribnet.query.attribute import DEFAULT_K, query
+from attribnet.query.attribute import query
 from attribnet.query.faces_ahead import FacesAhead
 from attribnet.query.videos import find_videos
+from attribnet.runtime.device import resolve_device
 
 if TYPE_CHECKING:
     import torch
@@ -191,8 +192,9 @@ class Attributor:
         IndexMismatchError when the checkpoint is not the one that built the index or the
         ONNX file was not exported from it, ConfigError/CheckpointError when one is missing
         or unreadable."""
-        from attribnet.checkpoint import file_sha256, load_model
+        from attribnet.files.checkpoints import file_sha256
         from attribnet.index import GeneratorIndex, resolve_checkpoint
+        from attribnet.models.restore import load_model
 
         index = GeneratorIndex.load(index_dir)
         path = resolve_checkpoint(checkpoint or index.checkpoint_path)
@@ -217,7 +219,7 @@ class Attributor:
         inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
         k: int | None = None,
-        max_clips: int = DEFAULT_MAX_CLIPS,
+        clips_per_video: int = DEFAULT_CLIPS_PER_VIDEO,
         top: int = DEFAULT_TOP_FRAMES,
         cache_dir: str | os.PathLike[str] | None = None,
         progress: bool = False,
@@ -226,11 +228,11 @@ class Attributor:
         cannot be used raises VideoError or NoFaceError with the reason); a folder, a frame
         folder or a list -> a list in input order, failures included with their reason.
 
-        ``k`` neighbours (default :data:`attribnet.query.attribute.DEFAULT_K`); up to
-        ``max_clips`` clips per video; ``top`` frames get face crops and heatmaps;
+        ``k`` neighbours (default :data:`attribnet.metrics.embedding.DEFAULT_NEIGHBOURS`); up to
+        ``clips_per_video`` clips per video; ``top`` frames get face crops and heatmaps;
         ``cache_dir`` keeps the face crops (default: a temporary folder, removed after).
         """
-        k = DEFAULT_K if k is None else k
+        k = DEFAULT_NEIGHBOURS if k is None else k
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         single = isinstance(inputs, (str, os.PathLike)) and Path(inputs).is_file()
@@ -239,7 +241,7 @@ class Attributor:
         if not paths and not missing:
             raise ConfigError(f"no videos or frame folders found in {[str(i) for i in items]}")
         with _cache_dir(cache_dir) as where:
-            done, failures = self._attribute(paths, where, k, max_clips, top, progress)
+            done, failures = self._attribute(paths, where, k, clips_per_video, top, progress)
         failures = {**missing, **failures}
         results = [
             done.get(p) or Attribution(p, status="failed", reason=failures[p])
@@ -252,7 +254,13 @@ class Attributor:
         return results
 
     def _attribute(
-        self, paths: list[str], cache_dir: str, k: int, max_clips: int, top: int, progress: bool
+        self,
+        paths: list[str],
+        cache_dir: str,
+        k: int,
+        clips_per_video: int,
+        top: int,
+        progress: bool,
     ) -> tuple[dict[str, Attribution], dict[str, str]]:
         """Crop, predict and look up ``paths``; (path -> Attribution, path -> reason). The
         faces of later videos are cropped while the model runs on earlier ones
@@ -264,7 +272,8 @@ class Attributor:
             for cache, path, entry in ahead:
                 (pred,) = predict_videos(
                     self._runner, cache, [entry], self.recipe, fuse=False,
-                    max_clips=max_clips, device=self.device, sam=True, precision=self.precision,
+                    clips_per_video=clips_per_video, device=self.device, sam=True,
+                    precision=self.precision,
                 )  # fmt: skip
                 (record,) = query(
                     self.index, stack([pred], "embedding"), k, video_ids=[path],

@@ -61,7 +61,7 @@ def describe_clusters(
     """Per cluster: id, size, members, how many were flagged unknown, the nearest known
     generator (the prototype nearest to the group's mean direction), the members' mean
     cosine to that prototype, and the spread (mean pairwise cosine distance, 0 for one)."""
-    from attribnet.embedding import l2_normalize
+    from attribnet.metrics.vectors import l2_normalize
 
     x = l2_normalize(embeddings)
     flagged = np.zeros(len(x), bool) if is_unknown is None else np.asarray(is_unknown, bool)

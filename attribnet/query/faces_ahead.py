@@ -1,5 +1,5 @@
 """Query videos cropped ahead of the model: a background thread crops the faces of one
-video after another into the face cache (:func:`attribnet.preprocess.run_preprocess`, the
+video after another into the face cache (:func:`attribnet.data.preprocess.run_preprocess`, the
 recipe's settings) while the caller runs the model on the videos already cropped.
 
 Decoding and cropping are mostly native code that releases the GIL (the decoder, OpenCV's
@@ -57,8 +57,8 @@ class FacesAhead:
         self._thread.join()
 
     def _crop(self) -> None:
+        from attribnet.data.preprocess import run_preprocess
         from attribnet.data.sources import preprocess_settings
-        from attribnet.preprocess import run_preprocess
 
         rows = [ManifestRow(path=str(p), label="query") for p in self.paths]
         try:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attribnet import __version__
-from attribnet.atomic import atomic_path
+from attribnet.files.atomic import atomic_path
 from attribnet.query.cluster import cluster_embeddings, default_cluster_threshold, describe_clusters
 from attribnet.query.render import plot_embeddings
 
@@ -129,13 +129,13 @@ def _header(
     results: Sequence[Attribution], index: GeneratorIndex, index_name: str, home: str | None
 ) -> str:
     names = ", ".join(index.class_names)
-    threshold = "none" if index.threshold is None else f"{index.threshold:.3f}"
+    threshold = "none" if index.open_set.threshold is None else f"{index.open_set.threshold:.3f}"
     done = sum(r.ok for r in results)
     lines = [
         f"{done} of {len(results)} videos attributed against the generator index "
         f"{escape(index_name or '(unnamed)')}: {index.ntotal} indexed videos of "
         f"{len(index.class_names)} generators ({escape(names)}); open-set score "
-        f"{escape(index.threshold_score)}, threshold {threshold} (below it: unknown generator).",
+        f"{escape(index.open_set.score)}, threshold {threshold} (below it: unknown generator).",
     ]
     if home:
         lines.insert(0, f'<a href="{escape(home)}">&larr; attribute another video</a><br>')

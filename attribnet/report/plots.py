@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from attribnet.atomic import atomic_path
+from attribnet.files.atomic import atomic_path
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 MAX_TSNE_POINTS = 2000

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from attribnet.atomic import write_text
+from attribnet.files.atomic import write_text
 
 
 def fmt(value: Any, digits: int = 3) -> str:

@@ -43,8 +43,4 @@ def __getattr__(name: str) -> Any:
     if name in ("create_app", "AttributionService"):
         require_web_stack()
         return getattr(importlib.import_module("attribnet.serve.app"), name)
-    if name == "main":
-        from attribnet.serve.cli import main
-
-        return main
     raise AttributeError(f"module 'attribnet.serve' has no attribute {name!r}")

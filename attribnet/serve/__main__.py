@@ -1,5 +1,5 @@
-"""``python -m attribnet.serve``: see :mod:`attribnet.serve.cli`."""
+"""``python -m attribnet.serve``: see :mod:`attribnet.cli.serve`."""
 
-from attribnet.serve.cli import main
+from attribnet.cli.serve import main
 
 raise SystemExit(main())

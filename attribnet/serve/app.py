@@ -34,9 +34,8 @@ from starlette.concurrency import run_in_threadpool
 from attribnet.errors import DataError
 from attribnet.query.attributor import Attribution, Attributor
 from attribnet.query.html import render_html
-from attribnet.serve.cli import DEFAULT_MAX_UPLOAD_MB
 from attribnet.serve.pages import error_page, form_page
-from attribnet.serve.upload import MiB, Upload, UploadError, receive_video
+from attribnet.serve.upload import DEFAULT_MAX_UPLOAD_MB, MiB, Upload, UploadError, receive_video
 
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")

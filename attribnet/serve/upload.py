@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 FIELD = "video"
 FORM_OVERHEAD = 64 * 1024  # multipart headers and small fields allowed beyond the video
+DEFAULT_MAX_UPLOAD_MB = 200.0
 MiB = 1024 * 1024
 
 

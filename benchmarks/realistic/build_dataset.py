@@ -67,7 +67,6 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from attribnet.atomic import atomic_path, write_json  # noqa: E402
 from attribnet.data.codec import DFDM_CRFS, write_video  # noqa: E402
 from attribnet.data.manifest import (  # noqa: E402
     DEFAULT_SPLIT,
@@ -76,6 +75,7 @@ from attribnet.data.manifest import (  # noqa: E402
     read_manifest,
     write_manifest,
 )
+from attribnet.files.atomic import atomic_path, write_json  # noqa: E402
 from realistic.footage import FootageSettings, Identity, face_region, load_identities  # noqa: E402
 from realistic.generators import GENERATORS, build_generator, count_parameters  # noqa: E402
 from realistic.render import swap_frames  # noqa: E402
@@ -122,12 +122,6 @@ def instance_name(a: str, b: str, replica: int = 0) -> str:
     """A training's name: the identity pair, and ``@k`` for the k-th replica (another seed
     on the same pair) when k > 0."""
     return f"{a}+{b}" + (f"@{replica}" if replica else "")
-
-
-def instance_identities(instance: str) -> tuple[str, ...]:
-    """The identities whose faces a training (or a real video's instance) saw:
-    ``A+B@1`` -> (A, B); a real video's instance is its identity alone."""
-    return tuple(instance.split("@", 1)[0].split("+"))
 
 
 def face_crops(identity: Identity, offset: int, region: int) -> np.ndarray:

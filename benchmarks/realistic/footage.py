@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from attribnet.atomic import atomic_path, write_json
 from attribnet.data.faces import FaceDetector, HaarDetector, crop_square, track_face
 from attribnet.data.video import open_clip_source
+from attribnet.files.atomic import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ Tree layouts (see :func:`scan_tree`): ``<class>/<video>.mp4``,
 (``<class>/<video>/<frame>.png``, DFDM's pre-cropped faces) in place of video files.
 """
 
-from attribnet.data.manifest.cli import main
 from attribnet.data.manifest.rows import (
     SPLITS,
     ManifestRow,
@@ -35,7 +34,6 @@ __all__ = [
     "ManifestRow",
     "assign_splits",
     "class_names",
-    "main",
     "read_manifest",
     "scan_tree",
     "write_manifest",

@@ -1,5 +1,5 @@
-"""``python -m attribnet.data.manifest``: see :mod:`attribnet.data.manifest.cli`."""
+"""``python -m attribnet.data.manifest``: see :mod:`attribnet.cli.manifest`."""
 
-from attribnet.data.manifest.cli import main
+from attribnet.cli.manifest import main
 
 raise SystemExit(main())

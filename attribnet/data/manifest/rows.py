@@ -9,8 +9,8 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from attribnet.atomic import write_text
 from attribnet.errors import DataError
+from attribnet.files.atomic import write_text
 
 SPLITS = ("train", "val", "test")
 COLUMNS = ("path", "label", "quality", "source_id", "split", "instance")

@@ -26,7 +26,6 @@ protocol: test videos come from instances no training video came from).
 Command line: ``python -m attribnet.data.synthetic data/demo [--sources 24 ...]``.
 """
 
-from attribnet.data.synthetic.cli import main
 from attribnet.data.synthetic.dataset import generate_demo
 from attribnet.data.synthetic.generators import (
     ARCHITECTURES,
@@ -42,6 +41,5 @@ __all__ = [
     "build_generator",
     "draw_source",
     "generate_demo",
-    "main",
     "render_fake",
 ]

@@ -1,5 +1,5 @@
-"""``python -m attribnet.data.synthetic``: see :mod:`attribnet.data.synthetic.cli`."""
+"""``python -m attribnet.data.synthetic``: see :mod:`attribnet.cli.synthetic`."""
 
-from attribnet.data.synthetic.cli import main
+from attribnet.cli.synthetic import main
 
 raise SystemExit(main())

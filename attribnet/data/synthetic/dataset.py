@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from attribnet.atomic import write_json
 from attribnet.data.codec import DFDM_CRFS, write_video
 from attribnet.data.manifest import (
     DEFAULT_SPLIT,
@@ -30,6 +29,7 @@ from attribnet.data.synthetic.generators import (
 )
 from attribnet.data.synthetic.talking_heads import FPS, draw_source
 from attribnet.errors import DataError
+from attribnet.files.atomic import write_json
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,9 @@ w)``; the encoder adds the spatial attention ``last`` (one SAM on that map), poo
 fuses. ``every_block`` (a SAM inside every residual block, the authors' placement) and
 CBAM's channel attention exist only where the spec has ``block_attention``: the ResNets.
 
-A new backbone is one module with a builder ``(weights: str | None) -> trunk`` plus one
-:class:`BackboneSpec` line in :data:`BACKBONES`; the model tests pick it up from here.
+A new backbone is one module with a builder ``(weights: str | None) -> trunk``, its card in
+:data:`attribnet.config.choices.BACKBONE_CARDS` (what a recipe may name, torch-free) and its
+builder line in ``_BUILDERS``; the model tests pick it up from here.
 """
 
 from __future__ import annotations
@@ -17,97 +18,54 @@ from functools import partial
 
 from torch import nn
 
-from attribnet.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from attribnet.config.choices import (
+    BACKBONE_CARDS,
+    RESNETS,
+    SAM_PLACEMENTS,
+    BackboneCard,
+    Preprocessing,
+)
 from attribnet.models.backbones.meso import build_meso_inception4
-from attribnet.models.backbones.resnet import RESNETS, add_block_attention, build_resnet
+from attribnet.models.backbones.resnet import add_block_attention, build_resnet
 from attribnet.models.backbones.timm_backbones import build_timm
-
-SAM_PLACEMENTS = ("every_block", "last", "none")
-
-Triple = tuple[float, float, float]
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What a backbone expects of its frames: ``(x / 255 - mean) / std`` per RGB channel,
-    faces of ``input_size`` x ``input_size`` pixels."""
-
-    mean: Triple
-    std: Triple
-    input_size: int
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """One registry entry.
+    """One registry entry: the recipe's view of the backbone (``card``: name, C,
+    preprocessing, attention support; :mod:`attribnet.config.choices`) and how to build it.
 
     ``build(weights)`` returns the trunk (``weights``: None for random init, or a path;
-    ResNets also take ``imagenet``). ``num_features`` is the trunk's C.
-    ``block_attention(trunk, spatial, channel)``, where it exists, puts a SAM and/or CBAM's
-    channel attention in every block.
+    ResNets also take ``imagenet``). ``block_attention(trunk, spatial, channel)``, where it
+    exists, puts a SAM and/or CBAM's channel attention in every block.
     """
 
-    name: str
+    card: BackboneCard
     build: Callable[[str | None], nn.Module]
-    num_features: int
-    preprocessing: Preprocessing
     block_attention: Callable[[nn.Module, bool, bool], None] | None = None
 
-    @property
-    def sam_placements(self) -> tuple[str, ...]:
-        """The ``sam`` values this trunk supports."""
-        return SAM_PLACEMENTS if self.block_attention is not None else ("last", "none")
+    def __post_init__(self) -> None:
+        if self.card.block_attention != (self.block_attention is not None):
+            raise ValueError(f"{self.card.name}: card and builder disagree on block attention")
 
-    @property
-    def channel_attention(self) -> bool:
-        """Whether CBAM's channel attention can go in this trunk's blocks."""
-        return self.block_attention is not None
-
-    def check_attention(self, sam: str, channel_attention: bool) -> None:
-        """ValueError, naming this backbone, for attention it cannot have."""
-        if sam not in SAM_PLACEMENTS:
-            raise ValueError(f"unknown sam placement {sam!r}; use one of {SAM_PLACEMENTS}")
-        if sam not in self.sam_placements:
-            raise ValueError(
-                f"sam placement {sam!r} is not supported by backbone {self.name!r} (SAMs in "
-                f"blocks exist for the ResNets only); use one of {self.sam_placements}"
-            )
-        if channel_attention and not self.channel_attention:
-            raise ValueError(
-                f"channel_attention is not supported by backbone {self.name!r}; only the "
-                f"ResNets ({', '.join(RESNETS)}) have it"
-            )
+    def __getattr__(self, name: str):
+        """``name``, ``num_features``, ``preprocessing``, ``sam_placements``,
+        ``channel_attention``, ``check_attention``: the card's."""
+        if name == "card":
+            raise AttributeError(name)
+        return getattr(self.card, name)
 
 
-IMAGENET = Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 224)
-
-
-def _resnet(name: str, num_features: int) -> BackboneSpec:
-    return BackboneSpec(name, partial(build_resnet, name), num_features, IMAGENET,
-                        block_attention=add_block_attention)  # fmt: skip
-
-
-def _timm(name: str, num_features: int, preprocessing: Preprocessing) -> BackboneSpec:
-    return BackboneSpec(name, partial(build_timm, name), num_features, preprocessing)
-
+_BUILDERS: dict[str, tuple[Callable, Callable | None]] = {
+    **{name: (partial(build_resnet, name), add_block_attention) for name in RESNETS},
+    **{name: (partial(build_timm, name), None)
+       for name in ("xception", "efficientnet_b0", "efficientnet_b4")},
+    "meso_inception4": (build_meso_inception4, None),
+}  # fmt: skip
 
 BACKBONES: dict[str, BackboneSpec] = {
-    spec.name: spec
-    for spec in (
-        _resnet("resnet10", 512),
-        _resnet("resnet18", 512),
-        _resnet("resnet34", 512),
-        _resnet("resnet50", 2048),
-        _resnet("resnet101", 2048),
-        # timm's pretrained configurations: Inception-style [-1, 1] inputs at 299 px
-        _timm("xception", 2048, Preprocessing((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 299)),
-        _timm("efficientnet_b0", 1280, IMAGENET),
-        _timm("efficientnet_b4", 1792, Preprocessing(IMAGENET_MEAN, IMAGENET_STD, 320)),
-        # the paper's 256 px faces, pixels scaled to [0, 1]
-        BackboneSpec("meso_inception4", build_meso_inception4, 16,
-                     Preprocessing((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 256)),
-    )
-}  # fmt: skip
+    name: BackboneSpec(card, *_BUILDERS[name]) for name, card in BACKBONE_CARDS.items()
+}
 
 
 def get_backbone(name: str) -> BackboneSpec:

@@ -16,7 +16,7 @@ HEAD_KEYS = ("fc.", "classifier.", "head.")
 
 def read_weights_file(weights: str) -> dict[str, Tensor]:
     """A state dict from a local file (a bare one or ``{"state_dict": ...}``)."""
-    from attribnet.checkpoint import load_tensors_file
+    from attribnet.files.checkpoints import load_tensors_file
 
     state = load_tensors_file(weights, "weights file")
     return state.get("state_dict", state) if isinstance(state, dict) else state

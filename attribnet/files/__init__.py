@@ -1,0 +1,1 @@
+"""File plumbing: atomic writes, JSON lines, locks, tensor files."""

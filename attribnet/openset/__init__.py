@@ -1,0 +1,1 @@
+"""Open-set policy: knownness scores, choosing one, the threshold policy."""

@@ -1,0 +1,1 @@
+"""Where work runs: devices, torchrun process groups, the FAISS import."""

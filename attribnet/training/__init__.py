@@ -1,0 +1,1 @@
+"""The training library: loop, data, state, task, optimiser, run folder."""

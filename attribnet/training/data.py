@@ -1,0 +1,179 @@
+"""The training data of a run: the manifest's videos through the face cache into clip
+datasets (:func:`prepare_data`), and the loaders that draw each epoch's batches in an
+order fixed by (seed, epoch) (:func:`train_loader`), so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from pytorch_metric_learning.samplers import MPerClassSampler
+from pytorch_metric_learning.utils import common_functions as pml_common
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
+
+from attribnet.config import Recipe
+from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
+from attribnet.data.clips import ClipDataset, select_entries
+from attribnet.data.instance_batches import InstanceMixedBatches
+from attribnet.data.manifest import class_names
+from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
+from attribnet.errors import DataError
+from attribnet.runtime.distributed import RankBatches, rank_and_world, shard
+from attribnet.training.state import SkipBatches
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Data:
+    """What the loop needs from the data side."""
+
+    class_names: list[str]
+    train: ClipDataset
+    val: ClipDataset | None
+
+    @property
+    def instance_names(self) -> list[str]:
+        """The generator trainings of the training videos (manifest column ``instance``)."""
+        return self.train.instance_names
+
+
+def prepare_data(recipe: Recipe) -> Data:
+    """Manifest -> splits -> face cache (made or completed here) -> datasets.
+
+    The classes are ``data.classes``, else every label but ``data.outlier_classes``. Outlier
+    videos enter the training set only (label -1), from the train split.
+    """
+    cfg = recipe.data
+    rows = read_rows(training_manifest(recipe), recipe.train.seed)
+    outliers = list(cfg.outlier_classes)
+    present = {r.label for r in rows}
+    names = list(cfg.classes) or [c for c in class_names(rows) if c not in outliers]
+    both = sorted(set(names) & set(outliers))
+    if both:
+        raise DataError(f"{both} are in data.classes and in data.outlier_classes")
+    for key, labels in (("classes", names), ("outlier_classes", outliers)):
+        absent = sorted(set(labels) - present)
+        if absent:
+            raise DataError(f"data.{key} {absent} have no videos in the manifest")
+    held_out = sorted(present - set(names) - set(outliers))
+    if held_out:
+        # data.classes names a subset: the other generators are held out (open-set runs)
+        log.warning("holding out generators not in data.classes: %s", held_out)
+    rows = [r for r in rows if r.label in names or (r.label in outliers and r.split == "train")]
+    cache_dir = recipe_cache_dir(recipe)
+    cache = preprocess_rows(rows, cache_dir, recipe)  # under torchrun: rank 0, the others wait
+    wanted = {r.path for r in rows}
+    normalize = Normalize(cfg.mean, cfg.std)
+    aug = cfg.augment
+    common = {
+        "num_frames": cfg.num_frames,
+        "sampling": cfg.sampling,
+        "normalize": normalize,
+        "image_size": cfg.image_size,
+        "resize": cfg.resize,
+        "seed": recipe.train.seed,
+    }
+
+    def entries(split: str, qualities: list[str]) -> list:
+        found = select_entries(cache, split=split, qualities=qualities or None)
+        return [e for e in found if e.row.path in wanted]
+
+    train_entries = entries("train", cfg.train_qualities)
+    if not train_entries:
+        raise DataError(f"no training videos in cache {cache_dir} (see its report.json)")
+    num_outliers = sum(e.row.label in outliers for e in train_entries)
+    if outliers and not num_outliers:
+        raise DataError(f"no training videos of data.outlier_classes {outliers} in {cache_dir}")
+    train = ClipDataset(
+        cache,
+        train_entries,
+        names,
+        spatial=ClipAugment(
+            cfg.image_size,
+            hflip=aug.hflip,
+            crop_scale=aug.crop_scale,
+            color_jitter=aug.color_jitter,
+            resize=cfg.resize,
+            random_crop=aug.random_crop,
+        ),
+        compression=CompressionAugment(
+            h264_p=aug.h264_p,
+            crf_choices=aug.h264_crf,
+            jpeg_p=aug.jpeg_p,
+            jpeg_quality=aug.jpeg_quality,
+        ),
+        outlier_labels=outliers,
+        **common,
+    )
+    val_entries = entries("val", cfg.eval_qualities)
+    val = ClipDataset(cache, val_entries, names, **common) if val_entries else None
+    log.info(
+        "data: %d classes %s, %d train clips, %d val clips",
+        len(names),
+        names,
+        len(train),
+        len(val) if val else 0,
+    )
+    if outliers:
+        log.info(
+            "outlier exposure: %d train clips of %s as 'none of the known'", num_outliers, outliers
+        )
+    return Data(names, train, val)
+
+
+def train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataLoader:
+    """This rank's batches of the epoch, in an order fixed by (seed, epoch), less the first
+    ``skip``. Every rank draws the same batches and takes its share of them
+    (:class:`~attribnet.runtime.distributed.RankBatches`): under torchrun an epoch is shared out,
+    not repeated on every rank."""
+    tc = recipe.train
+    generator = torch.Generator().manual_seed(tc.seed * 1000 + epoch)
+    mine = RankBatches(_epoch_batches(data, recipe, epoch, generator), *rank_and_world())
+    return DataLoader(
+        data.train,
+        batch_sampler=SkipBatches(mine, skip),
+        generator=generator,
+        num_workers=recipe.data.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+    )
+
+
+def _epoch_batches(data: Data, recipe: Recipe, epoch: int, generator: torch.Generator) -> Any:
+    """The epoch's batches (index lists), fixed by (seed, epoch): instance-mixed
+    (``train.instances_per_class``), m per class (``train.m_per_class``) or shuffled."""
+    tc = recipe.train
+    if tc.instances_per_class:
+        return InstanceMixedBatches(
+            data.train.labels,
+            data.train.instances,
+            tc.batch_size,
+            tc.m_per_class,
+            tc.instances_per_class,
+            np.random.default_rng([tc.seed, epoch]),
+        )
+    if tc.m_per_class:
+        # PML's sampler draws from its module-level RandomState: re-seed it per epoch so a
+        # resumed run draws the same batches as an uninterrupted one.
+        pml_common.NUMPY_RANDOM = np.random.RandomState(tc.seed * 100_003 + epoch * 101)
+        sampler: Any = MPerClassSampler(
+            data.train.labels,
+            tc.m_per_class,
+            batch_size=tc.batch_size,
+            length_before_new_iter=len(data.train),
+        )
+    else:  # what shuffle=True builds, drawing from the same generator
+        sampler = RandomSampler(data.train, generator=generator)
+    return BatchSampler(sampler, tc.batch_size, drop_last=len(data.train) > tc.batch_size)
+
+
+def eval_loader(dataset: ClipDataset, recipe: Recipe, sharded: bool = False) -> DataLoader:
+    """The dataset in order; with ``sharded``, only this rank's block of it
+    (:func:`~attribnet.runtime.distributed.shard`)."""
+    part: Any = Subset(dataset, shard(len(dataset))) if sharded else dataset
+    return DataLoader(part, batch_size=recipe.train.batch_size, num_workers=recipe.data.num_workers)

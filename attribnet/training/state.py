@@ -1,0 +1,159 @@
+"""A run's state in its checkpoints, and where a resumed run continues, inside an epoch too.
+
+A checkpoint written at the end of epoch ``e`` (0-based) holds ``"epoch": e`` and resumes
+at step 0 of epoch ``e + 1``. One written after ``k`` optimizer steps of epoch ``e``
+(every ``train.checkpoint_every_steps``) holds ``"epoch": e - 1`` (the last finished
+epoch, -1 in the first) and ``"in_epoch"``: the epoch, ``k`` and the loss sums so far, so
+readers that only know ``"epoch"`` see an unfinished epoch as unfinished.
+
+Resuming at step ``k`` of epoch ``e`` draws exactly what an uninterrupted run draws from
+there on, so the result is bitwise the same:
+
+- the batches: the loader's order is a function of (seed, epoch) (its generator, the
+  m-per-class sampler's re-seeded RandomState, DistributedSampler's epoch); the resumed
+  loader draws the whole epoch's order as before and :class:`SkipBatches` drops the first
+  ``k`` batches as index lists, never loading them;
+- each item's augmentation draws from (seed, epoch, index) (``ClipDataset.item_rngs``);
+- open-space simulation draws from (seed, epoch, step, rank) with the absolute step
+  (``step_generator``);
+- torch's global RNG (anything else random in a step) is saved with the checkpoint and
+  restored (:func:`rng_state`, :func:`set_rng_state`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sized
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attribnet.files.checkpoints import read_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochProgress:
+    """One epoch's running totals: optimizer steps done and the sum of each loss part."""
+
+    epoch: int
+    steps: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+
+    def add(self, losses: dict[str, float]) -> None:
+        """Count one optimizer step and its loss parts."""
+        self.steps += 1
+        for key, value in losses.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+
+    def means(self) -> dict[str, float]:
+        """``train_<part>``: the mean of each loss part over the epoch's steps so far."""
+        return {f"train_{k}": v / max(self.steps, 1) for k, v in self.sums.items()}
+
+    def to_state(self) -> dict[str, Any]:
+        """The checkpoint's ``in_epoch`` entry."""
+        return {"epoch": self.epoch, "step": self.steps, "loss_sums": dict(self.sums)}
+
+
+def resume_point(state: dict[str, Any]) -> EpochProgress:
+    """Where a checkpoint resumes: inside its unfinished epoch, or at the next one."""
+    inside = state.get("in_epoch")
+    if inside:
+        return EpochProgress(int(inside["epoch"]), int(inside["step"]), dict(inside["loss_sums"]))
+    return EpochProgress(int(state["epoch"]) + 1)
+
+
+def checkpoint_due(steps: int, every: int, limit: int) -> bool:
+    """Whether to write a mid-epoch checkpoint after ``steps`` optimizer steps of an epoch
+    of ``limit`` steps: every ``every`` steps (0 = never), not at the epoch's end (the
+    end-of-epoch checkpoint follows)."""
+    return every > 0 and steps % every == 0 and steps < limit
+
+
+class SkipBatches:
+    """A batch sampler: the batches of ``batches`` after the first ``skip``.
+
+    The skipped batches are still drawn (so every later batch is the one an uninterrupted
+    epoch gets) but as index lists only: no item is loaded.
+    """
+
+    def __init__(self, batches: Iterable[list[int]], skip: int = 0):
+        if skip < 0:
+            raise ValueError(f"skip must be >= 0, got {skip}")
+        self.batches, self.skip = batches, skip
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return itertools.islice(iter(self.batches), self.skip, None)
+
+    def __len__(self) -> int:
+        if not isinstance(self.batches, Sized):
+            raise TypeError("the wrapped batch sampler has no length")
+        return max(len(self.batches) - self.skip, 0)
+
+
+def rng_state() -> dict[str, Any]:
+    """torch's global RNG state (CPU and every CUDA device), for a checkpoint."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_state(
+    task: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    args: dict[str, Any],
+    class_names: list[str],
+    epoch: int,
+    best: float | None,
+) -> dict[str, Any]:
+    """What last.pt / best.pt hold after ``epoch`` (the last finished one): the task's
+    ``model`` and ``loss`` (ArcFace's class centres), optimizer, lr scheduler, the recipe
+    (``args``), class names, the global RNG state and the best validation metric."""
+    return {
+        "model": task.model.state_dict(),
+        "loss": task.loss.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "lr_scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "args": args,
+        "class_names": class_names,
+        "rng": rng_state(),
+        "best_metric": best,
+    }
+
+
+def save_mid_epoch(
+    path: Path, snapshot: Callable[..., dict[str, Any]], best: float | None, at: EpochProgress
+) -> None:
+    """Write ``path`` (last.pt) after ``at.steps`` steps of epoch ``at.epoch``:
+    ``snapshot(last finished epoch, best)`` plus ``in_epoch``."""
+    save_checkpoint(path, {**snapshot(at.epoch - 1, best), "in_epoch": at.to_state()})
+    log.info("checkpoint at epoch %d, step %d -> %s", at.epoch + 1, at.steps, path)
+
+
+def load_last(
+    path: Path, task: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> tuple[EpochProgress, float | None]:
+    """Restore a run from its last.pt; returns (where to continue, best metric so far)."""
+    state = read_checkpoint(path)
+    task.model.load_state_dict(state["model"])
+    task.loss.load_state_dict(state["loss"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["lr_scheduler"])
+    set_rng_state(state["rng"])
+    start = resume_point(state)
+    log.info("resumed from %s at epoch %d, step %d", path, start.epoch + 1, start.steps)
+    return start, state["best_metric"]
