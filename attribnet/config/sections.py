@@ -104,6 +104,13 @@ class ModelConfig:
     radially averaged log-amplitude spectrum (``spectral_bins`` rings; frames need
     ``image_size >= 2 * spectral_bins``) adds that many features before the heads
     (attribnet.models.spectral).
+
+    ``patch_size`` > 0 makes a patch model (attribnet.models.patches): the trunk sees
+    ``patch_size`` windows of each frame cut on its own pixel grid (``patches`` at random
+    places per frame in training, a ``patch_grid`` x ``patch_grid`` grid at evaluation) and
+    their features are averaged. Windows are never resampled, so the frames themselves
+    should not be either: cache the faces at their size (``data.cache_size``) and use
+    ``data.image_size`` equal to it with ``data.augment.crop_scale: null``.
     """
 
     backbone: str = "resnet50"
@@ -117,6 +124,9 @@ class ModelConfig:
     spectral_dim: int = 0
     spectral_bins: int = 32
     per_frame_trunk: bool = False  # the authors' loop: BatchNorm over one frame index's B images
+    patch_size: int = 0
+    patches: int = 4
+    patch_grid: int = 3
 
 
 @dataclass
@@ -142,6 +152,12 @@ class LossConfig:
     column): one ArcFace centre per class and training instance, a clip pulled to its own
     training's centre and every other class counted by its nearest one
     (attribnet.losses.instance_centre_arcface). Predictions come from the classifier.
+
+    ``supcon_weight`` > 0 (needs an embedding head): supervised contrastive loss at
+    ``supcon_temperature`` whose positives are clips of the same generator from other
+    trainings (the manifest's ``instance`` column; same-training pairs are left out), so the
+    embedding gathers what trainings of an architecture share
+    (attribnet.losses.cross_instance_supcon_loss).
     """
 
     ce_weight: float = 1.0
@@ -150,6 +166,8 @@ class LossConfig:
     arcface_scale: float = 64.0
     arcface_class_margins: dict[str, float] = field(default_factory=dict)
     arcface_instance_centres: bool = False
+    supcon_weight: float = 0.0
+    supcon_temperature: float = 0.1
     triplet_weight: float = 0.0
     triplet_margin: float = 0.2
     triplet_mining: str = "semihard"

@@ -32,20 +32,21 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 POSITIVE = {
     "data.num_frames", "data.image_size", "data.max_frames", "model.num_frames",
-    "model.spectral_bins",
+    "model.spectral_bins", "model.patches", "model.patch_grid",
     "optim.lr", "optim.step_epochs", "train.epochs", "train.batch_size", "train.val_every",
-    "loss.arcface_scale", "loss.open_space_fraction", "loss.open_space_nets",
+    "loss.arcface_scale", "loss.supcon_temperature", "loss.open_space_fraction",
+    "loss.open_space_nets",
 }  # fmt: skip
 NON_NEGATIVE = {
     "data.num_workers", "data.face_margin", "model.embedding_dim", "loss.ce_weight",
     "loss.arcface_weight",
     "loss.triplet_weight", "loss.arcface_margin", "loss.triplet_margin", "optim.momentum",
-    "model.spectral_dim",
+    "model.spectral_dim", "model.patch_size",
     "optim.weight_decay", "optim.warmup_epochs", "train.grad_clip", "train.m_per_class",
     "train.instances_per_class",
     "train.max_steps_per_epoch", "loss.outlier_weight", "loss.open_space_weight",
     "train.checkpoint_every_steps", "data.resize", "data.cache_size",
-    "loss.instance_adversary_weight",
+    "loss.instance_adversary_weight", "loss.supcon_weight",
 }  # fmt: skip
 PROBABILITIES = {
     "data.augment.hflip", "data.augment.h264_p", "data.augment.jpeg_p", "loss.open_space_fraction",
@@ -95,12 +96,12 @@ def validate(recipe: Recipe, source: str) -> Recipe:
             f"in {source}: fusion 'tam' is tied to one clip length"
         )
     loss = recipe.loss
-    if loss.ce_weight + loss.arcface_weight + loss.triplet_weight <= 0:
+    if loss.ce_weight + loss.arcface_weight + loss.triplet_weight + loss.supcon_weight <= 0:
         raise ConfigError(f"loss in {source}: at least one loss weight must be > 0")
-    if (loss.arcface_weight or loss.triplet_weight) and not m.embedding_dim:
+    if (loss.arcface_weight or loss.triplet_weight or loss.supcon_weight) and not m.embedding_dim:
         raise ConfigError(
-            f"model.embedding_dim in {source}: ArcFace/triplet losses need an embedding head "
-            "(set model.embedding_dim > 0)"
+            f"model.embedding_dim in {source}: ArcFace/triplet/SupCon losses need an embedding "
+            "head (set model.embedding_dim > 0)"
         )
     if loss.arcface_instance_centres and not (loss.arcface_weight and loss.ce_weight):
         raise ConfigError(
@@ -122,6 +123,11 @@ def validate(recipe: Recipe, source: str) -> Recipe:
             f"train.instances_per_class in {source}: {tc.instances_per_class} trainings per "
             f"class need train.m_per_class a multiple of it (got {tc.m_per_class}) and "
             f"train.batch_size a multiple of train.m_per_class (got {tc.batch_size})"
+        )
+    if m.patch_size and not 8 <= m.patch_size <= recipe.data.image_size:
+        raise ConfigError(
+            f"model.patch_size in {source}: windows of {m.patch_size} px must be at least 8 px "
+            f"and fit the {recipe.data.image_size} px faces (data.image_size)"
         )
     if m.spectral_dim and recipe.data.image_size < 2 * m.spectral_bins:
         raise ConfigError(

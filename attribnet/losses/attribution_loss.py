@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from attribnet.config import LossConfig
 from attribnet.data.clips import OUTLIER_LABEL
 from attribnet.data.open_space import OPEN_SPACE_LABEL
+from attribnet.losses.cross_instance_supcon_loss import CrossInstanceSupConLoss
 from attribnet.losses.instance_adversary import NO_INSTANCE, InstanceAdversary
 from attribnet.losses.instance_centre_arcface import InstanceCentreArcFaceLoss
 from attribnet.losses.known_classes_miner import KnownClassesMiner
@@ -46,6 +47,10 @@ class AttributionLoss(nn.Module):
     :class:`~attribnet.losses.instance_adversary.InstanceAdversary` cross-entropy, whose
     reversed gradient makes the features uninformative of the instance.
 
+    ``supcon`` (``loss.supcon_weight`` > 0, an embedding head): supervised contrastive loss
+    on the embeddings whose positives are the same generator from other trainings
+    (:class:`~attribnet.losses.cross_instance_supcon_loss.CrossInstanceSupConLoss`).
+
     ``loss.arcface_instance_centres`` (needs ``instance_names``): ArcFace with one centre per
     class and training instance
     (:class:`~attribnet.losses.instance_centre_arcface.InstanceCentreArcFaceLoss`).
@@ -72,6 +77,7 @@ class AttributionLoss(nn.Module):
             "outlier": cfg.outlier_weight,
             "open_space": cfg.open_space_weight,
             "instance": cfg.instance_adversary_weight,
+            "supcon": cfg.supcon_weight,
         }
         if (cfg.outlier_weight or cfg.open_space_weight) and not (
             cfg.ce_weight or cfg.arcface_weight
@@ -110,6 +116,11 @@ class AttributionLoss(nn.Module):
                 triplet = pml_dist.DistributedLossWrapper(triplet)
                 miner = pml_dist.DistributedMinerWrapper(miner)
             self.triplet, self.miner = triplet, miner
+        self.supcon = None
+        if cfg.supcon_weight:
+            if not embedding_dim:
+                raise ValueError("loss.supcon_weight needs an embedding head (model.embedding_dim)")
+            self.supcon = CrossInstanceSupConLoss(temperature=cfg.supcon_temperature)
         self.instance_adversary = None
         if cfg.instance_adversary_weight:
             if len(instance_names) < 2 or feature_dim < 1:
@@ -124,7 +135,7 @@ class AttributionLoss(nn.Module):
     ) -> dict[str, Tensor]:
         """outputs: the model's dict (logits (B, K), embedding (B, D), features (B, C));
         labels (B,) int64; instances (B,) int64 training-instance ids (-1: none), read by
-        the instance adversary only."""
+        the instance adversary, the instance centres and SupCon's choice of positives."""
         logits = outputs["logits"].float()
         emb = outputs["embedding"].float() if "embedding" in outputs else None
         known = labels >= 0
@@ -142,6 +153,11 @@ class AttributionLoss(nn.Module):
             parts["arcface"] = on_rows(self.arcface, emb, labels, known, self.arcface.W)
         if self.triplet is not None:
             parts["triplet"] = self.triplet(emb, labels, self.miner(emb, labels))
+        if self.supcon is not None:
+            parts["supcon"] = on_rows(
+                lambda e, yi: self.supcon.with_instances(e, yi[:, 0], yi[:, 1]),
+                emb, torch.stack([labels, instances], 1), known,
+            )  # fmt: skip
         for name, label in (("outlier", OUTLIER_LABEL), ("open_space", OPEN_SPACE_LABEL)):
             if self.weights[name]:
                 parts[name] = self._uniform_target(logits, emb, labels == label)

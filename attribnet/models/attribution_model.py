@@ -64,5 +64,8 @@ def build_model(cfg: ModelConfig, num_classes: int) -> AttributionModel:
         spectral_dim=cfg.spectral_dim,
         spectral_bins=cfg.spectral_bins,
         per_frame_trunk=cfg.per_frame_trunk,
+        patch_size=cfg.patch_size,
+        patches=cfg.patches,
+        patch_grid=cfg.patch_grid,
     )
     return AttributionModel(encoder, num_classes, cfg.embedding_dim)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from attribnet.models.attention import SpatialAttention, build_fusion
 from attribnet.models.backbones import get_backbone
 from attribnet.models.input_filters import INPUT_FILTERS, build_input_filter
+from attribnet.models.patches import PatchSampler
 from attribnet.models.spectral import DEFAULT_BINS, SpectralBranch
 
 
@@ -40,6 +41,9 @@ class ClipEncoder(nn.Module):
         spectral_dim: int = 0,
         spectral_bins: int = DEFAULT_BINS,
         per_frame_trunk: bool = False,
+        patch_size: int = 0,
+        patches: int = 4,
+        patch_grid: int = 3,
     ):
         """Build the encoder.
 
@@ -57,7 +61,11 @@ class ClipEncoder(nn.Module):
         trunk once per frame index, as the DMA-STA authors' code does: each BatchNorm then
         normalises over the B images of one frame index and updates its running statistics
         T times per step (default: all B*T frames as one batch). Eval-mode outputs and the
-        weights' names are the same either way: it changes training only.
+        weights' names are the same either way: it changes training only. ``patch_size``
+        > 0 runs the trunk on windows of each (filtered) frame on its own pixel grid and
+        averages their features (:class:`~attribnet.models.patches.PatchSampler`:
+        ``patches`` random ones per frame in training, a ``patch_grid`` x ``patch_grid``
+        grid at evaluation).
         """
         super().__init__()
         spec = get_backbone(backbone)
@@ -80,6 +88,7 @@ class ClipEncoder(nn.Module):
         self.spectral = SpectralBranch(spectral_dim, spectral_bins) if spectral_dim else None
         self.feature_dim = self.num_features + spectral_dim
         self.per_frame_trunk = per_frame_trunk
+        self.patches = PatchSampler(patch_size, patches, patch_grid) if patch_size else None
 
     def forward_frames(self, clips_btchw: Tensor) -> Tensor:
         """(B, T, 3, H, W) -> per-frame features (B, T, C); frames as one batch of B*T, or
@@ -94,12 +103,16 @@ class ClipEncoder(nn.Module):
         """Images (N, 3, H, W) -> pooled trunk features (N, C)."""
         if self.input_filter is not None:
             x = self.input_filter(x)
+        n = x.shape[0]
+        if self.patches is not None:
+            x = self.patches(x)
         if next(self.trunk.parameters()).is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.trunk.forward_features(x)
         if self.last_sam is not None:
             x = self.last_sam(x)
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+        pooled = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return pooled.view(n, -1, pooled.shape[1]).mean(dim=1)  # the mean over a frame's patches
 
     def forward(self, clips_btchw: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T, 3, H, W) -> clip features (B, feature_dim) and frame weights (B, T).

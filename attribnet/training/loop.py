@@ -312,7 +312,7 @@ def _has_untrained_head(recipe: Recipe) -> bool:
     triplet, the instance adversary (a batch may hold no row with an instance)."""
     loss = recipe.loss
     idle_embedding = recipe.model.embedding_dim > 0 and not (
-        loss.arcface_weight or loss.triplet_weight
+        loss.arcface_weight or loss.triplet_weight or loss.supcon_weight
     )
     return idle_embedding or not loss.ce_weight or bool(loss.instance_adversary_weight)
 
