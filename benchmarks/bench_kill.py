@@ -22,9 +22,9 @@ from typing import Any
 from common import machine_line, print_table
 
 from attribnet.cli import train
-from attribnet.training import loop
 from attribnet.data.synthetic import generate_demo
 from attribnet.files.checkpoints import read_checkpoint
+from attribnet.training import loop
 from attribnet.training.state import resume_point
 
 ROOT = Path(__file__).resolve().parents[1]

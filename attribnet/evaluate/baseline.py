@@ -59,7 +59,8 @@ class BaselineScorer:
         """Fit on the TRAIN split (``train_qualities``; None = every quality) and score
         ``split`` at each of ``tests`` (name -> qualities, None = every quality):
         ``{"name", "train_videos", "train_accuracy", "tests": {name: closed_set_report}}``
-        at video level."""
+        at video level; each report also lists its ``videos`` (``label``, ``group`` (the
+        source), ``instance``, ``correct``), for intervals over sources or trainings."""
         train = self.training_videos(train_qualities)
         if not train:
             raise DataError(f"no training videos for the {NAME} baseline")
@@ -73,11 +74,16 @@ class BaselineScorer:
         }
         for name, qualities in tests.items():
             test = select(self.source, split, qualities, self.class_names)
-            scores = score_baseline(
-                model, self.features(test), entry_labels(test, self.class_names), self.class_names
-            )
+            truth = entry_labels(test, self.class_names)
+            scores = score_baseline(model, self.features(test), truth, self.class_names)
             scores.pop("probabilities")
-            scores.pop("predictions")
+            predicted = np.asarray(scores.pop("predictions"))
+            scores["videos"] = {
+                "label": [e.row.label for e in test],
+                "group": [e.row.source_id or e.row.path for e in test],
+                "instance": [e.row.instance for e in test],
+                "correct": (predicted == truth).tolist(),
+            }
             result["tests"][name] = scores
         log.info(
             "%s: %s", NAME,

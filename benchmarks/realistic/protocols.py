@@ -6,7 +6,8 @@ trainings of pairs inside group f + 1, and trains on every other training whose 
 no identity of group f. Trainings of a pair that crosses group f and the rest are not
 used in fold f. So a test video comes from a generator training that made no training or
 validation video and shows faces no training or validation video shows; over the folds
-every pair is a test pair once. A ``real`` video (a source segment unswapped) belongs to
+each of the 9 pairs inside a group is a test pair once (the 27 pairs across groups only
+ever train or validate). A ``real`` video (a source segment unswapped) belongs to
 its identity's group alike.
 """
 

@@ -1,20 +1,22 @@
-"""benchmarks/bench_realistic.py's bookkeeping: run names per seed, per-cell means and
-standard deviations over seeds, the goals judged on the means, the drop intervals and
-whether they settle the drop goal, and the results file. No training: the cross-quality
-metrics are made up here."""
+"""benchmarks/bench_realistic.py and its protocol: the identity-disjoint folds never put an
+identity of a test training into a training or validation video, the pairs inside a group
+are tested once each, the instance curve takes distinct pairs first, and the tables pool
+folds with intervals over test trainings. No training: the metrics are made up here."""
 
 from __future__ import annotations
 
-import argparse
-import json
+import itertools
 import sys
-from pathlib import Path
 
+import numpy as np
 import pytest
 
+from attribnet.data.manifest import ManifestRow, write_manifest
 from tests.builders import REPO
 
 BENCHMARKS = REPO / "benchmarks"
+IDS = [f"id{i}" for i in range(9)]
+CLASSES = ["faceswap", "dfl"]
 
 
 @pytest.fixture(scope="module")
@@ -22,202 +24,109 @@ def bench():
     sys.path.insert(0, str(BENCHMARKS))
     try:
         import bench_realistic
+        from realistic import protocols
 
-        yield bench_realistic
+        yield bench_realistic, protocols
     finally:
         sys.path.remove(str(BENCHMARKS))
 
 
-Q = ("crf0", "crf10", "crf23")
+def dataset_rows() -> list[ManifestRow]:
+    """Two architectures x 36 pairs x 2 replicas, two videos each (one per side), at crf0,
+    plus each identity's real segment: the layout build_dataset.py writes."""
+    rows = []
+    for (a, b), rep, label in itertools.product(itertools.combinations(IDS, 2), (0, 1), CLASSES):
+        inst = f"{a}+{b}" + (f"@{rep}" if rep else "")
+        for target in (a, b):
+            rows.append(ManifestRow(f"/v/{label}/{target}_seg0-to-{inst}.mp4", label, "crf0",
+                                    f"{target}_seg0", instance=inst))  # fmt: skip
+    rows += [ManifestRow(f"/v/real/{i}_seg0.mp4", "real", "crf0", f"{i}_seg0", instance=i)
+             for i in IDS]  # fmt: skip
+    return rows
 
 
-def metrics(video: list[list[float]], support: int = 10) -> dict:
-    """A cross-quality metrics.json as ``bench_realistic`` reads it: per cell, the first
-    ``accuracy * support`` of the same ``support`` test videos (two per source) are right."""
-    per_class = {"a": support // 2, "b": support - support // 2}
+def test_folds_keep_test_identities_out_of_training_and_validation(bench):
+    _, protocols = bench
+    rows = dataset_rows()
+    groups = protocols.identity_groups(IDS, 3, seed=0)
+    assert sorted(sum(groups, [])) == IDS and all(len(g) == 3 for g in groups)
+    tested = set()
+    for fold in range(3):
+        split = protocols.fold_split(rows, groups, fold)
+        seen = {i for r in split if r.split in ("train", "val")
+                for i in protocols.instance_identities(r.instance)}  # fmt: skip
+        test_ids = {i for r in split if r.split == "test"
+                    for i in protocols.instance_identities(r.instance)}  # fmt: skip
+        assert test_ids == set(groups[fold]) and not seen & test_ids
+        trainings = {r.split: set() for r in split}
+        for r in split:
+            trainings[r.split].add((r.label, r.instance))
+        assert not trainings["test"] & (trainings["train"] | trainings["val"])
+        assert not trainings["val"] & trainings["train"]
+        # 3 test pairs and 3 validation pairs of 2 replicas; the 12 other pairs train
+        fakes = {s: {i for lb, i in t if lb != "real"} for s, t in trainings.items()}
+        assert (len(fakes["test"]), len(fakes["val"]), len(fakes["train"])) == (6, 6, 24)
+        tested |= fakes["test"]
+    assert len(tested) == 18  # the 9 pairs inside a group, 2 replicas each, tested once
 
-    def videos(acc: float) -> dict:
-        right = round(acc * support)
-        return {
-            "key": [f"a/s{i // 2}/v{i}.mp4" for i in range(support)],
-            "group": [f"s{i // 2}" for i in range(support)],
-            "correct": [i < right for i in range(support)],
-        }
 
+def test_the_instance_curve_takes_distinct_pairs_before_replicas(bench):
+    _, protocols = bench
+    split = protocols.fold_split(dataset_rows(), protocols.identity_groups(IDS, 3), 0)
+    for k in (1, 4, 12, 13, 24):
+        cut = protocols.first_instances(split, k)
+        train = {r.instance for r in cut if r.split == "train" and r.label == "dfl"}
+        assert len(train) == k
+        assert sum("@" in i for i in train) == max(0, k - 12)
+        assert [r for r in cut if r.split != "train"] == [r for r in split if r.split != "train"]
+
+
+def test_epochs_give_the_same_steps_whatever_the_training_videos(bench, tmp_path):
+    module, _ = bench
+    rows = [ManifestRow(f"/v/{i}.mp4", "faceswap", "crf0", str(i), "train") for i in range(40)]
+    rows += [ManifestRow(f"/v/x{i}.mp4", "faceswap", "crf10", str(i), "train") for i in range(40)]
+    path = tmp_path / "m.csv"
+    write_manifest(rows, path)
+    recipe = module.RECIPES / "srm.yaml"  # batch 10, trains on crf0: 4 steps an epoch
+    assert module.epochs_for(recipe, path, 100, []) == 25
+    both = module.RECIPES / "srm_all_qualities.yaml"  # 80 videos: 8 steps an epoch
+    assert module.epochs_for(both, path, 100, []) == 12
+
+
+def metrics(per_training: dict[str, list[bool]], baseline_right: bool) -> dict:
+    """A cross-quality metrics.json with one row; every quality has the same videos."""
+    labels = [k.split("/")[0] for k, v in per_training.items() for _ in v]
+    insts = [k.split("/")[1] for k, v in per_training.items() for _ in v]
+    correct = [c for v in per_training.values() for c in v]
+    videos = {"label": labels, "instance": insts, "group": insts, "correct": correct}
+    base = {**videos, "correct": [baseline_right] * len(correct)}
+    qualities = ("crf0", "crf10", "crf23")
     return {
-        "train_rows": list(Q),
-        "test_qualities": list(Q),
-        "matrix": {"video": video, "clip": video},
-        "cells": {
-            r: {q: {"video": {"support": per_class}, "videos": videos(video[i][j])}
-                for j, q in enumerate(Q)}
-            for i, r in enumerate(Q)
-        },
-    }  # fmt: skip
+        "train_rows": ["crf0"],
+        "cells": {"crf0": {q: {"videos": videos} for q in qualities}},
+        "baseline": {"rows": {"crf0": {"tests": {q: {"videos": base} for q in qualities}}}},
+    }
 
 
-FLAT = [[0.9, 0.9, 0.9], [0.9, 0.9, 0.9], [0.9, 0.9, 0.9]]
-DROP = [[0.9, 0.9, 0.9], [0.9, 1.0, 0.8], [0.9, 0.9, 0.9]]  # crf10 -> crf23: 20 points
-
-
-def test_mean_and_sd_over_seeds(bench):
-    a, b = bench.matrix(metrics(FLAT)), bench.matrix(metrics(DROP))
-    mean, sd = bench.mean_matrix([a, b]), bench.sd_matrix([a, b])
-    assert mean[("crf10", "crf23")] == pytest.approx(0.85)
-    assert mean[("crf10", "crf10")] == pytest.approx(0.95)
-    assert sd[("crf10", "crf23")] == pytest.approx(0.1 / 2**0.5)  # sample sd of 0.9, 0.8
-    assert sd[("crf0", "crf0")] == pytest.approx(0.0)
-    assert set(bench.sd_matrix([a]).values()) == {0.0}
-
-
-def test_worst_drop_is_the_largest_fall_below_a_rows_diagonal(bench):
-    drop, cell = bench.worst_drop(bench.matrix(metrics(DROP)))
-    assert drop == pytest.approx(0.2)
-    assert cell == ("crf10", "crf23")
-
-
-def test_seed_zero_keeps_the_one_seed_run_names(tmp_path, bench):
-    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[])
-    manifest = tmp_path / "m.csv"
-    first = bench.overrides_for(args, "quick", "main", manifest, "cpu", seed=0)
-    third = bench.overrides_for(args, "quick", "main", manifest, "cpu", seed=2)
-    assert "name=realistic_main_quick" in first and "train.seed=0" in first
-    assert "name=realistic_main_quick_s2" in third and "train.seed=2" in third
-
-
-def test_zero_seeds_is_refused(bench, capsys):
-    with pytest.raises(SystemExit) as exc:
-        bench.parse_args(["--faces", "f", "--work", "w", "--seeds", "0"])
-    assert exc.value.code == 2
-    assert "--seeds" in capsys.readouterr().err
-
-
-def report_args(tmp_path: Path, seeds: int, recipes: list[str]) -> argparse.Namespace:
-    data = tmp_path / "dataset_quick"
-    data.mkdir(exist_ok=True)
-    build = {"videos": 6, "seconds": 1.0, "settings": {}, "pairs": [["a", "b"]] * 5}
-    (data / "build.json").write_text(json.dumps(build))
-    return argparse.Namespace(
-        work=tmp_path, quick=True, overrides=[], seeds=seeds, recipes=recipes,
-        protocols=["instance", "paper"], train_qualities=list(Q),
-    )  # fmt: skip
-
-
-def test_report_judges_the_goals_on_the_means(tmp_path, bench, capsys):
-    args = report_args(tmp_path, 2, ["main", "DMA-STA"])
-    main_runs = [metrics(FLAT), metrics(DROP)]  # mean drop 10 points: goal missed
-    dmasta_runs = [metrics([[0.5] * 3] * 3), metrics([[0.5] * 3] * 3)]
-    results = {"paper": {"main": main_runs, "DMA-STA": dmasta_runs}}
-    manifest = tmp_path / "dataset_quick" / "manifest.csv"
-    bench.report(args, "quick", manifest, 0.0, results, {"paper/main": 1.0})
-    out = capsys.readouterr().out
-    assert "0.850 ± 0.071" in out
-    result = json.loads((tmp_path / "results_quick.json").read_text())
-    paper = result["protocols"]["paper"]
-    assert result["seeds"] == 2
-    assert paper["test_videos_per_cell"] == 10
-    assert paper["video_accuracy"]["main"]["crf10->crf23"] == pytest.approx(0.85)
-    assert paper["video_accuracy_per_seed"]["main"][1]["crf10->crf23"] == pytest.approx(0.8)
-    goals = result["goals"]
-    drop_goal = next(ok for goal, ok in goals.items() if "below its row's diagonal" in goal)
-    beats_goal = next(ok for goal, ok in goals.items() if "beats DMA-STA" in goal)
-    assert drop_goal is False and beats_goal is True
-    drop = paper["video_accuracy_drops"]["main"]["crf10"]["crf23"]
-    assert drop["drop"] == pytest.approx(0.1)  # seeds: 0 and 20 points
-    assert drop["low"] <= 0.1 <= drop["high"] and drop["groups"] == 5
-    assert "crf10 -> crf23), 95% interval [" in out
-    # 2 of 10 videos (one source) differ, in one seed of two: the interval reaches 0
-    assert "settled by the intervals: not settled" in out
-    # the table's columns are in a fixed order whatever --recipes said
-    assert out.index("| DMA-STA") < out.index("| main")
-
-
-def test_cross_instance_goals_compare_with_the_baseline(tmp_path, bench, capsys):
-    args = report_args(tmp_path, 1, ["main"])
-    run = metrics([[0.85, 0.7, 0.6], [0.0] * 3, [0.0] * 3], 20)
-    run["train_rows"] = ["crf0"]
-    run["matrix"] = {"video": [[0.85, 0.7, 0.6]], "clip": [[0.85, 0.7, 0.6]]}
-    run["cells"] = {"crf0": run["cells"]["crf0"]}
-    run["baseline"] = {"matrix": {"video": [[0.6, 0.55, 0.3]], "clip": [[0.6, 0.55, 0.3]]}}
-    manifest = tmp_path / "dataset_quick" / "manifest.csv"
-    bench.report(args, "quick", manifest, 0.0, {"instance": {"main": [run]}}, {})
-    out = capsys.readouterr().out
-    assert "### cross-instance protocol" in out
-    assert "| crf0 | crf23 | 0.300 | 0.600 |" in out
-    result = json.loads((tmp_path / "results_quick.json").read_text())
-    xi = result["protocols"]["instance"]
-    assert xi["baseline_video_accuracy"]["crf0->crf10"] == pytest.approx(0.55)
-    goals = result["goals"]
-    at_crf0 = next(ok for g, ok in goals.items() if "at least 0.80 at crf0" in g)
-    margin = next(ok for g, ok in goals.items() if "beats the DFT baseline" in g)
-    assert at_crf0 is True  # 0.85
-    assert margin is False  # crf10: 0.70 - 0.55 = 15 points < 20
-    assert "smallest margin +15.0 points" in out
-
-
-def test_protocols_name_their_runs_apart(tmp_path, bench):
-    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[])
-    manifest = tmp_path / "m.csv"
-    paper = bench.overrides_for(args, "quick", "main", manifest, "cpu", 0, "paper")
-    xi = bench.overrides_for(args, "quick", "main", manifest, "cpu", 1, "instance", ["x.y=1"])
-    assert "name=realistic_main_quick" in paper
-    assert "name=realistic_main_quick_xi_s1" in xi and "x.y=1" in xi
-
-
-def test_unknown_choices_are_refused(bench, capsys):
-    for flag in ("--recipes", "--protocols", "--train-qualities"):
-        with pytest.raises(SystemExit) as exc:
-            bench.parse_args(["--faces", "f", "--work", "w", flag, "nope"])
-        assert exc.value.code == 2
-        assert flag in capsys.readouterr().err
-
-
-def drops(cells: dict[tuple[str, str], tuple[float, float]]) -> dict:
-    """``quality_drops``-shaped drops from ``{(row, test): (low, high)}``."""
-    out: dict = {}
-    for (r, q), (low, high) in cells.items():
-        out.setdefault(r, {})[q] = {"drop": (low + high) / 2, "low": low, "high": high}
-    return out
-
-
-def test_the_intervals_settle_the_drop_goal_only_when_they_decide_it(bench):
-    assert bench.drop_verdict(drops({("crf0", "crf10"): (0.0, 0.04)})) == "met"
-    assert bench.drop_verdict(drops({("crf0", "crf10"): (0.0, 0.05)})) == "met"
-    both = {("crf0", "crf10"): (0.0, 0.04), ("crf0", "crf23"): (0.06, 0.2)}
-    assert bench.drop_verdict(drops(both)) == "missed"
-    assert bench.drop_verdict(drops({("crf0", "crf10"): (-0.02, 0.12)})) == "not settled"
-    assert bench.drop_verdict({}) == "not settled"
-
-
-def test_drop_table_marks_the_diagonal(bench):
-    table = bench.drop_table(drops({("crf10", "crf23"): (0.0, 0.2)}))
-    assert "| crf10 | - | - | 10.0 [0.0, 20.0] |" in table
-
-
-def test_instance_curve_keeps_the_first_training_instances(tmp_path, bench):
-    from attribnet.data.manifest import ManifestRow, read_manifest, write_manifest
-
-    splits = {"p0": "train", "p1": "train", "p2": "train", "p3": "val", "p4": "test"}
-    rows = [
-        ManifestRow(str(tmp_path / f"{p}_{c}.mp4"), c, "crf0", f"{p}_s", s, p)
-        for p, s in splits.items()
-        for c in ("a", "b")
-    ]
-    write_manifest(rows, tmp_path / "manifest_instance.csv")
-    try:
-        assert bench.curve_protocols(tmp_path, [1, 2]) == ["instance1", "instance2"]
-        one = read_manifest(tmp_path / bench.PROTOCOLS["instance1"][1])
-        assert {r.instance for r in one if r.split == "train"} == {"p0"}
-        assert {r.instance for r in one if r.split != "train"} == {"p3", "p4"}
-        assert "1 of 3 training instances" in bench.PROTOCOLS["instance1"][0]
-        acc = {"video_accuracy": {"main": {"crf0->crf0": 0.5}},
-               "baseline_video_accuracy": {"crf0->crf0": 0.4}}  # fmt: skip
-        full = {"video_accuracy": {"main": {"crf0->crf0": 0.7}},
-                "baseline_video_accuracy": {"crf0->crf0": 0.6}}  # fmt: skip
-        table = bench.curve_table({"instance": full, "instance1": acc}, tmp_path)
-        assert "| 1 | 0.400 | 0.500 |" in table and "| 3 | 0.600 | 0.700 |" in table
-        with pytest.raises(SystemExit):
-            bench.curve_protocols(tmp_path, [4])
-    finally:
-        for k in (1, 2):
-            bench.PROTOCOLS.pop(f"instance{k}", None)
+def test_summary_pools_folds_with_an_interval_over_trainings(bench):
+    module, _ = bench
+    fold0 = metrics({"dfl/p1": [True, True], "dfl/p2": [False, False],
+                     "faceswap/p1": [True, True]}, False)  # fmt: skip
+    fold1 = metrics({"dfl/p3": [True, True], "faceswap/p4": [True, False],
+                     "faceswap/p5": [True, True]}, True)  # fmt: skip
+    s = module.summary([fold0, fold1], "crf23", False, "folds")
+    assert s["accuracy"] == pytest.approx(9 / 12) and s["groups"] == 6
+    replicas = metrics({"dfl/p1": [True], "dfl/p1@1": [False], "dfl/p2": [True]}, True)
+    assert module.summary([replicas], "crf0", False, "folds")["groups"] == 2  # p1 with p1@1
+    assert s["per_run"] == [pytest.approx(4 / 6), pytest.approx(5 / 6)]
+    assert s["low"] < s["accuracy"] < s["high"]
+    base = module.summary([fold0, fold1], "crf0", True, "folds")
+    assert base["accuracy"] == 0.5 and base["per_run"] == [0.0, 1.0]
+    records = {module.BASELINE: {q: base for q in module.QUALITIES},
+               "x": {q: s for q in module.QUALITIES}}  # fmt: skip
+    lines = module.goals(records)
+    assert len(lines) == 3 and all("NO" in line for line in lines)
+    assert "+25.0 points over the baseline" in lines[0]
+    table = module.protocol_table(records, "folds")
+    assert "0.750 [" in table and "0.67 0.83" in table
+    assert np.isfinite(s["low"])

@@ -181,3 +181,12 @@ def test_normalize_layout_and_values() -> None:
     np.testing.assert_allclose(raw.permute(0, 2, 3, 1).numpy(), clip, atol=1e-3)
     with pytest.raises(ValueError):
         Normalize(std=(0.2, 0.0, 0.2))
+
+
+def test_full_scale_crop_at_the_frames_own_size_is_the_identity():
+    """What the patch and native-grid recipes rely on: crop_scale (1, 1) at the cached size
+    leaves every pixel where it was (no resampling), whatever the draw."""
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    augment = ClipAugment(64, hflip=0.0, crop_scale=(1.0, 1.0))
+    for seed in range(10):
+        assert np.array_equal(augment(frames, np.random.default_rng(seed)), frames)
