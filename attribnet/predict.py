@@ -20,7 +20,7 @@ crop, 0 around it (:func:`sam_on_faces`).
 On the CPU, :func:`predict_videos` reads clips in the main process (no loader workers) and
 runs :func:`cpu_inference_model` (a copy of the model with each BatchNorm folded into its
 convolution, weights in channels_last): the same outputs within 1e-5, and faster
-(benchmarks/README.md, "Query speed on a CPU"). ``precision="bf16"`` runs it under bfloat16
+(benchmarks/LOG.md, "Query speed on a CPU"). ``precision="bf16"`` runs it under bfloat16
 autocast on the CPU too: faster again on a CPU with AVX512-BF16 or AMX, but outputs differ
 from fp32 by about 1e-3, so it is not the default.
 """

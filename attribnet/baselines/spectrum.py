@@ -5,9 +5,8 @@ Why: generators leave architecture traces in the frequency domain. Upsampling la
 characteristic high-frequency fall-off in the amplitude spectrum of every frame they make.
 A linear classifier on the radially averaged log-amplitude spectrum sees these traces and
 little else, so every accuracy table reports it next to the deep models: a deep recipe
-that loses to it learnt less than a frequency histogram (on the realistic benchmark's
-cross-instance split, face box, crf0: 0.500 over 5 classes, where DMA-STA and the main
-recipe scored 0.267 and 0.300; README).
+that loses to it learnt less than a frequency histogram (how the deep recipes compare with
+it: README.md, "Results", and docs/results.md).
 
 Feature of one video (:func:`spectrum_features`), for ``bins`` radial bins:
 

@@ -13,9 +13,8 @@ class AugmentConfig:
 
     ``crop_scale`` is the area range of a random resized crop; the default (1, 1) takes the
     whole face and does not rescale it. A generator's traces are fine texture at a fixed
-    scale, and rescaling blurs them: on the realistic benchmark (benchmarks/README.md) the
-    main recipe with ``crop_scale: [0.85, 1.0]`` stayed at chance after 40 epochs (best
-    validation accuracy 0.29, 5 classes) and reached 0.60 with ``[1.0, 1.0]``.
+    scale, and rescaling blurs them (measured on the realistic benchmark: docs/results.md,
+    "Figures moved from module docstrings").
 
     ``random_crop`` (needs ``data.resize`` > 0): training takes a random ``image_size``
     crop of the ``resize`` x ``resize`` face where evaluation takes the centre one. With

@@ -32,8 +32,7 @@ class FaceCheck:
     - ``blank`` when its grey levels vary less than ``min_std`` (one colour, black);
     - ``noise`` when, shrunk to 16x16 (so that upscaled noise counts too), neighbouring
       pixels are nearly uncorrelated (mean correlation of horizontal and vertical
-      neighbours below ``min_structure``). Measured: pixel noise <= 0.12; faces >= 0.55
-      (demo faces at 32 and 64 px, real and swapped faces at 112-224 px);
+      neighbours below ``min_structure``; where noise and faces fall: docs/results.md);
     - ``face`` when skin tones (YCrCb box Cr 133-173, Cb 77-127) cover at least
       ``min_skin`` of its central area (the middle 2/3 of each side), or else OpenCV's
       Haar cascade finds a frontal face in it (greyscale or oddly lit faces; crops
@@ -41,8 +40,8 @@ class FaceCheck:
     - ``no face`` otherwise.
 
     A video passes when at least ``min_share`` of the checked crops are faces. Haar alone
-    would not do: it finds the demo's procedural faces in 3% of crops and misses 7% of
-    the realistic benchmark's swapped faces. Skin tones are a weak cue: smooth skin-toned
+    would not do: it misses most of the demo's procedural faces and some of the realistic
+    benchmark's swapped faces (docs/results.md). Skin tones are a weak cue: smooth skin-toned
     content without a face (a beige wall) passes; noise, blank frames and content without
     skin tones or a Haar face do not.
     """

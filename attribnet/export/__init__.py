@@ -13,11 +13,9 @@
   :class:`attribnet.Attributor` accept in place of the PyTorch model;
 - :mod:`~attribnet.cli.export`: the command line.
 
-ONNX Runtime's outputs equal PyTorch's within 1e-4 (tests/test_export.py). On this project's
-2-core CPU a query of DMA-STA ResNet-50 at 224 px runs about as fast through the fp32 ONNX
-model as through PyTorch's default CPU path, and 1.3x to 1.5x faster through the int8 one,
-about 2x the query before the CPU work (benchmarks/README.md, "int8"). Needs
-``pip install 'attribnet[onnx]'``.
+ONNX Runtime's outputs equal PyTorch's within 1e-4 (tests/export/test_export.py). How fast
+the fp32 and int8 models run a query on a CPU: benchmarks/README.md (``bench_query.py``) and
+benchmarks/LOG.md. Needs ``pip install 'attribnet[onnx]'``.
 """
 
 from attribnet.export.onnx_export import OnnxForward, export_onnx, max_differences

@@ -8,18 +8,16 @@ the check that it answers as the fp32 PyTorch model does.
   run (its face cache, or ``--manifest``'s videos).
 - Kept in fp32 (:func:`fp32_nodes`): the input filter (SRM, Bayar), the stem convolution
   and the heads. The stem sees the generator's high-frequency residue, whose range is
-  small beside the face's: quantising every layer changed the top generator of 45 of 180
-  test videos of an SRM model; with these kept in fp32, of 2 (benchmarks/bench_int8.py;
-  benchmarks/README, "int8").
+  small beside the face's, and 8-bit steps can erase it (how many answers each choice
+  changes: benchmarks/bench_int8.py; figures in docs/results.md).
 - :func:`agreement` runs the quantised model and the PyTorch model over the run's
   VALIDATION videos (none of which calibrated it): the share of videos whose top
   generator is the same, the largest probability difference and the smallest embedding
   cosine. The export is refused below ``--min-agreement`` and records the figures in the
   file's metadata (``int8_agreement``).
 
-The index's open-set threshold was calibrated on fp32 scores, and int8 moves them a little
-(energy scores by up to 1e-2 on 24 demo videos, benchmarks/README "int8"): a verdict that
-close to the threshold can differ.
+The index's open-set threshold was calibrated on fp32 scores, and int8 moves them a little:
+a verdict close to the threshold can differ.
 """
 
 from __future__ import annotations

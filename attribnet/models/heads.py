@@ -21,11 +21,11 @@ class ClassifierHead(nn.Module):
 class EmbeddingHead(nn.Module):
     """Linear(C, D) then L2 normalisation: the space of the ArcFace/triplet losses and FAISS.
 
-    On the demo the embeddings of every class lie in a narrow cone (cosine about 0.99 to the
-    nearest class prototype), since the pooled features are all positive. A BatchNorm1d
-    before the normalisation (a "BN-neck") spreads them (0.79), but with the same seed it
-    lowered demo test accuracy from 0.911 to 0.778 (classifier) and 0.933 to 0.800 (index
-    kNN), so it is not used. Rankings (kNN, nearest prototype) do not depend on the cone.
+    The pooled features are all positive, so the embeddings of every class lie in a narrow
+    cone. A BatchNorm1d before the normalisation (a "BN-neck") would spread them, but it
+    lowered the demo's test accuracy (docs/results.md, "Figures moved from module
+    docstrings"), so there is none. Rankings (kNN, nearest prototype) do not depend on the
+    cone.
     """
 
     def __init__(self, in_features: int, dim: int):

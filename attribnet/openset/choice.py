@@ -11,11 +11,8 @@ With stand-in unknowns (:class:`Unknowns`: the validation clips re-synthesised b
 generator-like nets, :class:`attribnet.data.open_space.OpenSpaceSimulator`; the validation
 videos of ``data.outlier_classes`` when a recipe has them) each candidate also gets the
 AUROC of the known videos against each kind, and the choice is the best mean of these and
-the leave-one-class-out AUROC. On the demo's ten leave-one-generator-out models, adding the
-simulated unknowns never picked a score worse on the truly held-out generator than
-leave-one-class-out alone did, and gained 0.13 mean AUROC (0.417 to 0.548) on the five
-trained without open-space simulation (benchmarks/bench_score_choice.py,
-benchmarks/README.md).
+the leave-one-class-out AUROC. benchmarks/bench_score_choice.py compares the two choices on
+the truly held-out generator (figures: docs/results.md, benchmarks/LOG.md).
 """
 
 from __future__ import annotations

@@ -7,10 +7,8 @@ which one is chosen per index, from data, when the index is built
 in turn plays the unseen one, every candidate is computed as if that generator had never
 been seen, and, when the build made them, the validation clips re-synthesised by random
 generator-like nets play unknowns too; the candidate with the best mean AUROC wins. No score
-is right for every model: on the demo's leave-one-generator-out runs max softmax reached
-AUROC 0.54-0.75, yet a model trained on 4 of 5 DFDM architectures gave the fifth max-softmax
-AUROC 0.51 and scored real videos and FaceForensics++ fakes as more known than its own
-(0.21-0.36), where nearest-neighbour cosine reached 0.82-0.88. The classifier scores are
+is right for every model (docs/results.md, "Figures moved from module docstrings"), hence a
+choice per index. The classifier scores are
 candidates only for a model trained with a classifier head (``loss.ce_weight > 0``). The
 choice and every candidate's AUROCs (mean and per held-out generator, and against the
 simulated unknowns) are in the sidecar's ``open_set`` block.

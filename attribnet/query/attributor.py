@@ -23,7 +23,7 @@ layers over :meth:`Attributor.attribute`: they give the same JSON.
 ``Attributor.load(..., onnx="model.onnx")`` runs the model with ONNX Runtime on the CPU
 instead, from a file that ``python -m attribnet.export onnx --sam`` wrote from the index's
 checkpoint (checked by its sha256): the same answers within 1e-4, and for ResNet-50 faster
-on a CPU (benchmarks/README.md, "Query speed on a CPU").
+on a CPU (benchmarks/LOG.md, "Query speed on a CPU").
 """
 
 from __future__ import annotations

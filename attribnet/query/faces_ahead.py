@@ -4,7 +4,7 @@ recipe's settings) while the caller runs the model on the videos already cropped
 
 Decoding and cropping are mostly native code that releases the GIL (the decoder, OpenCV's
 resize and detector), so on a CPU they overlap the model's forward pass instead of waiting
-for it: benchmarks/README.md, "Query speed on a CPU". The caller gets one video at a time
+for it: benchmarks/LOG.md, "Query speed on a CPU". The caller gets one video at a time
 and runs the model on that video's clips alone, so a video's answer does not depend on
 which other videos were queried with it or on how fast each stage ran (batched with other
 videos, the floats of a convolution change in their last bits with the batch).
