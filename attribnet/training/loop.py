@@ -218,14 +218,14 @@ def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(recipe, e))
     lock = claim_run_dir(run_dir, mode) if main_rank else None
     try:
-        start, best = EpochProgress(0), None
+        start, best, last_row = EpochProgress(0), None, None
         if main_rank:
             remove_partial_files(run_dir)  # a save killed mid-write; we hold the lock
         if resume:
-            start, best = load_last(run_dir / "last.pt", task, optimizer, scheduler)
+            start, best, last_row = load_last(run_dir / "last.pt", task, optimizer, scheduler)
         if main_rank:
             write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
-            _truncate_metrics(run_dir / "metrics.jsonl", start.epoch)
+            _resume_metrics(run_dir / "metrics.jsonl", start.epoch, last_row)
         _train_epochs(task, data, recipe, device, optimizer, scheduler, run_dir, start, best)
         if main_rank:
             _finish(recipe, run_dir, data, device)
@@ -285,16 +285,16 @@ def _train_epochs(
         if improved:
             best = val[recipe.train.select_metric]
         if main_rank:
-            state = snapshot(epoch, best)
-            if improved or (best is None and last_epoch):
-                save_checkpoint(run_dir / "best.pt", state)
-            save_checkpoint(run_dir / "last.pt", state)
             record = {
                 "epoch": epoch + 1,
                 "lr": lr,
                 **stats,
                 **{k: v for k, v in val.items() if k != "val_report"},
             }
+            state = snapshot(epoch, best, record)
+            if improved or (best is None and last_epoch):
+                save_checkpoint(run_dir / "best.pt", state)
+            save_checkpoint(run_dir / "last.pt", state)
             append_jsonl(run_dir / "metrics.jsonl", record)
             log.info(
                 "epoch %d/%d  %s",
@@ -328,10 +328,18 @@ def _build_loss(
         raise ConfigError(str(exc)) from exc
 
 
-def _truncate_metrics(path: Path, start_epoch: int) -> None:
-    """Drop metric lines of epochs that a resumed run will redo (and torn lines)."""
-    if path.exists():
-        kept = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= start_epoch]
+def _resume_metrics(path: Path, start_epoch: int, last_row: dict[str, Any] | None) -> None:
+    """Make the log hold the rows of epochs 1..``start_epoch`` (the finished ones) only:
+    drop rows of epochs a resumed run will redo, and torn lines; write again, from
+    ``last_row`` (last.pt's copy), the row of epoch ``start_epoch`` when a kill tore it
+    (rows are appended after the checkpoint)."""
+    kept = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= start_epoch]
+    lost = start_epoch not in {int(r.get("epoch", 0)) for r in kept}
+    if lost and last_row is not None and int(last_row.get("epoch", 0)) == start_epoch:
+        log.warning("%s: epoch %d's row was lost (interrupted write): written again from "
+                    "last.pt", path, start_epoch)  # fmt: skip
+        kept.append(last_row)
+    if kept or path.exists():
         write_jsonl(path, kept)
 
 

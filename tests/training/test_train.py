@@ -242,6 +242,27 @@ def test_resume_reads_past_a_torn_metrics_line(tiny_demo, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_a_torn_row_of_the_last_finished_epoch_is_written_again(tiny_demo, tmp_path, capsys):
+    """Killed while appending epoch 2's row (after its last.pt): a resumed run writes the
+    row again from last.pt, so the log holds every epoch exactly once, whether the run was
+    finished (nothing to train) or goes on."""
+    one = {"train.max_steps_per_epoch": 1}
+    assert _run(tiny_demo, tmp_path, 2, **one) == 0
+    metrics = tmp_path / "runs/demo/metrics.jsonl"
+    whole = metrics.read_text()
+    torn = whole[: whole.rindex('{"epoch": 2') + 20]
+    metrics.write_text(torn)
+    assert _run(tiny_demo, tmp_path, 2, resume=True, **one) == 0
+    assert metrics.read_text() == whole
+    assert "epoch 2's row was lost (interrupted write): written again" in capsys.readouterr().err
+    metrics.write_text(torn)
+    assert _run(tiny_demo, tmp_path, 3, resume=True, **one) == 0
+    lines = metrics.read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    assert lines[:2] == whole.splitlines()
+
+
+@pytest.mark.slow
 def test_the_run_that_generates_the_demo_trains_like_later_runs(tmp_path, monkeypatch):
     """Generating the demo set and its face cache must not move the model's random draws:
     the first run of a command (which makes them) equals a later one bitwise."""
