@@ -2,11 +2,14 @@
 
 Trains a run (:func:`attribnet.training.fit`) and then, when the recipe builds indexes
 (``train.build_index`` and an embedding head), embeds the run's training videos into the
-generator index ``train.index_dir/<name>`` (:func:`attribnet.index.build_index_for_run`).
-Training knows nothing of the index; the tables of :mod:`attribnet.evaluate` train
-through ``fit`` alone. A name that already holds a run needs ``--resume`` (continue it; a
-finished run is left as it is) or ``--overwrite`` (move it aside to
-``<name>.replaced-<UTC time>``, never deleted, and start again).
+generator index ``train.index_dir/<name>`` (:func:`attribnet.index.build_index_for_run`),
+unless that index was built from the same best.pt already. Training knows nothing of the
+index; the tables of :mod:`attribnet.evaluate` train through ``fit`` alone.
+
+A name that already holds a run needs ``--resume`` (continue it; a finished run is left as
+it is) or ``--overwrite`` (move it aside to ``<name>.replaced-<UTC time>``, never deleted,
+and start again); without either, the recipe's ``train.if_exists`` decides (``refuse`` by
+default; recipes/demo.yaml says ``resume``, so running it again costs nothing).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from pathlib import Path
 
 from attribnet.cli import Parser, add_verbose, run_cli
 from attribnet.config import Recipe, add_overrides_argument, load_recipe
-from attribnet.index import build_index_for_run
-from attribnet.runtime.distributed import command_process_group, is_main
+from attribnet.index import build_index_for_run, index_built_from
+from attribnet.runtime.distributed import command_process_group, from_main, is_main
 from attribnet.training.loop import fit
 
 log = logging.getLogger(__name__)
@@ -30,10 +33,11 @@ def train_and_index(recipe: Recipe, *, resume: bool = False, overwrite: bool = F
     Under torchrun every rank trains and embeds its share, rank 0 writes."""
     run_dir = fit(recipe, resume=resume, overwrite=overwrite)
     if recipe.train.build_index and recipe.model.embedding_dim:
-        out = build_index_for_run(
-            run_dir / "best.pt", Path(recipe.train.index_dir) / recipe.name,
-            device=recipe.train.device,
-        )  # fmt: skip
+        best, out = run_dir / "best.pt", Path(recipe.train.index_dir) / recipe.name
+        if from_main(is_main() and index_built_from(out, best)):
+            log.info("generator index %s was built from %s: kept as it is", out, best)
+            return run_dir
+        build_index_for_run(best, out, device=recipe.train.device)
         if is_main():
             log.info("generator index written to %s", out)
     return run_dir

@@ -208,6 +208,12 @@ class TrainConfig:
     every rank (attribnet.runtime.distributed), so a step sees ``batch_size`` x ranks clips.
     ``sync_bn`` normalises each BatchNorm over all of a step's clips instead of each rank's
     own (torch's SyncBatchNorm on CUDA; attribnet's all-reduce version on the CPU).
+
+    ``if_exists``: what a start does when ``out_dir/name`` already holds a run. ``refuse``
+    (the default: a run name belongs to one run), ``resume`` (continue it; a finished run
+    is left as it is and its index is not rebuilt, so the command can be run again) or
+    ``overwrite`` (move it aside to ``<name>.replaced-<UTC time>`` and start again).
+    ``--resume``/``--overwrite`` on the command line win (attribnet.training.run_dir).
     """
 
     epochs: int = 300
@@ -228,6 +234,7 @@ class TrainConfig:
     max_steps_per_epoch: int = 0
     checkpoint_every_steps: int = 0
     sync_bn: bool = False
+    if_exists: str = "refuse"
 
 
 @dataclass

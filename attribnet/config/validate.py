@@ -10,6 +10,7 @@ from typing import Any
 from attribnet.config.choices import (
     BACKBONE_CARDS,
     FUSIONS,
+    IF_EXISTS,
     INPUT_FILTERS,
     SAM_PLACEMENTS,
     SAMPLING_MODES,
@@ -29,6 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.schedule": ("step", "cosine", "constant"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.select_metric": ("val_accuracy", "val_loss"),
+    "train.if_exists": IF_EXISTS,
 }
 POSITIVE = {
     "data.num_frames", "data.image_size", "data.max_frames", "model.num_frames",

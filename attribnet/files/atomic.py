@@ -2,7 +2,9 @@
 
 A reader never sees a half-written file, and a killed writer leaves the old file intact
 (and a hidden ``.<name>.<8 random characters><suffix>`` temporary file, which
-:func:`remove_partial_files` clears once no writer can be running).
+:func:`remove_partial_files` clears once no writer can be running). The written file gets
+the user's umask like any new file (0o644 under umask 0o022), not ``tempfile.mkstemp``'s
+0o600.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import json
 import logging
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-# tempfile.mkstemp's names: prefix + 8 characters of [a-z0-9_] + suffix
+# temporary names: "." + target name + "." + 8 characters of [a-z0-9_] + target suffix
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 _PARTIAL = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)?")
+_TRIES = 100
 
 
 @contextlib.contextmanager
@@ -32,15 +36,30 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temporary(target)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+
+
+def _new_temporary(target: Path) -> Path:
+    """Create an empty, new ``.<name>.<8 random characters><suffix>`` beside ``target``.
+
+    Created with mode 0o666 less the umask, as ``open`` creates files: the mode survives the
+    rename onto ``target`` (writers that truncate the file keep it).
+    """
+    for _ in range(_TRIES):
+        stem = "".join(secrets.choice(_NAME_CHARS) for _ in range(8))
+        tmp = target.with_name(f".{target.name}.{stem}{target.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {target} after {_TRIES} tries")
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

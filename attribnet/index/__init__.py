@@ -16,12 +16,13 @@ One concept per module:
 - :mod:`.open_set`     :class:`OpenSetPolicy` (``index.open_set``): which knownness score is
                        chosen, its threshold, ``unknown generator``
 - :mod:`.folder`       the folder on disk: ``meta.json`` written, read and checked
-- :mod:`.build`        :func:`build_index_for_run`: embed a run's videos, index, calibrate
+- :mod:`.build`        :func:`build_index_for_run`: embed a run's videos, index, calibrate;
+                       :func:`index_built_from`: whether a folder holds a checkpoint's index
 - :mod:`.cli`          argument parsing and :func:`main`
 """
 
 from attribnet.files.checkpoints import resolve_checkpoint
-from attribnet.index.build import build_index_for_run
+from attribnet.index.build import build_index_for_run, index_built_from
 from attribnet.index.faiss_store import (
     TARGET_RECALL,
     gpu_available,
@@ -49,6 +50,7 @@ __all__ = [
     "build_index_for_run",
     "calibrate_threshold",
     "gpu_available",
+    "index_built_from",
     "ivf_nlist",
     "recall_at_k",
     "resolve_checkpoint",

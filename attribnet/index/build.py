@@ -119,6 +119,24 @@ def build_index_for_run(
     return index.save(out_dir)
 
 
+def index_built_from(
+    out_dir: str | os.PathLike[str], checkpoint_path: str | os.PathLike[str]
+) -> bool:
+    """Whether ``out_dir`` holds a whole, readable index built from this checkpoint file
+    (its sidecar names the file's sha256): then :func:`build_index_for_run` would build
+    it again from the same model, and need not. False when anything is missing or corrupt."""
+    from attribnet.files.checkpoints import file_sha256
+
+    path = resolve_checkpoint(checkpoint_path)
+    if not path.is_file() or not Path(out_dir).is_dir():
+        return False
+    try:
+        index = GeneratorIndex.load(out_dir, use_gpu=False)
+    except DataError:
+        return False
+    return index.checkpoint_sha256 == file_sha256(path)
+
+
 def _embed(
     model: AttributionModel,
     cache: FaceCache,

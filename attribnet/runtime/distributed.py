@@ -144,6 +144,14 @@ def gather(local: Sequence[T], to_all: bool = False) -> list[T] | None:
     return [item for part in parts for item in part]
 
 
+def from_main(value: T) -> T:
+    """Rank 0's ``value`` on every rank (``value`` itself outside a process group): for a
+    decision every rank must take alike, made from what rank 0 sees (e.g. its files)."""
+    parts = gather([value], to_all=True)
+    assert parts is not None
+    return parts[0]
+
+
 class CpuSyncBatchNorm(_BatchNorm):
     """A BatchNorm (any of 1d/2d/3d, switched in place) that normalises over every rank's
     batch on the CPU (gloo), where torch's SyncBatchNorm refuses to run.

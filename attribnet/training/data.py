@@ -5,8 +5,12 @@ order fixed by (seed, epoch) (:func:`train_loader`), so a resumed run sees the s
 
 from __future__ import annotations
 
+import difflib
 import logging
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +23,7 @@ from attribnet.config import Recipe
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
 from attribnet.data.clips import ClipDataset, select_entries
 from attribnet.data.instance_batches import InstanceMixedBatches
-from attribnet.data.manifest import class_names
+from attribnet.data.manifest import ManifestRow, class_names
 from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
 from attribnet.errors import DataError
 from attribnet.runtime.distributed import RankBatches, rank_and_world, shard
@@ -45,11 +49,13 @@ class Data:
 def prepare_data(recipe: Recipe) -> Data:
     """Manifest -> splits -> face cache (made or completed here) -> datasets.
 
-    The classes are ``data.classes``, else every label but ``data.outlier_classes``. Outlier
-    videos enter the training set only (label -1), from the train split.
+    The classes are ``data.classes``, else every label but ``data.outlier_classes``; each
+    needs videos to learn and measure it (:func:`check_class_videos`). Outlier videos enter
+    the training set only (label -1), from the train split.
     """
     cfg = recipe.data
-    rows = read_rows(training_manifest(recipe), recipe.train.seed)
+    manifest = training_manifest(recipe)
+    rows = read_rows(manifest, recipe.train.seed)
     outliers = list(cfg.outlier_classes)
     present = {r.label for r in rows}
     names = list(cfg.classes) or [c for c in class_names(rows) if c not in outliers]
@@ -64,6 +70,8 @@ def prepare_data(recipe: Recipe) -> Data:
     if held_out:
         # data.classes names a subset: the other generators are held out (open-set runs)
         log.warning("holding out generators not in data.classes: %s", held_out)
+    check_class_videos(rows, names, cfg.train_qualities, cfg.eval_qualities,
+                       manifest, named=bool(cfg.classes))  # fmt: skip
     rows = [r for r in rows if r.label in names or (r.label in outliers and r.split == "train")]
     cache_dir = recipe_cache_dir(recipe)
     cache = preprocess_rows(rows, cache_dir, recipe)  # under torchrun: rank 0, the others wait
@@ -124,6 +132,54 @@ def prepare_data(recipe: Recipe) -> Data:
             "outlier exposure: %d train clips of %s as 'none of the known'", num_outliers, outliers
         )
     return Data(names, train, val)
+
+
+def check_class_videos(
+    rows: Sequence[ManifestRow],
+    names: Sequence[str],
+    train_qualities: Sequence[str],
+    eval_qualities: Sequence[str],
+    manifest: str | Path,
+    *,
+    named: bool = False,
+) -> None:
+    """DataError (one line) naming every class of ``names`` with too few videos, and the
+    nearest label (difflib) of a class that has enough: most often a typo in a label.
+
+    A class needs at least one TRAIN video (of ``train_qualities``, empty: all): without
+    one nothing teaches the model the class, and its classifier row and ArcFace centre stay
+    random. When the run validates (some class has a VAL video of ``eval_qualities``), each
+    class also needs one VAL video: without one its validation accuracy is nan and
+    checkpoint selection cannot see it. Counting manifest rows, this refuses before the
+    face cache is made. ``named``: the classes came from ``data.classes`` (not the labels).
+    """
+
+    def count(split: str, qualities: Sequence[str]) -> Counter[str]:
+        return Counter(
+            r.label for r in rows if r.split == split and (not qualities or r.quality in qualities)
+        )
+
+    train, val = count("train", train_qualities), count("val", eval_qualities)
+    validates = any(val[name] for name in names)
+    short = [name for name in names if not train[name] or (validates and not val[name])]
+    if not short:
+        return
+    enough = [name for name in names if name not in short]
+    described = []
+    for name in short:
+        near = difflib.get_close_matches(name, enough, n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        described.append(f"'{name}' ({train[name]} train, {val[name]} val{hint})")
+    need = "one training and one validation video" if validates else "one training video"
+    fix = (
+        "give it videos or take it out of data.classes"
+        if named
+        else "correct the label in the manifest, or list the classes to train in data.classes"
+    )
+    raise DataError(
+        f"too few videos of class {', '.join(described)} in {manifest}: every class needs at "
+        f"least {need}; {fix}"
+    )
 
 
 def train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataLoader:

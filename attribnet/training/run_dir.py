@@ -1,8 +1,9 @@
 """A run folder (``train.out_dir/<name>``) belongs to one run.
 
 - A name whose folder already holds a run (a checkpoint or metrics) is refused unless the
-  run is resumed (``--resume``) or replaced (``--overwrite``). Replacing moves the old
-  folder aside to ``<name>.replaced-<UTC time>``; nothing is deleted.
+  run is resumed (``--resume``) or replaced (``--overwrite``), or the recipe's
+  ``train.if_exists`` says to (:func:`run_mode`). Replacing moves the old folder aside to
+  ``<name>.replaced-<UTC time>``; nothing is deleted.
 - One writer at a time: while training, ``<run>/run.lock`` holds the writer's pid, host and
   start time (see :class:`~attribnet.files.lock.FileLock`).
 - :func:`check_run_dir` refuses early and writes nothing; :func:`claim_run_dir` takes the
@@ -18,6 +19,7 @@ import logging
 import os
 from pathlib import Path
 
+from attribnet.config.choices import IF_EXISTS
 from attribnet.errors import ConfigError, RunExistsError
 from attribnet.files.lock import FileLock
 
@@ -28,11 +30,30 @@ LOCK_NAME = "run.lock"
 MODES = ("new", "resume", "overwrite")
 
 
-def run_mode(resume: bool, overwrite: bool) -> str:
-    """``new``, ``resume`` or ``overwrite``; ConfigError for both flags at once."""
+def run_mode(
+    resume: bool,
+    overwrite: bool,
+    if_exists: str = "refuse",
+    run_dir: str | os.PathLike[str] | None = None,
+) -> str:
+    """``new``, ``resume`` or ``overwrite``: the command line's flag, else the recipe's
+    ``train.if_exists`` (:data:`~attribnet.config.choices.IF_EXISTS`) for ``run_dir``.
+
+    ``if_exists`` ``resume`` resumes a folder that holds a last.pt and starts one that holds
+    no run (one with other run files but no last.pt is refused as with ``refuse``);
+    ``overwrite`` moves a run aside whenever there is one. ConfigError for both flags.
+    """
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: choose one")
-    return "resume" if resume else "overwrite" if overwrite else "new"
+    if resume or overwrite:
+        return "resume" if resume else "overwrite"
+    if if_exists not in IF_EXISTS:
+        raise ValueError(f"if_exists must be one of {IF_EXISTS}, got {if_exists!r}")
+    if if_exists == "overwrite":
+        return "overwrite"
+    if if_exists == "resume" and run_dir is not None and "last.pt" in run_files(run_dir):
+        return "resume"
+    return "new"
 
 
 def run_files(run_dir: str | os.PathLike[str]) -> list[str]:

@@ -1,7 +1,9 @@
 """A run's state in its checkpoints, and where a resumed run continues, inside an epoch too.
 
 A checkpoint written at the end of epoch ``e`` (0-based) holds ``"epoch": e`` and resumes
-at step 0 of epoch ``e + 1``. One written after ``k`` optimizer steps of epoch ``e``
+at step 0 of epoch ``e + 1``; it also holds that epoch's metrics.jsonl row (``"metrics"``),
+so a resumed run can write the row again when a kill tore it (it is appended after the
+checkpoint is saved). One written after ``k`` optimizer steps of epoch ``e``
 (every ``train.checkpoint_every_steps``) holds ``"epoch": e - 1`` (the last finished
 epoch, -1 in the first) and ``"in_epoch"``: the epoch, ``k`` and the loss sums so far, so
 readers that only know ``"epoch"`` see an unfinished epoch as unfinished.
@@ -118,10 +120,13 @@ def checkpoint_state(
     class_names: list[str],
     epoch: int,
     best: float | None,
+    metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What last.pt / best.pt hold after ``epoch`` (the last finished one): the task's
     ``model`` and ``loss`` (ArcFace's class centres), optimizer, lr scheduler, the recipe
-    (``args``), class names, the global RNG state and the best validation metric."""
+    (``args``), class names, the global RNG state, the best validation metric and, at an
+    epoch's end, the epoch's metrics row (``metrics``; absent mid-epoch)."""
+    extra = {} if metrics is None else {"metrics": metrics}
     return {
         "model": task.model.state_dict(),
         "loss": task.loss.state_dict(),
@@ -132,6 +137,7 @@ def checkpoint_state(
         "class_names": class_names,
         "rng": rng_state(),
         "best_metric": best,
+        **extra,
     }
 
 
@@ -146,8 +152,9 @@ def save_mid_epoch(
 
 def load_last(
     path: Path, task: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
-) -> tuple[EpochProgress, float | None]:
-    """Restore a run from its last.pt; returns (where to continue, best metric so far)."""
+) -> tuple[EpochProgress, float | None, dict[str, Any] | None]:
+    """Restore a run from its last.pt; returns (where to continue, best metric so far, the
+    metrics row of the epoch it ended: None mid-epoch or from a checkpoint without one)."""
     state = read_checkpoint(path)
     task.model.load_state_dict(state["model"])
     task.loss.load_state_dict(state["loss"])
@@ -156,4 +163,4 @@ def load_last(
     set_rng_state(state["rng"])
     start = resume_point(state)
     log.info("resumed from %s at epoch %d, step %d", path, start.epoch + 1, start.steps)
-    return start, state["best_metric"]
+    return start, state["best_metric"], state.get("metrics")

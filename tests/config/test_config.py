@@ -55,6 +55,12 @@ def test_unknown_section(tmp_path):
         ("data:\n  face_chek: true\n", r"did you mean 'data.face_check'"),
         ("data:\n  augment:\n    random_crop: true\n", r"random_crop .* data.resize > 0"),
         ("data:\n  cache_size: -1\n", r"data.cache_size .* >= 0"),
+        (
+            "train:\n  if_exists: resum\n",
+            r"train.if_exists .* 'resum' is not one of refuse, resume, overwrite "
+            r"\(did you mean 'resume'\?\)",
+        ),
+        ("train:\n  if_exist: resume\n", r"did you mean 'train.if_exists'"),
     ],
 )
 def test_impossible_values_are_rejected(tmp_path, text, pattern):

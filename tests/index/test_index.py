@@ -22,6 +22,7 @@ from attribnet.index import (
     GeneratorIndex,
     calibrate_threshold,
     gpu_available,
+    index_built_from,
     ivf_nlist,
     recall_at_k,
     tune_nprobe,
@@ -255,6 +256,23 @@ def test_mismatched_checkpoint_is_refused(tmp_path: Path, centres: np.ndarray) -
         GeneratorIndex.load(folder, wide)
     with pytest.raises(IndexMismatchError, match="dim 8"):
         GeneratorIndex.load(folder).search(np.ones((1, 8), np.float32), 3)
+
+
+def test_index_built_from_names_only_its_own_whole_index(tmp_path: Path, centres) -> None:
+    from attribnet.files.checkpoints import file_sha256
+
+    ours = fake_checkpoint(tmp_path / "run/best.pt", tag=0)
+    other = fake_checkpoint(tmp_path / "other.pt", tag=1)
+    assert not index_built_from(tmp_path / "idx", ours)  # no index yet
+    x, y = blobs(np.random.default_rng(5), centres, 10)
+    folder = GeneratorIndex.build(
+        x, y, NAMES, checkpoint_sha256=file_sha256(ours), checkpoint_path=str(ours)
+    ).save(tmp_path / "idx")
+    assert index_built_from(folder, ours) and index_built_from(folder, tmp_path / "run")
+    assert not index_built_from(folder, other) and not index_built_from(folder, tmp_path / "x")
+    data = (folder / INDEX_FILE).read_bytes()
+    (folder / INDEX_FILE).write_bytes(data[: len(data) // 2])  # an interrupted copy
+    assert not index_built_from(folder, ours)
 
 
 def _saved(tmp_path: Path, centres: np.ndarray) -> Path:

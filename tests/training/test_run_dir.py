@@ -75,6 +75,24 @@ def test_resume_needs_a_last_checkpoint(tmp_path):
     assert run_mode(False, False) == "new" and run_mode(True, False) == "resume"
 
 
+def test_the_recipe_says_what_to_do_with_an_existing_run_and_the_flags_win(tmp_path):
+    run_dir = _finished_run(tmp_path / "demo")
+    fresh, broken = tmp_path / "fresh", tmp_path / "broken"
+    broken.mkdir()
+    (broken / "metrics.jsonl").write_text('{"epoch": 1}\n')  # a run without last.pt
+    for folder, resume in ((run_dir, "resume"), (fresh, "new"), (broken, "new")):
+        assert run_mode(False, False, "resume", folder) == resume, folder
+        assert run_mode(False, False, "refuse", folder) == "new"
+        assert run_mode(False, False, "overwrite", folder) == "overwrite"
+        for if_exists in ("refuse", "resume", "overwrite"):
+            assert run_mode(True, False, if_exists, folder) == "resume"
+            assert run_mode(False, True, if_exists, folder) == "overwrite"
+    with pytest.raises(RunExistsError, match="already holds a run"):
+        check_run_dir(broken, run_mode(False, False, "resume", broken))
+    with pytest.raises(ValueError, match="if_exists must be one of"):
+        run_mode(False, False, "resum", run_dir)
+
+
 def test_overwrite_moves_the_old_run_aside(tmp_path, caplog):
     run_dir = _finished_run(tmp_path / "demo")
     with caplog.at_level(logging.WARNING):

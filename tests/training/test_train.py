@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -191,7 +192,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_an_existing_run_is_refused_unless_resumed_or_overwritten(tiny_demo, tmp_path, capsys):
-    one = {"train.max_steps_per_epoch": 1}
+    one = {"train.max_steps_per_epoch": 1, "train.if_exists": "refuse"}
     assert _run(tiny_demo, tmp_path, 1, **one) == 0
     run = tmp_path / "runs/demo"
     before = _files(run)
@@ -242,6 +243,59 @@ def test_resume_reads_past_a_torn_metrics_line(tiny_demo, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_a_torn_row_of_the_last_finished_epoch_is_written_again(tiny_demo, tmp_path, capsys):
+    """Killed while appending epoch 2's row (after its last.pt): a resumed run writes the
+    row again from last.pt, so the log holds every epoch exactly once, whether the run was
+    finished (nothing to train) or goes on."""
+    one = {"train.max_steps_per_epoch": 1}
+    assert _run(tiny_demo, tmp_path, 2, **one) == 0
+    metrics = tmp_path / "runs/demo/metrics.jsonl"
+    whole = metrics.read_text()
+    torn = whole[: whole.rindex('{"epoch": 2') + 20]
+    metrics.write_text(torn)
+    assert _run(tiny_demo, tmp_path, 2, resume=True, **one) == 0
+    assert metrics.read_text() == whole
+    assert "epoch 2's row was lost (interrupted write): written again" in capsys.readouterr().err
+    metrics.write_text(torn)
+    assert _run(tiny_demo, tmp_path, 3, resume=True, **one) == 0
+    lines = metrics.read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    assert lines[:2] == whole.splitlines()
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("a finished run resumed trains and indexes nothing")
+
+
+def test_the_demo_command_runs_again_without_training_or_indexing_again(
+    tiny_demo, tmp_path, monkeypatch, capsys
+):
+    """recipes/demo.yaml says train.if_exists: resume, so the README's command can be run
+    twice: the second run finds the run finished and its index built from its best.pt,
+    reads no data, trains and indexes nothing and changes no file."""
+    extra = {"train.max_steps_per_epoch": 1, "train.build_index": True}
+    began = time.perf_counter()
+    assert _run(tiny_demo, tmp_path, 1, **extra) == 0
+    first_s = time.perf_counter() - began
+    run, index = tmp_path / "runs/demo", tmp_path / "indexes/demo"
+    before = _files(run), _files(index)
+    assert {"best.pt", "metrics.jsonl", "val_report.json"} <= set(before[0]) and before[1]
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "prepare_data", _must_not_run)
+        patch.setattr(train, "build_index_for_run", _must_not_run)
+        began = time.perf_counter()
+        assert _run(tiny_demo, tmp_path, 1, **extra) == 0
+        again_s = time.perf_counter() - began
+    assert (_files(run), _files(index)) == before
+    captured = capsys.readouterr()
+    assert f"run {run} already finished (1 of 1 epochs): nothing to train" in captured.err
+    assert f"generator index {index} was built from {run / 'best.pt'}" in captured.err
+    assert captured.out == f"run finished: {run}\n"
+    assert again_s < first_s / 4, (again_s, first_s)
+
+
+@pytest.mark.slow
 def test_the_run_that_generates_the_demo_trains_like_later_runs(tmp_path, monkeypatch):
     """Generating the demo set and its face cache must not move the model's random draws:
     the first run of a command (which makes them) equals a later one bitwise."""
@@ -283,8 +337,13 @@ def test_two_processes_with_gloo(tiny_demo, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     state = read_checkpoint(tmp_path / "runs/demo/last.pt")
     assert state["epoch"] == 1
-    lines = (tmp_path / "runs/demo/metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 2  # written by rank 0 only
+    metrics = tmp_path / "runs/demo/metrics.jsonl"
+    assert len(metrics.read_text().splitlines()) == 2  # written by rank 0 only
+    before = _files(tmp_path / "runs/demo")
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]  # the ranks agree the run is finished
+    assert "already finished (2 of 2 epochs)" in again.stderr
+    assert _files(tmp_path / "runs/demo") == before
 
 
 @pytest.mark.slow
