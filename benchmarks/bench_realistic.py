@@ -111,6 +111,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=1, help="train.seed 0..N-1 per cell")
     p.add_argument("--instance-curve", default="", help="training instances per class, e.g. 1,4,24")
     p.add_argument("--curve-folds", default="", help="folds of the curve (default --run-folds)")
+    p.add_argument(
+        "--real-check",
+        default="",
+        help="recipes whose models (on --curve-folds) answer the real test videos through an "
+        "index: how many are named as a generator, e.g. srm,srm_real",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     args.recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
@@ -124,6 +130,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.run_folds = _ints(p, args.run_folds) or list(range(args.folds))
     args.curve = _ints(p, args.instance_curve)
     args.curve_folds = _ints(p, args.curve_folds) or args.run_folds
+    args.real_check = [r.strip() for r in args.real_check.split(",") if r.strip()]
     if not args.protocols or args.seeds < 1 or args.steps < 1:
         p.error("need a protocol (folds, paper), --seeds >= 1 and --steps >= 1")
     return args
@@ -344,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\nGoals (cross-instance):\n" + "\n".join(goals(records)))
     if args.curve:
         report["instance_curve"] = instance_curve(args, manifests, device)
+    if args.real_check:
+        report["real_videos"] = real_check(args, manifests, device)
     print(f"\ndataset: {manifest.parent} (this call {dataset_s:.0f} s)")
     out = args.work / f"results_{mode}.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
@@ -356,11 +365,7 @@ def instance_curve(args: argparse.Namespace, manifests: dict, device: str) -> di
     first recipe against the number of training instances per architecture, on the folds
     of ``--curve-folds``."""
     recipe = args.recipes[0]
-    folds = [
-        m
-        for m in manifests["folds"]
-        if int(m.stem.removeprefix("manifest_fold")) in args.curve_folds
-    ]
+    folds = [m for m in manifests["folds"] if _fold(m) in args.curve_folds]
     points: dict[str, Any] = {}
     for k in args.curve:
         runs = [
@@ -384,6 +389,44 @@ def instance_curve(args: argparse.Namespace, manifests: dict, device: str) -> di
         )
     )
     return points
+
+
+def real_check(args: argparse.Namespace, manifests: dict, device: str) -> dict[str, Any]:
+    """For each recipe of ``--real-check``, on the folds of ``--curve-folds``: the fold's
+    model (trained as the tables' runs, reused) gets its generator index (training
+    videos), then answers the fold's real TEST videos (faces it never saw, unswapped): the
+    share named as one of the generators at the index's open-set threshold, per quality
+    (neither "unknown generator" nor, for a model with the class, "real")."""
+    from attribnet.cli.index import main as index_main
+    from attribnet.query import UNKNOWN, Attributor
+
+    out: dict[str, Any] = {}
+    folds = [m for m in manifests["folds"] if _fold(m) in args.curve_folds]
+    for recipe in args.real_check:
+        named: dict[str, list[bool]] = {q: [] for q in QUALITIES}
+        for m in folds:
+            metrics = run_cell(args, recipe, m, m.stem.removeprefix("manifest_"), 0, device)
+            checkpoint = Path(next(iter(metrics["checkpoints"].values())))
+            index = args.work / "indexes" / checkpoint.parent.name
+            build = ["build", "--checkpoint", str(checkpoint), "--out", str(index)]
+            if not (index / "meta.json").is_file() and index_main(build):
+                raise SystemExit(f"index build for {checkpoint} failed")
+            real = [r for r in read_manifest(m) if r.split == "test" and r.label == "real"]
+            answers = Attributor.load(index, device=device).attribute(
+                [r.path for r in real], cache_dir=args.work / "query_cache"
+            )
+            for row, a in zip(real, answers, strict=True):
+                named[row.quality].append(a.ok and a.verdict not in (UNKNOWN, "real"))
+        out[recipe] = {q: {"named": int(sum(v)), "videos": len(v)} for q, v in named.items()}
+    rows = [[r, *(f"{v[q]['named']} / {v[q]['videos']}" for q in QUALITIES)]
+            for r, v in out.items()]  # fmt: skip
+    print("\n### Real test videos named as a generator (at the index's threshold)\n")
+    print(markdown_table(["recipe", *QUALITIES], rows))
+    return out
+
+
+def _fold(manifest: Path) -> int:
+    return int(manifest.stem.removeprefix("manifest_fold").split("_")[0])
 
 
 if __name__ == "__main__":

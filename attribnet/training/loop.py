@@ -32,8 +32,8 @@ from attribnet.config import Recipe, dump_recipe, to_dict
 from attribnet.data.open_space import pool_seed, step_generator
 from attribnet.errors import AttribnetError, ConfigError
 from attribnet.files.atomic import remove_partial_files, write_text
-from attribnet.files.checkpoints import read_checkpoint, save_checkpoint
-from attribnet.files.jsonl import append_jsonl, read_jsonl, write_jsonl
+from attribnet.files.checkpoints import save_checkpoint
+from attribnet.files.jsonl import append_jsonl
 from attribnet.losses import AttributionLoss
 from attribnet.metrics import closed_set_report
 from attribnet.models import build_model
@@ -55,8 +55,10 @@ from attribnet.training.state import (
     EpochProgress,
     checkpoint_due,
     checkpoint_state,
+    close_finished,
+    finished_state,
     load_last,
-    resume_point,
+    resume_metrics,
     save_mid_epoch,
 )
 from attribnet.training.task import AttributionTask
@@ -201,18 +203,19 @@ def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
     last.pt) or ``overwrite`` (move it aside, start again), or else the recipe's
     ``train.if_exists`` says so; a folder another process writes is refused (see
     :mod:`attribnet.training.run_dir`). Resuming a finished run trains nothing and
-    builds nothing (:func:`_finished_state`). Nothing is written into the folder before
-    the data and model are built, and its lock is released however training ends.
+    builds nothing (:func:`~attribnet.training.state.finished_state`). Nothing is written
+    into the folder before the data and model are built, and its lock is released however
+    training ends.
     """
     distributed = init_from_env()
     main_rank = is_main()
     run_dir = Path(recipe.train.out_dir) / recipe.name
     mode = from_main(run_mode(resume, overwrite, recipe.train.if_exists, run_dir))
     check_run_dir(run_dir, mode)
-    finished = _finished_state(run_dir, recipe) if mode == "resume" and main_rank else None
+    finished = finished_state(run_dir, recipe) if mode == "resume" and main_rank else None
     if from_main(finished is not None):
         if finished is not None:
-            _close_finished(run_dir, recipe, finished)
+            close_finished(run_dir, recipe, finished)
         barrier()
         return run_dir
     device = resolve_device(recipe.train.device)
@@ -239,7 +242,7 @@ def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
                          start.epoch)  # fmt: skip
         if main_rank:
             write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
-            _resume_metrics(run_dir / "metrics.jsonl", start.epoch, last_row)
+            resume_metrics(run_dir / "metrics.jsonl", start.epoch, last_row)
         _train_epochs(task, data, recipe, device, optimizer, scheduler, run_dir, start, best)
         if main_rank:
             _finish(recipe, run_dir, data, device)
@@ -248,39 +251,6 @@ def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
             lock.release()
     barrier()  # rank 0 has written best.pt and the report
     return run_dir
-
-
-def _finished_state(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
-    """last.pt's state when the run in ``run_dir`` is finished, else None.
-
-    Finished: last.pt ended the recipe's last epoch (or a later one) and the validation
-    report was written after it (by :func:`_finish`, the run's last step). A run killed
-    before its report, or one without validation videos (no report), is resumed the usual
-    way instead: it trains no epoch, and :func:`_finish` writes the report if there is one.
-    """
-    last, report = run_dir / "last.pt", run_dir / "val_report.json"
-    if not report.is_file() or report.stat().st_mtime_ns < last.stat().st_mtime_ns:
-        return None
-    state = read_checkpoint(last)
-    return state if resume_point(state).epoch >= recipe.train.epochs else None
-
-
-def _close_finished(run_dir: Path, recipe: Recipe, state: dict[str, Any]) -> None:
-    """Resume a finished run: under its lock, clear partial files and write the metrics
-    row the log lost (:func:`_resume_metrics`); nothing else is written."""
-    done = resume_point(state).epoch
-    lock = claim_run_dir(run_dir, "resume")
-    try:
-        remove_partial_files(run_dir)
-        _resume_metrics(run_dir / "metrics.jsonl", done, state.get("metrics"))
-    finally:
-        lock.release()
-    log.info(
-        "run %s already finished (%d of %d epochs): nothing to train (--overwrite trains it again)",
-        run_dir,
-        done,
-        recipe.train.epochs,
-    )
 
 
 def _train_epochs(
@@ -373,21 +343,6 @@ def _build_loss(
                                distributed, data.instance_names, feature_dim)  # fmt: skip
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-
-
-def _resume_metrics(path: Path, start_epoch: int, last_row: dict[str, Any] | None) -> None:
-    """Make the log hold the rows of epochs 1..``start_epoch`` (the finished ones) only:
-    drop rows of epochs a resumed run will redo, and torn lines; write again, from
-    ``last_row`` (last.pt's copy), the row of epoch ``start_epoch`` when a kill tore it
-    (rows are appended after the checkpoint)."""
-    kept = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= start_epoch]
-    lost = start_epoch not in {int(r.get("epoch", 0)) for r in kept}
-    if lost and last_row is not None and int(last_row.get("epoch", 0)) == start_epoch:
-        log.warning("%s: epoch %d's row was lost (interrupted write): written again from "
-                    "last.pt", path, start_epoch)  # fmt: skip
-        kept.append(last_row)
-    if kept or path.exists():
-        write_jsonl(path, kept)
 
 
 def _finish(recipe: Recipe, run_dir: Path, data: Data, device: torch.device) -> None:

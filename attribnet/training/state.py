@@ -33,7 +33,11 @@ from typing import Any
 
 import torch
 
+from attribnet.config import Recipe
+from attribnet.files.atomic import remove_partial_files
 from attribnet.files.checkpoints import read_checkpoint, save_checkpoint
+from attribnet.files.jsonl import read_jsonl, write_jsonl
+from attribnet.training.run_dir import claim_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +168,51 @@ def load_last(
     start = resume_point(state)
     log.info("resumed from %s at epoch %d, step %d", path, start.epoch + 1, start.steps)
     return start, state["best_metric"], state.get("metrics")
+
+
+def finished_state(run_dir: Path, recipe: Recipe) -> dict[str, Any] | None:
+    """last.pt's state when the run in ``run_dir`` is finished, else None.
+
+    Finished: last.pt ended the recipe's last epoch (or a later one) and the validation
+    report was written after it (the run's last step). A run killed before its report, or
+    one without validation videos (no report), is resumed the usual way instead: it trains
+    no epoch, and the run's last step writes the report if there is one.
+    """
+    last, report = run_dir / "last.pt", run_dir / "val_report.json"
+    if not report.is_file() or report.stat().st_mtime_ns < last.stat().st_mtime_ns:
+        return None
+    state = read_checkpoint(last)
+    return state if resume_point(state).epoch >= recipe.train.epochs else None
+
+
+def close_finished(run_dir: Path, recipe: Recipe, state: dict[str, Any]) -> None:
+    """Resume a finished run: under its lock, clear partial files and write the metrics
+    row the log lost (:func:`resume_metrics`); nothing else is written."""
+    done = resume_point(state).epoch
+    lock = claim_run_dir(run_dir, "resume")
+    try:
+        remove_partial_files(run_dir)
+        resume_metrics(run_dir / "metrics.jsonl", done, state.get("metrics"))
+    finally:
+        lock.release()
+    log.info(
+        "run %s already finished (%d of %d epochs): nothing to train (--overwrite trains it again)",
+        run_dir,
+        done,
+        recipe.train.epochs,
+    )
+
+
+def resume_metrics(path: Path, start_epoch: int, last_row: dict[str, Any] | None) -> None:
+    """Make the log hold the rows of epochs 1..``start_epoch`` (the finished ones) only:
+    drop rows of epochs a resumed run will redo, and torn lines; write again, from
+    ``last_row`` (last.pt's copy), the row of epoch ``start_epoch`` when a kill tore it
+    (rows are appended after the checkpoint)."""
+    kept = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= start_epoch]
+    lost = start_epoch not in {int(r.get("epoch", 0)) for r in kept}
+    if lost and last_row is not None and int(last_row.get("epoch", 0)) == start_epoch:
+        log.warning("%s: epoch %d's row was lost (interrupted write): written again from "
+                    "last.pt", path, start_epoch)  # fmt: skip
+        kept.append(last_row)
+    if kept or path.exists():
+        write_jsonl(path, kept)
