@@ -50,6 +50,7 @@ DETECTOR_NAMES = ("haar", "none", "centre")
 MAX_REPORTED_REASONS = 10
 LOCK_NAME = "preprocess.lock"
 LOCK_POLL_S = 2.0
+NO_FACE = "no face"  # how the reason of every video skipped for NoFaceError begins
 
 
 @dataclass
@@ -110,8 +111,8 @@ def _process(
         tally.done += 1
     except (VideoError, NoFaceError) as exc:
         reason = str(exc).removeprefix(f"{row.path}: ")
-        if isinstance(exc, NoFaceError) and not reason.startswith("no face"):
-            reason = f"no face: {reason}"
+        if isinstance(exc, NoFaceError) and not reason.startswith(NO_FACE):
+            reason = f"{NO_FACE}: {reason}"
         log.warning("skipped %s: %s", row.path, reason)
         cache.skip(row, reason)
         tally.skipped += 1
@@ -120,6 +121,14 @@ def _process(
     except Exception as exc:  # a long job never dies on one file; re-runs retry it
         log.error("failed %s: %s: %s", row.path, type(exc).__name__, exc, exc_info=True)
         tally.failed[row.path] = f"{type(exc).__name__}: {exc}"
+
+
+def skip_error(path: str, reason: str) -> VideoError:
+    """The error of a video skipped (or refused) for ``reason``, named by ``path``:
+    NoFaceError when it decoded but showed no face (the reason begins with
+    :data:`NO_FACE`), else VideoError."""
+    kind = NoFaceError if reason.startswith(NO_FACE) else VideoError
+    return kind(f"{path}: {reason}")
 
 
 def _report(
