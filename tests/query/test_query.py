@@ -205,6 +205,23 @@ def test_query_command_end_to_end(
     assert "FAILED" in table and "4 of 7 videos attributed" in table and "cluster" in table
 
 
+def test_a_failed_video_is_one_line_of_the_query_output(
+    world: dict[str, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """No repeated reason (skip warning, preprocess summary), no decord C++ line, no cache
+    hint: the table's FAILED line is the only one that names a failed video."""
+    bad = [world["queries"] / "corrupt.mp4", world["queries"] / "notes.txt"]
+    good = world["queries"] / "deep" / "alpha.mp4"
+    capfd.readouterr()
+    assert query_main(["--index", str(world["index"]), *map(str, bad), str(good)]) == 0
+    out, err = capfd.readouterr()
+    lines = (out + err).splitlines()
+    for video in bad:
+        (line,) = [line for line in lines if video.name in line]
+        assert "FAILED: cannot open as video" in line and line in out
+    assert not any("video_reader" in line or "tried again" in line for line in lines)
+
+
 def test_query_refuses_another_checkpoint(
     world: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
