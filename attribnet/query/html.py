@@ -15,6 +15,9 @@ the style sheet is inline, there is no JavaScript and no link to any other host.
   clusters of the queries (:mod:`attribnet.query.cluster`).
 
 Every string that comes from a user (paths, file names, reasons, class names) is escaped.
+A ``public`` page (the web app's, sent to another machine) names no path of this one:
+videos by their last folders and file name (:func:`public_name`), the index by its
+folder's name, the face cache not at all.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import base64
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +76,7 @@ def render_html(
     cluster_threshold: float | None = None,
     title: str = "attribnet report",
     home_link: str | None = None,
+    public: bool = False,
 ) -> str:
     """The report page for ``results`` (attributed and failed videos) against ``index``.
 
@@ -79,17 +84,22 @@ def render_html(
     ``data.cache``), where the thumbnails of the nearest indexed videos come from;
     ``index_name``: the index folder, as shown; ``cluster_threshold``: the cosine-distance
     cut of the clusters (default :func:`default_cluster_threshold`); ``home_link``: a
-    same-site link shown at the top (the web app's upload form). The page is pure ASCII
-    (other characters as character references).
+    same-site link shown at the top (the web app's upload form); ``public``: the page goes
+    to another machine, so it shows no path of this one (videos by :func:`public_name`, the
+    index by its folder's name, thumbnails without the face cache's folder). The page is
+    pure ASCII (other characters as character references).
     """
+    if public:
+        index_name = Path(index_name).name
+        results = [_public(r) for r in results]
     ok = [r for r in results if r.ok]
-    thumbnails = _Thumbnails(face_cache)
+    thumbnails = _Thumbnails(face_cache, public)
     body = [
         f"<h1>{escape(title)}</h1>",
         _header(results, index, index_name, home_link),
         "<h2>Verdicts</h2>",
         _verdict_table(results),
-        *(_video_section(n, r, thumbnails) for n, r in enumerate(results) if r.ok),
+        *(_video_section(n, r, thumbnails, public) for n, r in enumerate(results) if r.ok),
         *_map_sections(ok, index, cluster_threshold),
         f'<p class="meta">attribnet {escape(__version__)}</p>',
     ]
@@ -120,6 +130,27 @@ def write_html(
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="ascii")
     return path
+
+
+def public_name(path: str, keep: int = 3) -> str:
+    """``path`` as a page for another machine names it: its last ``keep`` parts, after
+    ``.../`` when there were more or the path is absolute (``/srv/dfdm/beta/s0.mp4`` ->
+    ``.../dfdm/beta/s0.mp4``); never the path from its root."""
+    text = path.replace("\\", "/")
+    parts = [p for p in text.split("/") if p and p != "."]
+    rooted = text.startswith("/")
+    if parts and parts[0].endswith(":"):  # a Windows drive
+        parts, rooted = parts[1:], True
+    tail = parts[-keep:]
+    return ("" if len(tail) == len(parts) and not rooted else ".../") + "/".join(tail)
+
+
+def _public(r: Attribution) -> Attribution:
+    """``r`` with its video, and the paths in its reason, named by :func:`public_name`."""
+    name = public_name(r.video)
+    if not r.ok:
+        return replace(r, video=name, reason=(r.reason or "").replace(r.video, name))
+    return replace(r, video=name, record={**r.record, "video": name})
 
 
 # ----------------------------------------------------------------------------- sections
@@ -179,7 +210,7 @@ def _score(record: dict[str, Any]) -> str:
     return f"{score:.3f} {side} {thr:.3f} ({name})"
 
 
-def _video_section(n: int, r: Attribution, thumbnails: _Thumbnails) -> str:
+def _video_section(n: int, r: Attribution, thumbnails: _Thumbnails, public: bool) -> str:
     record = r.record
     proto = record["prototype"]
     top = [f for f in r.frames if f.face is not None]
@@ -197,7 +228,7 @@ def _video_section(n: int, r: Attribution, thumbnails: _Thumbnails) -> str:
             f"coloured ({HEATMAP_COLORMAP}) from its lowest to its highest value.</p>",
             _strip(top),
             "<h4>Nearest indexed videos</h4>",
-            _neighbor_table(r.neighbors, thumbnails),
+            _neighbor_table(r.neighbors, thumbnails, public),
             "</section>",
         ]
     )
@@ -223,23 +254,28 @@ def _strip(frames: Sequence[FrameEvidence]) -> str:
     return f'<div class="strip">{"".join(figures)}</div>'
 
 
-def _neighbor_table(neighbors: Sequence[dict[str, Any]], thumbnails: _Thumbnails) -> str:
+def _neighbor_table(
+    neighbors: Sequence[dict[str, Any]], thumbnails: _Thumbnails, public: bool
+) -> str:
     head = (
         "<tr><th>#</th><th>thumbnail</th><th>indexed video</th><th>generator</th>"
         "<th>quality</th><th>cosine similarity</th></tr>"
     )
     rows = [
         f"<tr><td>{nb['rank']}</td><td>{thumbnails.cell(nb['video_id'])}</td>"
-        f"{_short_path_cell(nb['video_id'])}<td>{escape(nb['generator'])}</td>"
+        f"{_short_path_cell(nb['video_id'], public)}<td>{escape(nb['generator'])}</td>"
         f"<td>{escape(str(nb['quality']))}</td><td>{nb['similarity']:.3f}</td></tr>"
         for nb in neighbors
     ]
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _short_path_cell(path: str, keep: int = 3, width: int = 48) -> str:
+def _short_path_cell(path: str, public: bool, keep: int = 3, width: int = 48) -> str:
     """A table cell with ``path``, shortened to its last ``keep`` parts when longer than
-    ``width`` characters (the whole path in the cell's tooltip)."""
+    ``width`` characters (the whole path in the cell's tooltip); on a ``public`` page
+    always :func:`public_name`, without a tooltip."""
+    if public:
+        return f'<td class="path">{escape(public_name(path, keep))}</td>'
     parts = path.replace("\\", "/").split("/")
     short = path if len(path) <= width or len(parts) <= keep else ".../" + "/".join(parts[-keep:])
     return f'<td class="path" title="{escape(path)}">{escape(short)}</td>'
@@ -288,11 +324,12 @@ def _cluster_table(groups: Sequence[dict[str, Any]]) -> str:
 
 
 class _Thumbnails:
-    """Thumbnails of indexed videos: the middle face crop of each in the face cache."""
+    """Thumbnails of indexed videos: the middle face crop of each in the face cache (named
+    in the sentence that says why there is none, unless ``public``)."""
 
-    def __init__(self, face_cache: str | os.PathLike[str] | None):
+    def __init__(self, face_cache: str | os.PathLike[str] | None, public: bool = False):
         self.cache: FaceCache | None = None
-        self.where = "" if face_cache is None else str(face_cache)
+        self.where = "" if face_cache is None or public else f" {face_cache}"
         self.missing = "no thumbnail: no face cache given"
         self.seen: dict[str, str] = {}
         if face_cache is None:
@@ -303,7 +340,7 @@ class _Thumbnails:
         try:
             self.cache = FaceCache(face_cache)
         except (DataError, OSError, ValueError):
-            self.missing = f"no thumbnail: the face cache {self.where} is not on this machine"
+            self.missing = f"no thumbnail: the face cache{self.where} is not on this machine"
 
     def cell(self, video_id: str) -> str:
         """An ``<img>`` of the video's middle face crop, or a sentence saying why not."""
@@ -318,11 +355,11 @@ class _Thumbnails:
             return escape(self.missing)
         entry = self.cache.entry_for(video_id)
         if entry is None or entry.num_frames == 0:
-            return escape(f"no thumbnail: not in the face cache {self.where}")
+            return escape(f"no thumbnail: not in the face cache{self.where}")
         try:
             face = np.array(self.cache.load(entry)[entry.num_frames // 2])
         except DataError:
-            return escape(f"no thumbnail: unreadable in the face cache {self.where}")
+            return escape(f"no thumbnail: unreadable in the face cache{self.where}")
         return f'<img src="{_png_uri(face)}" alt="thumbnail">'
 
 
