@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from attribnet.cli.serve import main as serve_main
 from attribnet.data.codec import write_video
 from attribnet.errors import ConfigError
+from attribnet.openset.scores import SCORE_MEANINGS
 from attribnet.query import Attributor
 from attribnet.serve import create_app, require_web_stack
 from tests.builders import texture_video
@@ -131,6 +132,27 @@ def test_served_pages_show_no_path_of_the_server(
         shown = [p for p in _server_paths(attributor, world, uploads) if p in text]
         assert shown == [] and "title=" not in text
         assert not re.search(r"[>\s(]/(tmp|home|root|work|srv|data|var)/", text)
+
+
+def test_the_report_explains_its_terms_and_how_far_to_trust_the_verdict(
+    client: TestClient, attributor: Attributor, world: dict[str, Path]
+) -> None:
+    video = (world["queries"] / "deep" / "beta.mp4").read_bytes()
+    page = post(client, "/report", "clip.mp4", video).text
+    score = attributor.index.open_set.score
+    assert f"({score})</td>" in page  # the score the verdict table shows
+    assert f"<dt>open-set score ({score})</dt>" in page and SCORE_MEANINGS[score] in page
+    terms = ("verdict", "k-NN generator (confidence)", "classifier (probability)", "threshold",
+             "nearest prototype (cos)", "cosine similarity (cos)", "weight",
+             "spatial-attention map", "quality")  # fmt: skip
+    for term in terms:
+        assert re.search(rf"<dt>{re.escape(term)}</dt><dd>\w.{{30,}}?[.]</dd>", page), term
+    trust = re.search(r'<p class="trust">(.*?)</p>', page).group(1)
+    assert "only as good as the generators in the index" in trust
+    assert "named after the nearest of them whenever its open-set score is at or above" in trust
+    assert escape(", ".join(NAMES)) in trust and "mean AUROC of" in trust
+    # after the verdict table, before the evidence: near where the terms appear
+    assert page.index("<h2>Verdicts</h2>") < page.index('class="trust"') < page.index("<h3>")
 
 
 @pytest.mark.parametrize("route", ROUTES)
