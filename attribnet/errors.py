@@ -17,8 +17,9 @@ class VideoError(DataError):
     """A video or frame folder that cannot be decoded (corrupt, empty, too short, not video)."""
 
 
-class NoFaceError(DataError):
-    """No face found in (enough of) a video's frames."""
+class NoFaceError(VideoError):
+    """A video that decodes but shows no face in (enough of) its frames: noise, one colour,
+    no face found. A VideoError, so that ``except VideoError`` catches every unusable video."""
 
 
 class CheckpointError(AttribnetError):

@@ -50,6 +50,7 @@ DETECTOR_NAMES = ("haar", "none", "centre")
 MAX_REPORTED_REASONS = 10
 LOCK_NAME = "preprocess.lock"
 LOCK_POLL_S = 2.0
+NO_FACE = "no face"  # how the reason of every video skipped for NoFaceError begins
 
 
 @dataclass
@@ -102,17 +103,22 @@ def _faces_of(
 
 
 def _process(
-    row: ManifestRow, cache: FaceCache, tally: _Tally, faces_kwargs: dict[str, Any]
+    row: ManifestRow,
+    cache: FaceCache,
+    tally: _Tally,
+    faces_kwargs: dict[str, Any],
+    quiet: bool = False,
 ) -> None:
-    """Add one video to the cache, or record why not; never raises for a bad video."""
+    """Add one video to the cache, or record why not (a warning, at debug level when
+    ``quiet``); never raises for a bad video."""
     try:
         cache.add(row, _faces_of(row, **faces_kwargs))
         tally.done += 1
     except (VideoError, NoFaceError) as exc:
         reason = str(exc).removeprefix(f"{row.path}: ")
-        if isinstance(exc, NoFaceError) and not reason.startswith("no face"):
-            reason = f"no face: {reason}"
-        log.warning("skipped %s: %s", row.path, reason)
+        if isinstance(exc, NoFaceError) and not reason.startswith(NO_FACE):
+            reason = f"{NO_FACE}: {reason}"
+        log.log(logging.DEBUG if quiet else logging.WARNING, "skipped %s: %s", row.path, reason)
         cache.skip(row, reason)
         tally.skipped += 1
     except AttribnetError:
@@ -120,6 +126,14 @@ def _process(
     except Exception as exc:  # a long job never dies on one file; re-runs retry it
         log.error("failed %s: %s: %s", row.path, type(exc).__name__, exc, exc_info=True)
         tally.failed[row.path] = f"{type(exc).__name__}: {exc}"
+
+
+def skip_error(path: str, reason: str) -> VideoError:
+    """The error of a video skipped (or refused) for ``reason``, named by ``path``:
+    NoFaceError when it decoded but showed no face (the reason begins with
+    :data:`NO_FACE`), else VideoError."""
+    kind = NoFaceError if reason.startswith(NO_FACE) else VideoError
+    return kind(f"{path}: {reason}")
 
 
 def _report(
@@ -139,8 +153,9 @@ def _report(
     }
 
 
-def _log_report(report: dict[str, Any]) -> None:
-    log.info(
+def _log_report(report: dict[str, Any], level: int = logging.INFO) -> None:
+    log.log(
+        level,
         "%d of %d videos done (%d this run), %d skipped, %d failed -> %s",
         report["done"],
         report["videos"],
@@ -152,13 +167,12 @@ def _log_report(report: dict[str, Any]) -> None:
     problems = [("skipped", report["skipped"]), ("failed", report["failed"])]
     for kind, reasons in problems:
         for path, reason in list(reasons.items())[:MAX_REPORTED_REASONS]:
-            log.info("  %s %s: %s", kind, path, reason)
+            log.log(level, "  %s %s: %s", kind, path, reason)
         if len(reasons) > MAX_REPORTED_REASONS:
-            log.info(
-                "  ... %d more %s (see report.json)", len(reasons) - MAX_REPORTED_REASONS, kind
-            )
+            more = len(reasons) - MAX_REPORTED_REASONS
+            log.log(level, "  ... %d more %s (see report.json)", more, kind)
     if report["skipped"]:
-        log.info("skipped videos are tried again once their file changes (size or mtime)")
+        log.log(level, "skipped videos are tried again once their file changes (size or mtime)")
 
 
 def preprocess(
@@ -185,6 +199,7 @@ def run_preprocess(
     progress: bool = True,
     face_check: bool | FaceCheck = True,
     on_video: Callable[[FaceCache, ManifestRow], None] | None = None,
+    quiet: bool = False,
 ) -> tuple[FaceCache, dict[str, Any]]:
     """Crop the faces of every video in ``rows`` into the cache; return it and the report.
 
@@ -197,6 +212,9 @@ def run_preprocess(
     another process preprocesses into the same cache, waits for it (logging who it is).
     ``on_video(cache, row)`` is called for each row as soon as it is finished, skipped or
     failed (rows already done first), so a caller can use a video while the next is cropped.
+    ``quiet``: the run's summary and its skipped videos are logged at debug level only, for
+    a caller that reports them itself (a query lists its failures in its answer); a video
+    that fails unexpectedly is still logged as an error.
     """
     _check_settings(size, margin, max_frames, backend)
     det = build_detector(detector) if isinstance(detector, str) else detector
@@ -222,7 +240,7 @@ def run_preprocess(
         for folder in (Path(cache_dir), Path(cache_dir) / "clips"):
             remove_partial_files(folder)  # writes killed mid-file; we hold the lock
         cache = _open_cache(cache_dir, settings, check)
-        return cache, _fill(rows, cache, faces_kwargs, progress, on_video)
+        return cache, _fill(rows, cache, faces_kwargs, progress, on_video, quiet)
 
 
 def _open_cache(
@@ -260,11 +278,13 @@ def _fill(
     faces_kwargs: dict[str, Any],
     progress: bool,
     on_video: Callable[[FaceCache, ManifestRow], None] | None = None,
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """Process the videos of ``rows`` not yet done (``on_video`` after each, and first for
-    those done before); write and return the report."""
+    those done before); write and return the report (logged at debug level when ``quiet``)."""
+    level = logging.DEBUG if quiet else logging.INFO
     todo = [r for r in rows if not cache.done(r.path)]
-    log.info("%d of %d videos to preprocess into %s", len(todo), len(rows), cache.root)
+    log.log(level, "%d of %d videos to preprocess into %s", len(todo), len(rows), cache.root)
     if on_video is not None:
         for row in rows:
             if cache.done(row.path):
@@ -273,10 +293,10 @@ def _fill(
     show = progress and sys.stderr.isatty()
     for row in tqdm(todo, desc="faces", unit="video", disable=not show):
         if not cache.done(row.path):  # a path listed twice is done once
-            _process(row, cache, tally, faces_kwargs)
+            _process(row, cache, tally, faces_kwargs, quiet)
             if on_video is not None:
                 on_video(cache, row)
     report = _report(rows, cache, tally, time.monotonic() - start)
     write_json(cache.root / "report.json", report)
-    _log_report(report)
+    _log_report(report, level)
     return report

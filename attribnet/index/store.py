@@ -29,6 +29,7 @@ from attribnet.index.folder import (
     FORMAT_VERSION,
     INDEX_FILE,
     META_FILE,
+    checkpoint_record,
     index_fields,
     read_folder,
 )
@@ -246,9 +247,10 @@ class GeneratorIndex:
 
     # ------------------------------------------------------------------ files
 
-    def meta(self, index_bytes: int = 0) -> dict[str, Any]:
-        """The sidecar as a JSON-ready dict (:func:`~attribnet.index.folder.sidecar`)."""
-        return sidecar(self, index_bytes)
+    def meta(self, index_bytes: int = 0, folder: str | os.PathLike[str] = ".") -> dict[str, Any]:
+        """The sidecar of this index written to ``folder`` as a JSON-ready dict
+        (:func:`sidecar`)."""
+        return sidecar(self, index_bytes, folder)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the index folder (:func:`~attribnet.index.folder.write_folder`); returns it."""
@@ -274,7 +276,7 @@ class GeneratorIndex:
         folder = Path(folder)
         cpu_index, meta = read_folder(folder)
         try:
-            index = cls(cpu_index, use_gpu=use_gpu, **index_fields(meta))
+            index = cls(cpu_index, use_gpu=use_gpu, **index_fields(meta, folder))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{folder / META_FILE}: corrupt index sidecar ({exc!r})") from exc
         index.open_set.gaussians = read_gaussians(
@@ -308,8 +310,13 @@ class GeneratorIndex:
         }
 
 
-def sidecar(index: GeneratorIndex, index_bytes: int = 0) -> dict[str, Any]:
-    """The ``meta.json`` of ``index`` as a JSON-ready dict."""
+def sidecar(
+    index: GeneratorIndex, index_bytes: int = 0, folder: str | os.PathLike[str] = "."
+) -> dict[str, Any]:
+    """The ``meta.json`` of ``index`` in the index folder ``folder`` as a JSON-ready dict;
+    the checkpoint's path is stored relative to ``folder``
+    (:func:`~attribnet.index.folder.checkpoint_record`)."""
+    checkpoint = checkpoint_record(index.checkpoint_path, index.checkpoint_sha256, Path(folder))
     return {
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
@@ -326,7 +333,7 @@ def sidecar(index: GeneratorIndex, index_bytes: int = 0) -> dict[str, Any]:
             f"recall_at_{TUNE_K}": index.nprobe_recall,
             "queries": TUNE_QUERIES,
         },  # fmt: skip
-        "checkpoint": {"path": index.checkpoint_path, "sha256": index.checkpoint_sha256},
+        "checkpoint": checkpoint,
         "class_names": index.class_names,
         **index.open_set.meta(),  # "threshold" and "open_set"
         "prototype_counts": index.prototype_counts.tolist(),
@@ -354,7 +361,7 @@ def write_folder(index: GeneratorIndex, folder: str | os.PathLike[str]) -> Path:
             np.savez(stack.enter_context(atomic_path(folder / OPEN_SET_FILE)),
                      **gaussians.arrays())  # fmt: skip
         faiss.write_index(cpu_index, str(index_tmp))
-        meta = sidecar(index, index_bytes=index_tmp.stat().st_size)
+        meta = sidecar(index, index_tmp.stat().st_size, folder)
         meta_tmp.write_text(json.dumps(meta) + "\n")
     log.info("index of %d %s vectors written to %s", index.ntotal, index.kind, folder)
     return folder

@@ -40,6 +40,21 @@ SCORE_NAMES = ("knn_cosine", "prototype_cosine", "mahalanobis", "max_softmax", "
 REFERENCE_SCORES = ("knn_cosine", "prototype_cosine", "mahalanobis")
 CLASSIFIER_SCORES = ("max_softmax", "energy")
 KNN_FRACTION = 0.001
+# each score in plain words, one sentence for a reader of a report (attribnet.query.html)
+SCORE_MEANINGS = {
+    "knn_cosine": "the cosine similarity of the video's embedding to its k-th nearest indexed "
+    "training video: high when the video lies among the videos of one known generator.",
+    "prototype_cosine": "the cosine similarity of the video's embedding to the nearest "
+    "prototype, the mean embedding of one known generator's indexed videos.",
+    "mahalanobis": "how near the video's embedding lies to the nearest known generator's mean, "
+    "measured against how much the indexed videos vary (minus a squared distance: 0 at a "
+    "mean, more negative farther away).",
+    "max_softmax": "the classifier's largest probability for any one known generator: high "
+    "when the classifier is sure of one of them.",
+    "energy": "the log of the summed exponentials of the classifier's raw outputs (logits) "
+    "over the known generators: high when the classifier answers strongly for some known "
+    "generator; its scale is the model's own, so read it against the threshold only.",
+}
 COVARIANCE_RIDGE = 1e-6
 
 

@@ -43,7 +43,8 @@ from tqdm import tqdm
 
 from attribnet.data.eval_clips import DEFAULT_CLIPS_PER_VIDEO
 from attribnet.data.frame_times import source_frames
-from attribnet.errors import ConfigError, IndexMismatchError, VideoError
+from attribnet.data.preprocess import skip_error
+from attribnet.errors import ConfigError, IndexMismatchError
 from attribnet.metrics.embedding import DEFAULT_NEIGHBOURS
 from attribnet.predict import (
     PRECISIONS,
@@ -225,8 +226,9 @@ class Attributor:
         progress: bool = False,
     ) -> Attribution | list[Attribution]:
         """Attribute videos. One video file -> one :class:`Attribution` (a video that
-        cannot be used raises VideoError or NoFaceError with the reason); a folder, a frame
-        folder or a list -> a list in input order, failures included with their reason.
+        cannot be used raises VideoError with the reason: NoFaceError, a VideoError, when it
+        decodes but shows no face); a folder, a frame folder or a list -> a list in input
+        order, failures included with their reason (``no face: ...`` for NoFaceError's).
 
         ``k`` neighbours (default :data:`attribnet.metrics.embedding.DEFAULT_NEIGHBOURS`); up to
         ``clips_per_video`` clips per video; ``top`` frames get face crops and heatmaps;
@@ -249,7 +251,7 @@ class Attributor:
         ]
         if single:
             if not results[0].ok:
-                raise VideoError(f"{results[0].video}: {results[0].reason}")
+                raise skip_error(results[0].video, results[0].reason or "not usable")
             return results[0]
         return results
 

@@ -12,6 +12,9 @@ videos, the floats of a convolution change in their last bits with the batch).
 Closing (the ``with`` block's end, also on an error or Ctrl-C in the caller) tells the
 thread to stop after the video in progress and waits for it, so nothing writes into a
 temporary cache after it is removed.
+
+A video that cannot be used is not logged here: :meth:`FacesAhead.failures` hands its reason
+to the caller, whose answer lists it (the query's table prints one line per failed video).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class FacesAhead:
         try:
             _, self._report = run_preprocess(
                 rows, self.cache_dir, **preprocess_settings(self.recipe), progress=False,
-                on_video=self._cropped,
+                on_video=self._cropped, quiet=True,
             )  # fmt: skip
         except _Stopped:
             pass

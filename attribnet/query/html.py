@@ -12,9 +12,14 @@ the style sheet is inline, there is no JavaScript and no link to any other host.
   spatial-attention heatmap over each of those crops, and the nearest indexed videos with
   a thumbnail from the face cache the model was trained from (when it is on this machine);
 - the PCA map of the indexed and the query embeddings, and with several videos the
-  clusters of the queries (:mod:`attribnet.query.cluster`).
+  clusters of the queries (:mod:`attribnet.query.cluster`);
+- under the verdicts, how far to trust them, and one sentence on each term and score the
+  page shows (:func:`glossary`).
 
 Every string that comes from a user (paths, file names, reasons, class names) is escaped.
+A ``public`` page (the web app's, sent to another machine) names no path of this one:
+videos by their last folders and file name (:func:`public_name`), the index by its
+folder's name, the face cache not at all.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import base64
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +37,9 @@ import numpy as np
 
 from attribnet import __version__
 from attribnet.files.atomic import atomic_path
+from attribnet.openset.policy import DEFAULT_KEEP
+from attribnet.openset.scores import SCORE_MEANINGS
+from attribnet.query.attribute import UNKNOWN
 from attribnet.query.cluster import cluster_embeddings, default_cluster_threshold, describe_clusters
 from attribnet.query.render import plot_embeddings
 
@@ -42,6 +51,7 @@ if TYPE_CHECKING:
 REPORT_FILE = "index.html"
 HEATMAP_COLORMAP = "inferno"
 HEATMAP_ALPHA = 0.55
+_UNKNOWN = f"<i>{UNKNOWN}</i>"
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto;max-width:72em;
@@ -60,6 +70,9 @@ figure img,td img{image-rendering:pixelated;width:128px;height:128px;display:inl
 td img{width:64px;height:64px}
 figcaption{font-size:.85em;text-align:center;margin-top:.25em}
 img.map{width:100%;max-width:50em;height:auto;image-rendering:auto}
+p.trust{border-left:4px solid #b15c00;padding:.3em .7em;background:#fff8f0;max-width:60em}
+dl.glossary{font-size:.9em;max-width:60em}dl.glossary dt{font-weight:bold;margin-top:.4em}
+dl.glossary dd{margin:0 0 0 1.5em;color:#333}
 """
 
 
@@ -72,6 +85,7 @@ def render_html(
     cluster_threshold: float | None = None,
     title: str = "attribnet report",
     home_link: str | None = None,
+    public: bool = False,
 ) -> str:
     """The report page for ``results`` (attributed and failed videos) against ``index``.
 
@@ -79,17 +93,23 @@ def render_html(
     ``data.cache``), where the thumbnails of the nearest indexed videos come from;
     ``index_name``: the index folder, as shown; ``cluster_threshold``: the cosine-distance
     cut of the clusters (default :func:`default_cluster_threshold`); ``home_link``: a
-    same-site link shown at the top (the web app's upload form). The page is pure ASCII
-    (other characters as character references).
+    same-site link shown at the top (the web app's upload form); ``public``: the page goes
+    to another machine, so it shows no path of this one (videos by :func:`public_name`, the
+    index by its folder's name, thumbnails without the face cache's folder). The page is
+    pure ASCII (other characters as character references).
     """
+    if public:
+        index_name = Path(index_name).name
+        results = [_public(r) for r in results]
     ok = [r for r in results if r.ok]
-    thumbnails = _Thumbnails(face_cache)
+    thumbnails = _Thumbnails(face_cache, public)
     body = [
         f"<h1>{escape(title)}</h1>",
         _header(results, index, index_name, home_link),
         "<h2>Verdicts</h2>",
         _verdict_table(results),
-        *(_video_section(n, r, thumbnails) for n, r in enumerate(results) if r.ok),
+        glossary(results, index),
+        *(_video_section(n, r, thumbnails, public) for n, r in enumerate(results) if r.ok),
         *_map_sections(ok, index, cluster_threshold),
         f'<p class="meta">attribnet {escape(__version__)}</p>',
     ]
@@ -120,6 +140,27 @@ def write_html(
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="ascii")
     return path
+
+
+def public_name(path: str, keep: int = 3) -> str:
+    """``path`` as a page for another machine names it: its last ``keep`` parts, after
+    ``.../`` when there were more or the path is absolute (``/srv/dfdm/beta/s0.mp4`` ->
+    ``.../dfdm/beta/s0.mp4``); never the path from its root."""
+    text = path.replace("\\", "/")
+    parts = [p for p in text.split("/") if p and p != "."]
+    rooted = text.startswith("/")
+    if parts and parts[0].endswith(":"):  # a Windows drive
+        parts, rooted = parts[1:], True
+    tail = parts[-keep:]
+    return ("" if len(tail) == len(parts) and not rooted else ".../") + "/".join(tail)
+
+
+def _public(r: Attribution) -> Attribution:
+    """``r`` with its video, and the paths in its reason, named by :func:`public_name`."""
+    name = public_name(r.video)
+    if not r.ok:
+        return replace(r, video=name, reason=(r.reason or "").replace(r.video, name))
+    return replace(r, video=name, record={**r.record, "video": name})
 
 
 # ----------------------------------------------------------------------------- sections
@@ -179,7 +220,107 @@ def _score(record: dict[str, Any]) -> str:
     return f"{score:.3f} {side} {thr:.3f} ({name})"
 
 
-def _video_section(n: int, r: Attribution, thumbnails: _Thumbnails) -> str:
+def glossary(results: Sequence[Attribution], index: GeneratorIndex) -> str:
+    """How far to trust the verdicts, in plain words, and one sentence on each term of the
+    verdict table and the video sections, the index's open-set score among them (empty
+    without an attributed video)."""
+    ok = [r for r in results if r.ok]
+    if not ok:
+        return ""
+    terms = {**_verdict_terms(ok, index), **_evidence_terms()}
+    entries = "".join(f"<dt>{escape(t)}</dt><dd>{d}</dd>" for t, d in terms.items())
+    return f'{_trust(index)}\n<dl class="glossary">{entries}</dl>'
+
+
+def _trust(index: GeneratorIndex) -> str:
+    """The plain-words paragraph on how far a verdict of ``index`` can be trusted."""
+    policy = index.open_set
+    names = escape(", ".join(index.class_names))
+    lines = [
+        "<b>How far to trust the verdict.</b> It is only as good as the generators in the "
+        f"index: the model knows only these {len(index.class_names)}: {names}. A video made "
+        "by any other generator is named after the nearest of them whenever its open-set "
+        f"score is at or above the threshold; only below it is it called {_UNKNOWN}."
+    ]
+    if policy.threshold is not None:
+        lines.append(
+            f"The threshold lets about {1 - DEFAULT_KEEP:.0%} of the known generators' own "
+            f"{_split_name(policy.split)} videos fall below it, so a video of a known "
+            f"generator is sometimes called {_UNKNOWN} too."
+        )
+    if policy.selection is not None and policy.score in policy.selection.mean_auroc:
+        auroc = policy.selection.mean_auroc[policy.score]
+        lines.append(
+            "When the index was built, each known generator in turn stood in for an unseen "
+            f"one, and this score told its videos from the others' with a mean AUROC of "
+            f"{auroc:.2f} (0.50 is a coin toss, 1.00 never wrong), on the very videos the "
+            "score was chosen on, so if anything too kindly."
+        )
+    lines.append(
+        "Confidence and probability say how the votes and the classifier lean, not how "
+        "likely the verdict is to be right."
+    )
+    return f'<p class="trust">{" ".join(lines)}</p>'
+
+
+def _split_name(split: str) -> str:
+    return {"val": "validation", "train": "training"}.get(split, split)
+
+
+def _verdict_terms(ok: Sequence[Attribution], index: GeneratorIndex) -> dict[str, str]:
+    """The verdict table's terms, the index's score and threshold among them (HTML)."""
+    policy = index.open_set
+    k = max(len(r.neighbors) for r in ok)
+    score = policy.score
+    meaning = SCORE_MEANINGS[score]
+    if score == "knn_cosine":
+        meaning += f" Here k = {policy.k_for(index)}."
+    if policy.threshold is None:
+        threshold = f"this index has none: no video is called {_UNKNOWN}."
+    else:
+        threshold = (
+            f"the open-set score below which the verdict is {_UNKNOWN}, set when the index was "
+            f"built so that {DEFAULT_KEEP:.0%} of the known generators' "
+            f"{_split_name(policy.split)} videos score at or above it."
+        )
+    terms = {
+        "verdict": f"the generator the k-NN vote names, or {_UNKNOWN} when the open-set score "
+        "is below the threshold.",
+        "k-NN generator (confidence)": f"the {k} indexed training videos nearest to this one "
+        "(k nearest neighbours, by cosine similarity) vote for their generators, each vote "
+        "weighted by its similarity; the confidence is the winner's share of the votes "
+        f"(1.00: all {k} agree).",
+        "classifier (probability)": "the model's classification head on its own: its most "
+        "likely generator and that generator's softmax probability, averaged over the clips; "
+        "it may disagree with the k-NN vote, which decides the verdict.",
+        f"open-set score ({score})": "how much the video looks like the work of a known "
+        f"generator, higher meaning more; this index uses {escape(score)}, {meaning}",
+        "threshold": threshold,
+        "nearest prototype (cos)": "the generator whose prototype, the mean embedding of its "
+        "indexed videos, is the most similar to this video's embedding, with that cosine "
+        "similarity.",
+    }
+    if not any(r.classifier for r in ok):
+        del terms["classifier (probability)"]
+    return terms
+
+
+def _evidence_terms() -> dict[str, str]:
+    """The terms of the video sections (HTML)."""
+    return {
+        "cosine similarity (cos)": "how alike two embeddings are, the model's summaries of "
+        "a video's traces as unit vectors: 1 means the same direction, 0 unrelated.",
+        "weight": "a frame's share of the decision: the model's temporal attention to it, "
+        "divided among the clips so that a video's weights sum to 1.",
+        "spatial-attention map": "where in the face crop the model looked hardest (brighter "
+        "means more), each map scaled to its own range: compare places within one map, not "
+        "maps with each other.",
+        "quality": "the compression of an indexed video as its training manifest labels it "
+        "(e.g. crf23: H.264 at constant rate factor 23; a higher crf is more compressed).",
+    }
+
+
+def _video_section(n: int, r: Attribution, thumbnails: _Thumbnails, public: bool) -> str:
     record = r.record
     proto = record["prototype"]
     top = [f for f in r.frames if f.face is not None]
@@ -197,7 +338,7 @@ def _video_section(n: int, r: Attribution, thumbnails: _Thumbnails) -> str:
             f"coloured ({HEATMAP_COLORMAP}) from its lowest to its highest value.</p>",
             _strip(top),
             "<h4>Nearest indexed videos</h4>",
-            _neighbor_table(r.neighbors, thumbnails),
+            _neighbor_table(r.neighbors, thumbnails, public),
             "</section>",
         ]
     )
@@ -223,23 +364,28 @@ def _strip(frames: Sequence[FrameEvidence]) -> str:
     return f'<div class="strip">{"".join(figures)}</div>'
 
 
-def _neighbor_table(neighbors: Sequence[dict[str, Any]], thumbnails: _Thumbnails) -> str:
+def _neighbor_table(
+    neighbors: Sequence[dict[str, Any]], thumbnails: _Thumbnails, public: bool
+) -> str:
     head = (
         "<tr><th>#</th><th>thumbnail</th><th>indexed video</th><th>generator</th>"
         "<th>quality</th><th>cosine similarity</th></tr>"
     )
     rows = [
         f"<tr><td>{nb['rank']}</td><td>{thumbnails.cell(nb['video_id'])}</td>"
-        f"{_short_path_cell(nb['video_id'])}<td>{escape(nb['generator'])}</td>"
+        f"{_short_path_cell(nb['video_id'], public)}<td>{escape(nb['generator'])}</td>"
         f"<td>{escape(str(nb['quality']))}</td><td>{nb['similarity']:.3f}</td></tr>"
         for nb in neighbors
     ]
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _short_path_cell(path: str, keep: int = 3, width: int = 48) -> str:
+def _short_path_cell(path: str, public: bool, keep: int = 3, width: int = 48) -> str:
     """A table cell with ``path``, shortened to its last ``keep`` parts when longer than
-    ``width`` characters (the whole path in the cell's tooltip)."""
+    ``width`` characters (the whole path in the cell's tooltip); on a ``public`` page
+    always :func:`public_name`, without a tooltip."""
+    if public:
+        return f'<td class="path">{escape(public_name(path, keep))}</td>'
     parts = path.replace("\\", "/").split("/")
     short = path if len(path) <= width or len(parts) <= keep else ".../" + "/".join(parts[-keep:])
     return f'<td class="path" title="{escape(path)}">{escape(short)}</td>'
@@ -256,7 +402,16 @@ def _map_sections(ok: Sequence[Attribution], index: GeneratorIndex, cut: float |
         clusters = cluster_embeddings(embeddings, cut)
         unknown = np.array([bool(r.is_unknown) for r in ok])
         groups = describe_clusters(index, embeddings, clusters, [r.video for r in ok], unknown)
-        table = [f"<h2>Clusters (cosine-distance cut {cut:.3f})</h2>", _cluster_table(groups)]
+        table = [
+            f"<h2>Clusters (cosine-distance cut {cut:.3f})</h2>",
+            _cluster_table(groups),
+            '<p class="note">A cluster is a group of queries whose embeddings lie, on '
+            "average, within the cosine-distance cut (1 minus the cosine similarity) of each "
+            "other: perhaps one generator. Nearest known: the generator whose prototype is "
+            "nearest to the group's mean; mean cos: the members' cosine similarity to that "
+            "prototype; spread: the members' mean cosine distance to each other (0 for one "
+            "video); flagged unknown: how many of them the verdict calls unknown.</p>",
+        ]
     with tempfile.TemporaryDirectory(prefix="attribnet-html-") as tmp:
         png = plot_embeddings(index, embeddings, Path(tmp) / "map.png", clusters).read_bytes()
     uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
@@ -288,11 +443,12 @@ def _cluster_table(groups: Sequence[dict[str, Any]]) -> str:
 
 
 class _Thumbnails:
-    """Thumbnails of indexed videos: the middle face crop of each in the face cache."""
+    """Thumbnails of indexed videos: the middle face crop of each in the face cache (named
+    in the sentence that says why there is none, unless ``public``)."""
 
-    def __init__(self, face_cache: str | os.PathLike[str] | None):
+    def __init__(self, face_cache: str | os.PathLike[str] | None, public: bool = False):
         self.cache: FaceCache | None = None
-        self.where = "" if face_cache is None else str(face_cache)
+        self.where = "" if face_cache is None or public else f" {face_cache}"
         self.missing = "no thumbnail: no face cache given"
         self.seen: dict[str, str] = {}
         if face_cache is None:
@@ -303,7 +459,7 @@ class _Thumbnails:
         try:
             self.cache = FaceCache(face_cache)
         except (DataError, OSError, ValueError):
-            self.missing = f"no thumbnail: the face cache {self.where} is not on this machine"
+            self.missing = f"no thumbnail: the face cache{self.where} is not on this machine"
 
     def cell(self, video_id: str) -> str:
         """An ``<img>`` of the video's middle face crop, or a sentence saying why not."""
@@ -318,11 +474,11 @@ class _Thumbnails:
             return escape(self.missing)
         entry = self.cache.entry_for(video_id)
         if entry is None or entry.num_frames == 0:
-            return escape(f"no thumbnail: not in the face cache {self.where}")
+            return escape(f"no thumbnail: not in the face cache{self.where}")
         try:
             face = np.array(self.cache.load(entry)[entry.num_frames // 2])
         except DataError:
-            return escape(f"no thumbnail: unreadable in the face cache {self.where}")
+            return escape(f"no thumbnail: unreadable in the face cache{self.where}")
         return f'<img src="{_png_uri(face)}" alt="thumbnail">'
 
 

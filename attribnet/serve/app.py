@@ -13,7 +13,10 @@ A refused upload answers 400 (not a form upload, no file, an empty file, several
 it does not decode, has no face or too few frames). Each request works in its own
 temporary folder (the upload and its face crops), removed whatever happens. One model
 serves every request: calls to it take a lock, and run in a worker thread, off the event
-loop. In the answers the video is named by the file name it was uploaded with.
+loop. In the answers the video is named by the file name it was uploaded with, and the
+pages (the form, the report, the error page) name no path of the server: the report is
+rendered ``public`` (:func:`attribnet.query.html.render_html`), the index is named by its
+folder's name. ``/health`` (for whoever runs the server) keeps its paths.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class AttributionService:
             result = self.attributor.attribute(path, cache_dir=faces)
         except DataError as exc:  # VideoError, NoFaceError: not decodable, no face, too short
             reason = str(exc).removeprefix(f"{path}: ").replace(path, upload.filename)
+            reason = reason.replace(str(upload.path.parent), "(the upload's folder)")
             raise UploadError(422, f"cannot attribute {upload.filename}: {reason}") from exc
         name = upload.filename
         return dataclasses.replace(result, video=name, record={**result.record, "video": name})
@@ -102,6 +106,7 @@ class AttributionService:
                 index_name=a.index_dir,
                 title=f"attribnet report: {upload.filename}",
                 home_link="/",
+                public=True,
             )
 
 

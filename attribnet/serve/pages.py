@@ -5,6 +5,7 @@ script, nothing from another host."""
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from attribnet.data.manifest import VIDEO_SUFFIXES
@@ -28,7 +29,8 @@ def _page(title: str, body: str) -> str:
 
 
 def form_page(health: dict[str, Any]) -> str:
-    """``GET /``: what the index knows, and a form that posts one video to ``/report``."""
+    """``GET /``: what the index knows (named by its folder's name, not its path on the
+    server), and a form that posts one video to ``/report``."""
     index = health["index"]
     names = ", ".join(index["classes"])
     limit = health["max_upload_bytes"] / MiB
@@ -37,7 +39,7 @@ def form_page(health: dict[str, Any]) -> str:
 <p>Which generator made this face-swap video? Upload one video: the page that comes back
 gives the verdict, the frames that carried it with their spatial-attention heatmaps, and the
 nearest videos of the generator index.</p>
-<p class="meta">Index {escape(str(index["path"]))}: {index["vectors"]} videos of
+<p class="meta">Index {escape(Path(index["path"]).name)}: {index["vectors"]} videos of
 {len(index["classes"])} generators ({escape(names)}). Videos up to {limit:g} MB
 ({escape(", ".join(VIDEO_SUFFIXES))}).</p>
 <form method="post" action="/report" enctype="multipart/form-data">

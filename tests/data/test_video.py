@@ -218,6 +218,22 @@ def test_bad_inputs_raise_video_error_naming_the_file(
         assert "\n" not in message, kind
 
 
+@pytest.mark.skipif(not HAVE_DECORD, reason="no decord")
+def test_decord_never_sees_a_file_that_is_no_video(
+    tmp_path: Path, crf0_video: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A file FFmpeg cannot open as a video is refused by PyAV's probe before decord opens
+    it: decord's C++ core would write its own error line to stderr."""
+    inputs = _bad_inputs(tmp_path, crf0_video)
+    capfd.readouterr()
+    for kind in ("text", "truncated"):
+        for backend in ("decord", "auto"):
+            with pytest.raises(VideoError, match="cannot open as video"):
+                open_clip_source(inputs[kind], backend=backend)
+    out, err = capfd.readouterr()
+    assert out == err == ""
+
+
 def _write_faststart(path: Path, frames: np.ndarray) -> None:
     """An mp4 whose header (frame count) comes before the data."""
     with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as container:

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from attribnet.cli.query import main as query_main
+from attribnet.openset.scores import SCORE_MEANINGS, SCORE_NAMES
 from attribnet.query import Attributor
-from attribnet.query.html import REPORT_FILE, render_html
+from attribnet.query.html import REPORT_FILE, public_name, render_html
 from tests.world import SIZE
 
 EVIL = """a<b>&"c'<script>.mp4"""
@@ -108,6 +109,8 @@ def test_verdicts_strips_and_failures_are_shown(report: dict[str, Any]) -> None:
     # the nearest indexed videos have thumbnails from the model's face cache
     assert sum(a.get("alt") == "thumbnail" for _, a in tags.tags) >= 1
     assert "Clusters (cosine-distance cut" in page and "PCA map" in page
+    assert "spread: the members' mean cosine distance to each other" in page  # its terms
+    assert page.count('class="trust"') == 1 and page.count('class="glossary"') == 1
 
 
 def test_user_strings_are_escaped(report: dict[str, Any]) -> None:
@@ -124,6 +127,9 @@ def test_one_video_without_the_face_cache(world: dict[str, Path], tmp_path: Path
     gone = tmp_path / "moved_away"
     page = render_html([result], attributor.index, face_cache=gone, index_name="tiny")
     assert f"no thumbnail: the face cache {gone} is not on this machine" in page
+    public = render_html([result], attributor.index, face_cache=gone, public=True)
+    assert "no thumbnail: the face cache is not on this machine" in public
+    assert str(gone) not in public
     assert "Clusters" not in page and page.count('class="strip"') == 1
     assert 'alt="PCA map of the embeddings"' in page
     no_cache = render_html([result], attributor.index)
@@ -137,3 +143,33 @@ def test_only_failures(world: dict[str, Path]) -> None:
     assert "0 of 1 videos attributed" in page and "no video attributed: no map" in page
     assert 'class="strip"' not in page and "failed: " in page
     assert '<a href="/">' in page
+
+
+def test_every_open_set_score_is_explained(world: dict[str, Path]) -> None:
+    """Whichever score an index chose, the page says in a sentence what it measures."""
+    attributor = Attributor.load(world["index"])
+    result = attributor.attribute(world["queries"] / "deep" / "gamma.mp4")
+    assert set(SCORE_MEANINGS) == set(SCORE_NAMES)
+    for score in SCORE_NAMES:
+        attributor.index.open_set.score = score
+        page = render_html([result], attributor.index)
+        assert f"<dt>open-set score ({score})</dt>" in page and SCORE_MEANINGS[score] in page
+        others = [SCORE_MEANINGS[s] for s in SCORE_NAMES if s != score]
+        assert not any(m in page for m in others)
+    attributor.index.open_set.threshold = None
+    assert "this index has none" in render_html([result], attributor.index)
+
+
+def test_public_names_never_start_at_the_root() -> None:
+    assert public_name("/srv/dfdm/beta/s0.mp4") == ".../dfdm/beta/s0.mp4"
+    assert public_name("/data/s0.mp4") == ".../data/s0.mp4"
+    assert public_name("C:\\data\\beta\\s0.mp4") == ".../data/beta/s0.mp4"
+    assert public_name("beta/s0.mp4") == "beta/s0.mp4"
+    assert public_name("./a/b/c/d.mp4") == ".../b/c/d.mp4"
+    assert public_name("clip.mp4") == "clip.mp4"
+
+
+def test_the_command_line_report_keeps_full_paths(report: dict[str, Any]) -> None:
+    """The CLI's page stays on the machine that made it: whole paths in the tooltips."""
+    neighbor = report["json"]["videos"][0]["neighbors"][0]["video_id"]
+    assert f'title="{escape(neighbor)}"' in report["page"]

@@ -4,14 +4,17 @@ cluster and plot."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from attribnet.cli.query import main as query_main
-from attribnet.errors import ConfigError, VideoError
+from attribnet.data.codec import write_video
+from attribnet.errors import ConfigError, NoFaceError, VideoError
 from attribnet.files.checkpoints import file_sha256
 from attribnet.index import KNOWNNESS_SCORES, GeneratorIndex, build_index_for_run
 from attribnet.query import (
@@ -147,6 +150,30 @@ def test_a_single_unusable_video_is_an_error_not_a_result(world: dict[str, Path]
     assert not failed.ok and failed.reason and failed.to_dict()["status"] == "failed"
 
 
+def test_a_video_that_decodes_but_shows_no_face_is_a_no_face_error(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """Noise and one grey: NoFaceError through the API (a VideoError too, for old
+    ``except VideoError``); a corrupt file stays a plain VideoError."""
+    attributor = Attributor.load(world["index"])
+    data = dataclasses.replace(attributor.recipe.data, face_check=True)
+    attributor.recipe = dataclasses.replace(attributor.recipe, data=data)
+    rng = np.random.default_rng(0)
+    noise, grey = tmp_path / "noise.mp4", tmp_path / "grey.mp4"
+    write_video(noise, rng.integers(0, 256, (FRAMES, SIZE, SIZE, 3), dtype=np.uint8))
+    write_video(grey, np.full((FRAMES, SIZE, SIZE, 3), 128, np.uint8))
+    for video, kind in ((noise, "noise"), (grey, "blank")):
+        eight = rf"^{re.escape(str(video))}: no face: .* in 8 of 8 sampled frames \(8 {kind}\)$"
+        with pytest.raises(NoFaceError, match=eight):
+            attributor.attribute(video)
+        (failed,) = attributor.attribute([video])
+        assert not failed.ok and failed.reason.startswith("no face: ")
+    assert issubclass(NoFaceError, VideoError)
+    with pytest.raises(VideoError, match="corrupt.mp4") as info:
+        attributor.attribute(world["queries"] / "corrupt.mp4")
+    assert not isinstance(info.value, NoFaceError)
+
+
 def test_query_command_end_to_end(
     world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -176,6 +203,23 @@ def test_query_command_end_to_end(
 
     table = capsys.readouterr().out
     assert "FAILED" in table and "4 of 7 videos attributed" in table and "cluster" in table
+
+
+def test_a_failed_video_is_one_line_of_the_query_output(
+    world: dict[str, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """No repeated reason (skip warning, preprocess summary), no decord C++ line, no cache
+    hint: the table's FAILED line is the only one that names a failed video."""
+    bad = [world["queries"] / "corrupt.mp4", world["queries"] / "notes.txt"]
+    good = world["queries"] / "deep" / "alpha.mp4"
+    capfd.readouterr()
+    assert query_main(["--index", str(world["index"]), *map(str, bad), str(good)]) == 0
+    out, err = capfd.readouterr()
+    lines = (out + err).splitlines()
+    for video in bad:
+        (line,) = [line for line in lines if video.name in line]
+        assert "FAILED: cannot open as video" in line and line in out
+    assert not any("video_reader" in line or "tried again" in line for line in lines)
 
 
 def test_query_refuses_another_checkpoint(

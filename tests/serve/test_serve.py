@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,7 @@ from fastapi.testclient import TestClient
 from attribnet.cli.serve import main as serve_main
 from attribnet.data.codec import write_video
 from attribnet.errors import ConfigError
+from attribnet.openset.scores import SCORE_MEANINGS
 from attribnet.query import Attributor
 from attribnet.serve import create_app, require_web_stack
 from tests.builders import texture_video
@@ -98,6 +101,58 @@ def test_report_gives_the_html_page(
     assert page.count('class="strip"') == 1 and 'src="data:image/png;base64,' in page
     assert '<span class="verdict' in page and '<a href="/">' in page
     assert list(uploads.iterdir()) == []
+
+
+def _server_paths(attributor: Attributor, world: dict[str, Path], uploads: Path) -> set[str]:
+    """Absolute paths of the server a page must not show: the tmp dirs, the index folder,
+    the run, the face cache, the indexed training videos, the uploads' folder."""
+    index = Path(attributor.index_dir)
+    return {
+        tempfile.gettempdir() + "/", str(world["root"]), str(uploads), str(index),
+        str(index.resolve()), str(attributor.checkpoint), str(attributor.recipe.data.cache),
+        *attributor.index.video_ids,
+    }  # fmt: skip
+
+
+def test_served_pages_show_no_path_of_the_server(
+    client: TestClient, attributor: Attributor, world: dict[str, Path], uploads: Path
+) -> None:
+    """The form, a report (its nearest-videos table names the indexed training videos) and
+    an error page; no tooltip either."""
+    video = (world["queries"] / "deep" / "alpha.mp4").read_bytes()
+    report = post(client, "/report", "clip.mp4", video)
+    refused = post(
+        client, "/report", "corrupt.mp4", (world["queries"] / "corrupt.mp4").read_bytes()
+    )
+    assert (report.status_code, refused.status_code) == (200, 422)
+    shortened = re.findall(r'<td class="path">[.]{3}/videos/\w+/s[01][.]mp4</td>', report.text)
+    assert len(shortened) == 5  # the nearest indexed videos, by their last three parts
+    for page in (client.get("/").text, report.text, refused.text):
+        text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+        shown = [p for p in _server_paths(attributor, world, uploads) if p in text]
+        assert shown == [] and "title=" not in text
+        assert not re.search(r"[>\s(]/(tmp|home|root|work|srv|data|var)/", text)
+
+
+def test_the_report_explains_its_terms_and_how_far_to_trust_the_verdict(
+    client: TestClient, attributor: Attributor, world: dict[str, Path]
+) -> None:
+    video = (world["queries"] / "deep" / "beta.mp4").read_bytes()
+    page = post(client, "/report", "clip.mp4", video).text
+    score = attributor.index.open_set.score
+    assert f"({score})</td>" in page  # the score the verdict table shows
+    assert f"<dt>open-set score ({score})</dt>" in page and SCORE_MEANINGS[score] in page
+    terms = ("verdict", "k-NN generator (confidence)", "classifier (probability)", "threshold",
+             "nearest prototype (cos)", "cosine similarity (cos)", "weight",
+             "spatial-attention map", "quality")  # fmt: skip
+    for term in terms:
+        assert re.search(rf"<dt>{re.escape(term)}</dt><dd>\w.{{30,}}?[.]</dd>", page), term
+    trust = re.search(r'<p class="trust">(.*?)</p>', page).group(1)
+    assert "only as good as the generators in the index" in trust
+    assert "named after the nearest of them whenever its open-set score is at or above" in trust
+    assert escape(", ".join(NAMES)) in trust and "mean AUROC of" in trust
+    # after the verdict table, before the evidence: near where the terms appear
+    assert page.index("<h2>Verdicts</h2>") < page.index('class="trust"') < page.index("<h3>")
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -29,8 +29,8 @@ def _open_auto(path: Path, timeout_s: float | None) -> FrameSource:
             log.info("%s; decoding with PyAV", exc)
             _decord_missing_logged = True
         return PyAVSource(path, timeout_s)
-    except VideoError as exc:
-        log.info("%s; trying PyAV", exc)
+    except VideoError as exc:  # PyAV then says why, when it cannot read the file either
+        log.debug("%s; trying PyAV", exc)
         return PyAVSource(path, timeout_s)
     log.debug("%s: decoding with decord", path)
     return source

@@ -6,6 +6,16 @@ in ``get_batch``. A decord source therefore cross-checks its length with PyAV's 
 else the number of demuxed packets) and uses the smaller one. PyAV's sequential decode
 turns any remaining over-report into a clear ``VideoError``. With ``backend="auto"`` a
 decord error in ``get_batch`` is retried with PyAV (and later calls use PyAV directly).
+
+Files that are no video. PyAV probes a file before decord opens it, and one that FFmpeg
+cannot open as a video (a text file, a truncated mp4 without its header) is a
+``VideoError`` without decord ever seeing it: decord's C++ core writes its own error line
+to stderr on such files (``ERROR opening: ...``, ``Failed to seek ...``), which its
+logging level does not silence. Redirecting file descriptor 2 around decord's calls would
+silence it too, but the descriptor is the whole process's: the query crops faces in a
+background thread while the model runs, and for that long every other thread's stderr (its
+log lines, a traceback) would be swallowed or delayed, and left so by a decord call that
+hangs past its time bound. The probe was made anyway (the frame-count check), now first.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from attribnet.data.video.frame_source import FrameSource, one_line
-from attribnet.data.video.pyav_source import PyAVSource, probe_frame_count
+from attribnet.data.video.pyav_source import PyAVSource, probe_video
 from attribnet.data.video.timeout import call_with_timeout
 from attribnet.errors import VideoError
 
@@ -46,7 +56,8 @@ def _to_numpy(batch: Any) -> np.ndarray:
 class DecordSource(FrameSource):
     """A video file read with decord's ``get_batch``.
 
-    ``len()`` is the smaller of decord's count and :func:`probe_frame_count`. With
+    ``len()`` is the smaller of decord's count and PyAV's (:func:`probe_video`); a file
+    PyAV cannot open as a video is a VideoError before decord opens it. With
     ``fallback=True`` a decord error while reading frames is retried with
     :class:`PyAVSource` (within the same time bound), and later reads use PyAV. Raises
     ImportError when decord is not installed.
@@ -64,12 +75,12 @@ class DecordSource(FrameSource):
         decord = _import_decord()
         self.fallback = fallback
         self._pyav: PyAVSource | None = None
+        probed = call_with_timeout(lambda: probe_video(self.path), timeout_s,
+                                   f"{self.path} (probe)")  # fmt: skip
         self._reader = call_with_timeout(
             lambda: self._open_reader(decord), timeout_s, f"{self.path} (decord open)"
         )
-        self._num_frames = call_with_timeout(
-            lambda: self._sane_count(len(self._reader)), timeout_s, f"{self.path} (probe)"
-        )
+        self._num_frames = self._sane_count(len(self._reader), probed)
 
     def _open_reader(self, decord: Any) -> Any:
         try:
@@ -77,11 +88,10 @@ class DecordSource(FrameSource):
         except Exception as exc:  # decord raises RuntimeError, DECORDError, TVM errors
             raise VideoError(f"{self.path}: decord cannot open it ({one_line(exc)})") from exc
 
-    def _sane_count(self, reported: int) -> int:
-        try:
-            probed = probe_frame_count(self.path)
-        except VideoError as exc:
-            log.debug("%s: PyAV cannot probe it (%s); trusting decord's count", self.path, exc)
+    def _sane_count(self, reported: int, probed: int | None) -> int:
+        """The smaller of decord's count and PyAV's (decord's when PyAV has none)."""
+        if probed is None:
+            log.debug("%s: PyAV cannot count its frames; trusting decord's count", self.path)
             probed = reported
         count = min(reported, probed)
         if reported != probed:
@@ -104,7 +114,7 @@ class DecordSource(FrameSource):
         except Exception as exc:  # decord raises RuntimeError, DECORDError, TVM errors
             if not self.fallback:
                 raise VideoError(f"{self.path}: decord failed to decode ({one_line(exc)})") from exc
-            log.info("%s: decord failed (%s); retrying with PyAV", self.path, one_line(exc))
+            log.debug("%s: decord failed (%s); retrying with PyAV", self.path, one_line(exc))
         self._pyav = PyAVSource(self.path, timeout_s=None)
         self._num_frames = min(self._num_frames, len(self._pyav))
         return self._pyav._read(indices)

@@ -33,7 +33,8 @@ def _open_av(path: Path) -> Any:
     try:
         return av.open(str(path))
     except _AV_ERRORS as exc:
-        raise VideoError(f"{path}: cannot open as video ({one_line(exc)})") from exc
+        why = getattr(exc, "strerror", None) or one_line(exc)  # FFmpeg's, less the path
+        raise VideoError(f"{path}: cannot open as video ({why})") from exc
 
 
 def _video_stream(container: Any, path: Path) -> Any:
@@ -57,14 +58,31 @@ def probe_frame_count(path: str | os.PathLike[str]) -> int:
     codecs of face-swap datasets). Raises VideoError when there are none."""
     path = Path(path)
     with _open_av(path) as container:
+        return _count_frames(container, _video_stream(container, path), path)
+
+
+def probe_video(path: str | os.PathLike[str]) -> int | None:
+    """:func:`probe_frame_count`, but None when the frames of a file that opens as a video
+    cannot be counted; VideoError only for a file that is no video to FFmpeg (it cannot be
+    opened as one, or has no video stream)."""
+    path = Path(path)
+    with _open_av(path) as container:
         stream = _video_stream(container, path)
-        count = int(stream.frames or 0)
-        if count <= 0 or not _plausible_count(count, stream):
-            log.debug("%s: container reports %d frames; counting packets", path, count)
-            try:
-                count = sum(1 for packet in container.demux(stream) if packet.size)
-            except _AV_ERRORS as exc:
-                raise VideoError(f"{path}: cannot read packets ({one_line(exc)})") from exc
+        try:
+            return _count_frames(container, stream, path)
+        except VideoError as exc:
+            log.debug("%s: PyAV cannot count its frames (%s)", path, exc)
+            return None
+
+
+def _count_frames(container: Any, stream: Any, path: Path) -> int:
+    count = int(stream.frames or 0)
+    if count <= 0 or not _plausible_count(count, stream):
+        log.debug("%s: container reports %d frames; counting packets", path, count)
+        try:
+            count = sum(1 for packet in container.demux(stream) if packet.size)
+        except _AV_ERRORS as exc:
+            raise VideoError(f"{path}: cannot read packets ({one_line(exc)})") from exc
     if count <= 0:
         raise VideoError(f"{path}: video has no frames")
     return count
