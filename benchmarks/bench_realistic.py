@@ -54,19 +54,15 @@ import torch
 from common import machine_line, markdown_table
 from realistic.build_dataset import build, build_parser
 from realistic.protocols import first_instances, fold_split, identity_groups
+from realistic.tables import BASELINE, QUALITIES, cell, goals, protocol_table, summary
 
 from attribnet.cli.evaluate import main as evaluate_main
 from attribnet.cli.logs import setup_logging
 from attribnet.config import load_recipe
 from attribnet.data.manifest import read_manifest, write_manifest
-from attribnet.metrics import grouped_accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes" / "realistic"
-QUALITIES = ("crf0", "crf10", "crf23")
-BASELINE = "DFT baseline"
-TARGETS = {"crf0": 0.85, "crf10": 0.75, "crf23": 0.60}
-MARGIN, HALF_WIDTH = 0.20, 0.06
 QUICK_DATASET = ["--pairs", "36", "--replicas", "2", "--real", "--steps", "500", "--threads", "1"]
 FULL_DATASET = [
     "--pairs",
@@ -200,10 +196,16 @@ def epochs_for(recipe_path: Path, manifest: Path, steps: int, overrides: Sequenc
 
 
 def run_cell(
-    args: argparse.Namespace, recipe: str, manifest: Path, tag: str, seed: int, device: str
+    args: argparse.Namespace,
+    recipe: str,
+    manifest: Path,
+    tag: str,
+    seed: int,
+    device: str,
+    split: str = "test",
 ) -> dict[str, Any]:
     """Train (or reuse) one model of ``recipe`` on ``manifest`` and test it at every
-    quality: the metrics.json of ``evaluate cross-quality``."""
+    quality on ``split``: the metrics.json of ``evaluate cross-quality``."""
     path = RECIPES / f"{recipe}.yaml"
     mode_sets = [] if args.quick else FULL_OVERRIDES
     name = f"realistic_{recipe}_{tag}" + (f"_s{seed}" if seed else "")
@@ -222,7 +224,7 @@ def run_cell(
     ]
     sets.append(f"train.epochs={epochs_for(path, manifest, args.steps, sets)}")
     several = len(load_recipe(path, sets).data.train_qualities) > 1
-    out = args.work / "reports" / name
+    out = args.work / "reports" / (name + ("" if split == "test" else f"_{split}"))
     rows = ["--train-mode", "augmented"] if several else ["--train-qualities", "crf0"]
     argv = [
         "cross-quality",
@@ -242,71 +244,6 @@ def run_cell(
     if evaluate_main(argv) != 0:
         raise SystemExit(f"cross-quality for {name} failed")
     return json.loads((out / "metrics.json").read_text())
-
-
-def cell_videos(metrics: dict[str, Any], quality: str, baseline: bool) -> dict[str, list]:
-    """The per-video results of one model (or its baseline) at one test quality."""
-    row = metrics["train_rows"][0]
-    if baseline:
-        return metrics["baseline"]["rows"][row]["tests"][quality]["videos"]
-    return metrics["cells"][row][quality]["videos"]
-
-
-def summary(runs: Sequence[dict[str, Any]], quality: str, baseline: bool, protocol: str) -> dict:
-    """Pooled accuracy over the runs (folds x seeds) at one quality with its interval over
-    test trainings (folds) or source segments (paper), and each run's accuracy."""
-    videos = [cell_videos(m, quality, baseline) for m in runs]
-    correct = np.concatenate([v["correct"] for v in videos]).astype(bool)
-    labels = np.concatenate([v["label"] for v in videos])
-    if protocol == "folds":  # a pair's replicas share its faces: resampled together
-        groups = [i.split("@")[0] for v in videos for i in v["instance"]]
-    else:
-        groups = np.concatenate([v["group"] for v in videos])
-    out = grouped_accuracy(
-        correct,
-        [f"{lb}/{g}" for lb, g in zip(labels, groups, strict=True)],
-        labels,
-        n_resamples=4999,
-    )
-    out.pop("per_group")
-    out["per_run"] = [float(np.mean(v["correct"])) for v in videos]
-    return out
-
-
-def cell(s: dict[str, Any]) -> str:
-    return f"{s['accuracy']:.3f} [{s['low']:.2f}, {s['high']:.2f}]"
-
-
-def protocol_table(records: dict[str, dict[str, dict]], protocol: str) -> str:
-    headers = ["recipe", *(f"test {q}" for q in QUALITIES), "per run at crf0"]
-    rows = [
-        [
-            label,
-            *(cell(r[q]) for q in QUALITIES),
-            " ".join(f"{a:.2f}" for a in r["crf0"]["per_run"]),
-        ]
-        for label, r in records.items()
-    ]
-    return markdown_table(headers, rows)
-
-
-def goals(records: dict[str, dict[str, dict]]) -> list[str]:
-    base = records[BASELINE]
-    lines = []
-    for label, r in records.items():
-        if label == BASELINE:
-            continue
-        for q in QUALITIES:
-            s, margin = r[q], r[q]["accuracy"] - base[q]["accuracy"]
-            half = (s["high"] - s["low"]) / 2
-            ok = s["accuracy"] >= TARGETS[q] and margin >= MARGIN and half <= HALF_WIDTH
-            lines.append(
-                f"- {label} at {q}: {'yes' if ok else 'NO'} (accuracy {s['accuracy']:.3f}"
-                f" vs {TARGETS[q]:.2f}; {100 * margin:+.1f} points over the baseline vs "
-                f"+{100 * MARGIN:.0f}; interval half-width {100 * half:.1f} points vs "
-                f"{100 * HALF_WIDTH:.0f})"
-            )
-    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -349,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(protocol_table(records, protocol))
         if protocol == "folds":
             print("\nGoals (cross-instance):\n" + "\n".join(goals(records)))
+            report["validation"] = validation(args, manifests["folds"], device)
     if args.curve:
         report["instance_curve"] = instance_curve(args, manifests, device)
     if args.real_check:
@@ -358,6 +296,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"results written to {out}", flush=True)
     return 0
+
+
+def validation(args: argparse.Namespace, folds: Sequence[Path], device: str) -> dict[str, Any]:
+    """The choice between recipes: each fold model on its fold's VALIDATION trainings at
+    every quality (pooled over folds and seeds), and the mean over the qualities."""
+    records: dict[str, Any] = {}
+    for recipe in args.recipes:
+        runs = [run_cell(args, recipe, m, m.stem.removeprefix("manifest_"), seed, device, "val")
+                for m in folds for seed in range(args.seeds)]  # fmt: skip
+        if not records:
+            records[BASELINE] = {q: summary(runs, q, True, "folds") for q in QUALITIES}
+        records[recipe] = {q: summary(runs, q, False, "folds") for q in QUALITIES}
+    for r in records.values():
+        r["mean"] = float(np.mean([r[q]["accuracy"] for q in QUALITIES]))
+    chosen = max(args.recipes, key=lambda r: records[r]["mean"])
+    rows = [[label, *(cell(r[q]) for q in QUALITIES), f"{r['mean']:.3f}"]
+            for label, r in records.items()]  # fmt: skip
+    print("\n### Validation trainings (the choice: best mean over the qualities)\n")
+    print(markdown_table(["recipe", *(f"val {q}" for q in QUALITIES), "mean"], rows))
+    print(f"\nchosen on validation: {chosen}")
+    return {"records": records, "chosen": chosen}
 
 
 def instance_curve(args: argparse.Namespace, manifests: dict, device: str) -> dict[str, Any]:

@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-qualities", help="per-quality rows to train (default: every --qualities)"
     )
     cq.add_argument("--checkpoints", help="row=path,... of trained models (skips training)")
+    cq.add_argument("--split", choices=("val", "test"), default="test",
+                    help="the split tested (val: to choose between recipes)")  # fmt: skip
     add_overrides_argument(cq)
     _common(cq)
     ab = sub.add_parser(

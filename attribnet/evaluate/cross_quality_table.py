@@ -82,11 +82,12 @@ def cross_quality(
     image_size = loaded.recipe.data.image_size
     scorer = BaselineScorer(open_source(loaded.recipe, opts), class_names, image_size)
     tests = {q: [q] for q in qualities}
-    baseline = {r: scorer.table(row_qualities[r] or None, tests) for r in checkpoints}
+    baseline = {r: scorer.table(row_qualities[r] or None, tests, opts.split) for r in checkpoints}
     return {
         "class_names": class_names,
         "train_rows": list(checkpoints),
         "test_qualities": list(qualities),
+        "split": opts.split,
         "clips_per_video": opts.clips_per_video,
         "checkpoints": {r: str(p) for r, p in checkpoints.items()},
         "matrix": matrix,

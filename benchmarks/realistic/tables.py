@@ -1,0 +1,82 @@
+"""bench_realistic's tables: accuracies pooled over folds and seeds with a bootstrap interval
+over test trainings (or source segments), and the cross-instance goals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from common import markdown_table
+
+from attribnet.metrics import grouped_accuracy
+
+QUALITIES = ("crf0", "crf10", "crf23")
+BASELINE = "DFT baseline"
+TARGETS = {"crf0": 0.85, "crf10": 0.75, "crf23": 0.60}
+MARGIN, HALF_WIDTH = 0.20, 0.06
+
+
+def cell_videos(metrics: dict[str, Any], quality: str, baseline: bool) -> dict[str, list]:
+    """The per-video results of one model (or its baseline) at one test quality."""
+    row = metrics["train_rows"][0]
+    if baseline:
+        return metrics["baseline"]["rows"][row]["tests"][quality]["videos"]
+    return metrics["cells"][row][quality]["videos"]
+
+
+def summary(runs: Sequence[dict[str, Any]], quality: str, baseline: bool, protocol: str) -> dict:
+    """Pooled accuracy over the runs (folds x seeds) at one quality with its interval over
+    test trainings (folds) or source segments (paper), and each run's accuracy."""
+    videos = [cell_videos(m, quality, baseline) for m in runs]
+    correct = np.concatenate([v["correct"] for v in videos]).astype(bool)
+    labels = np.concatenate([v["label"] for v in videos])
+    if protocol == "folds":  # a pair's replicas share its faces: resampled together
+        groups = [i.split("@")[0] for v in videos for i in v["instance"]]
+    else:
+        groups = np.concatenate([v["group"] for v in videos])
+    out = grouped_accuracy(
+        correct,
+        [f"{lb}/{g}" for lb, g in zip(labels, groups, strict=True)],
+        labels,
+        n_resamples=4999,
+    )
+    out.pop("per_group")
+    out["per_run"] = [float(np.mean(v["correct"])) for v in videos]
+    return out
+
+
+def cell(s: dict[str, Any]) -> str:
+    return f"{s['accuracy']:.3f} [{s['low']:.2f}, {s['high']:.2f}]"
+
+
+def protocol_table(records: dict[str, dict[str, dict]], protocol: str) -> str:
+    headers = ["recipe", *(f"test {q}" for q in QUALITIES), "per run at crf0"]
+    rows = [
+        [
+            label,
+            *(cell(r[q]) for q in QUALITIES),
+            " ".join(f"{a:.2f}" for a in r["crf0"]["per_run"]),
+        ]
+        for label, r in records.items()
+    ]
+    return markdown_table(headers, rows)
+
+
+def goals(records: dict[str, dict[str, dict]]) -> list[str]:
+    base = records[BASELINE]
+    lines = []
+    for label, r in records.items():
+        if label == BASELINE:
+            continue
+        for q in QUALITIES:
+            s, margin = r[q], r[q]["accuracy"] - base[q]["accuracy"]
+            half = (s["high"] - s["low"]) / 2
+            ok = s["accuracy"] >= TARGETS[q] and margin >= MARGIN and half <= HALF_WIDTH
+            lines.append(
+                f"- {label} at {q}: {'yes' if ok else 'NO'} (accuracy {s['accuracy']:.3f}"
+                f" vs {TARGETS[q]:.2f}; {100 * margin:+.1f} points over the baseline vs "
+                f"+{100 * MARGIN:.0f}; interval half-width {100 * half:.1f} points vs "
+                f"{100 * HALF_WIDTH:.0f})"
+            )
+    return lines
