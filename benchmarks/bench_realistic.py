@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -53,16 +52,21 @@ import numpy as np
 import torch
 from common import machine_line, markdown_table
 from realistic.build_dataset import build, build_parser
-from realistic.protocols import first_instances, fold_split, identity_groups
+from realistic.runs import (
+    RECIPES,
+    cell_sets,
+    curve_manifest,
+    evaluate,
+    fold_of,
+    protocol_manifests,
+    run_cell,
+)
 from realistic.tables import BASELINE, QUALITIES, cell, goals, protocol_table, summary
 
-from attribnet.cli.evaluate import main as evaluate_main
 from attribnet.cli.logs import setup_logging
-from attribnet.config import load_recipe
-from attribnet.data.manifest import read_manifest, write_manifest
+from attribnet.data.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPES = ROOT / "recipes" / "realistic"
 QUICK_DATASET = ["--pairs", "36", "--replicas", "2", "--real", "--steps", "500", "--threads", "1"]
 FULL_DATASET = [
     "--pairs",
@@ -80,13 +84,6 @@ FULL_DATASET = [
     "16",
     "--frame-px",
     "256",
-]
-FULL_OVERRIDES = [
-    "model.backbone=resnet50",
-    "data.image_size=224",
-    "data.num_frames=10",
-    "model.num_frames=10",
-    "data.num_workers=8",
 ]
 DEFAULT_RECIPES = "srm,srm_all_qualities,srm_patches,srm_supcon"
 
@@ -112,6 +109,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="",
         help="recipes whose models (on --curve-folds) answer the real test videos through an "
         "index: how many are named as a generator, e.g. srm,srm_real",
+    )
+    p.add_argument(
+        "--open-set",
+        action="store_true",
+        help="leave-one-generator-out with the first recipe on --curve-folds",
     )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
@@ -158,92 +160,33 @@ def build_dataset(args: argparse.Namespace, mode: str, device: str) -> tuple[Pat
     return build(build_parser().parse_args(argv)), time.perf_counter() - start
 
 
-def protocol_manifests(dataset: Path, args: argparse.Namespace) -> dict[str, list[Path]]:
-    """Protocol -> its manifests (one per fold run; paper: one). Fold manifests are written
-    from the dataset's manifest (with the identity groups in ``folds.json``)."""
-    rows = read_manifest(dataset / "manifest.csv")
-    ids = sorted({i for r in rows for i in r.instance.split("@")[0].split("+")})
-    groups = identity_groups(ids, args.folds)
-    (dataset / "folds.json").write_text(json.dumps({"groups": groups}, indent=1) + "\n")
-    out: dict[str, list[Path]] = {"paper": [dataset / "manifest.csv"], "folds": []}
-    for f in range(args.folds):
-        path = dataset / f"manifest_fold{f}.csv"
-        write_manifest(fold_split(rows, groups, f), path)
-        if f in args.run_folds:
-            out["folds"].append(path)
+def open_set(args: argparse.Namespace, manifests: dict, device: str) -> dict[str, Any]:
+    """Leave-one-generator-out (``evaluate open-set``) with the first recipe on the folds of
+    ``--curve-folds``: per fold, one model per held-out architecture; the unknowns are the
+    held-out architecture's test videos (unseen trainings, unseen faces). Mean AUROC per
+    knownness score and of the score each index chose (the verdict's)."""
+    recipe, out = args.recipes[0], {}
+    for m in [m for m in manifests["folds"] if fold_of(m) in args.curve_folds]:
+        name, sets = cell_sets(args, recipe, m, m.stem.removeprefix("manifest_"), 0, device)
+        command = [
+            "open-set",
+            "--recipe",
+            str(RECIPES / f"{recipe}.yaml"),
+            "--device",
+            device,
+            "--qualities",
+            "crf0",
+        ]
+        metrics = evaluate(command, args.work / "reports" / f"{name}_logo", sets)
+        out[m.stem] = {"mean": metrics["mean"], "verdict_mean": metrics["verdict_mean"]}
+    scores = list(next(iter(out.values()))["mean"])
+    rows = [
+        [f, *(f"{v['mean'][s]['auroc']:.3f}" for s in scores), f"{v['verdict_mean']['auroc']:.3f}"]
+        for f, v in out.items()
+    ]
+    print(f"\n### Leave-one-generator-out, {recipe}: mean AUROC over the held-out architectures\n")
+    print(markdown_table(["fold", *scores, "the verdict's score"], rows))
     return out
-
-
-def curve_manifest(fold_manifest: Path, k: int) -> Path:
-    path = fold_manifest.with_name(f"{fold_manifest.stem}_k{k}.csv")
-    write_manifest(first_instances(read_manifest(fold_manifest), k), path)
-    return path
-
-
-def epochs_for(recipe_path: Path, manifest: Path, steps: int, overrides: Sequence[str]) -> int:
-    """Epochs that give ``steps`` optimizer steps on the manifest's training videos."""
-    recipe = load_recipe(recipe_path, [f"data.manifest={manifest}", *overrides])
-    qualities = set(recipe.data.train_qualities)
-    classes = set(recipe.data.classes)
-    n = sum(
-        1
-        for r in read_manifest(manifest)
-        if r.split == "train"
-        and (not qualities or r.quality in qualities)
-        and (not classes or r.label in classes)
-    )
-    return max(1, round(steps / math.ceil(n / recipe.train.batch_size)))
-
-
-def run_cell(
-    args: argparse.Namespace,
-    recipe: str,
-    manifest: Path,
-    tag: str,
-    seed: int,
-    device: str,
-    split: str = "test",
-) -> dict[str, Any]:
-    """Train (or reuse) one model of ``recipe`` on ``manifest`` and test it at every
-    quality on ``split``: the metrics.json of ``evaluate cross-quality``."""
-    path = RECIPES / f"{recipe}.yaml"
-    mode_sets = [] if args.quick else FULL_OVERRIDES
-    name = f"realistic_{recipe}_{tag}" + (f"_s{seed}" if seed else "")
-    size = load_recipe(path).data.cache_size
-    work = args.work.resolve()
-    sets = [
-        f"name={name}",
-        f"train.seed={seed}",
-        f"data.manifest={manifest.resolve()}",
-        f"data.cache={work / ('cache_quick_face' if args.quick else 'cache_full_face')}"
-        + (str(size) if size else ""),
-        f"train.out_dir={work / 'runs'}",
-        f"train.device={device}",
-        *mode_sets,
-        *args.overrides,
-    ]
-    sets.append(f"train.epochs={epochs_for(path, manifest, args.steps, sets)}")
-    several = len(load_recipe(path, sets).data.train_qualities) > 1
-    out = args.work / "reports" / (name + ("" if split == "test" else f"_{split}"))
-    rows = ["--train-mode", "augmented"] if several else ["--train-qualities", "crf0"]
-    argv = [
-        "cross-quality",
-        "--recipe",
-        str(path),
-        "--qualities",
-        ",".join(QUALITIES),
-        "--out",
-        str(out),
-        "--device",
-        device,
-        *rows,
-    ]
-    for item in sets:
-        argv += ["--set", item]
-    print("python -m attribnet.evaluate " + " ".join(argv), flush=True)
-    if evaluate_main(argv) != 0:
-        raise SystemExit(f"cross-quality for {name} failed")
-    return json.loads((out / "metrics.json").read_text())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -291,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["instance_curve"] = instance_curve(args, manifests, device)
     if args.real_check:
         report["real_videos"] = real_check(args, manifests, device)
+    if args.open_set:
+        report["open_set"] = open_set(args, manifests, device)
     print(f"\ndataset: {manifest.parent} (this call {dataset_s:.0f} s)")
     out = args.work / f"results_{mode}.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
@@ -303,16 +248,21 @@ def validation(args: argparse.Namespace, folds: Sequence[Path], device: str) -> 
     every quality (pooled over folds and seeds), and the mean over the qualities."""
     records: dict[str, Any] = {}
     for recipe in args.recipes:
-        runs = [run_cell(args, recipe, m, m.stem.removeprefix("manifest_"), seed, device, "val")
-                for m in folds for seed in range(args.seeds)]  # fmt: skip
+        runs = [
+            run_cell(args, recipe, m, m.stem.removeprefix("manifest_"), seed, device, "val")
+            for m in folds
+            for seed in range(args.seeds)
+        ]
         if not records:
             records[BASELINE] = {q: summary(runs, q, True, "folds") for q in QUALITIES}
         records[recipe] = {q: summary(runs, q, False, "folds") for q in QUALITIES}
     for r in records.values():
         r["mean"] = float(np.mean([r[q]["accuracy"] for q in QUALITIES]))
     chosen = max(args.recipes, key=lambda r: records[r]["mean"])
-    rows = [[label, *(cell(r[q]) for q in QUALITIES), f"{r['mean']:.3f}"]
-            for label, r in records.items()]  # fmt: skip
+    rows = [
+        [label, *(cell(r[q]) for q in QUALITIES), f"{r['mean']:.3f}"]
+        for label, r in records.items()
+    ]
     print("\n### Validation trainings (the choice: best mean over the qualities)\n")
     print(markdown_table(["recipe", *(f"val {q}" for q in QUALITIES), "mean"], rows))
     print(f"\nchosen on validation: {chosen}")
@@ -324,7 +274,7 @@ def instance_curve(args: argparse.Namespace, manifests: dict, device: str) -> di
     first recipe against the number of training instances per architecture, on the folds
     of ``--curve-folds``."""
     recipe = args.recipes[0]
-    folds = [m for m in manifests["folds"] if _fold(m) in args.curve_folds]
+    folds = [m for m in manifests["folds"] if fold_of(m) in args.curve_folds]
     points: dict[str, Any] = {}
     for k in args.curve:
         runs = [
@@ -360,7 +310,7 @@ def real_check(args: argparse.Namespace, manifests: dict, device: str) -> dict[s
     from attribnet.query import UNKNOWN, Attributor
 
     out: dict[str, Any] = {}
-    folds = [m for m in manifests["folds"] if _fold(m) in args.curve_folds]
+    folds = [m for m in manifests["folds"] if fold_of(m) in args.curve_folds]
     for recipe in args.real_check:
         named: dict[str, list[bool]] = {q: [] for q in QUALITIES}
         for m in folds:
@@ -377,15 +327,12 @@ def real_check(args: argparse.Namespace, manifests: dict, device: str) -> dict[s
             for row, a in zip(real, answers, strict=True):
                 named[row.quality].append(a.ok and a.verdict not in (UNKNOWN, "real"))
         out[recipe] = {q: {"named": int(sum(v)), "videos": len(v)} for q, v in named.items()}
-    rows = [[r, *(f"{v[q]['named']} / {v[q]['videos']}" for q in QUALITIES)]
-            for r, v in out.items()]  # fmt: skip
+    rows = [
+        [r, *(f"{v[q]['named']} / {v[q]['videos']}" for q in QUALITIES)] for r, v in out.items()
+    ]
     print("\n### Real test videos named as a generator (at the index's threshold)\n")
     print(markdown_table(["recipe", *QUALITIES], rows))
     return out
-
-
-def _fold(manifest: Path) -> int:
-    return int(manifest.stem.removeprefix("manifest_fold").split("_")[0])
 
 
 if __name__ == "__main__":

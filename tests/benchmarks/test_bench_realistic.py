@@ -82,15 +82,16 @@ def test_the_instance_curve_takes_distinct_pairs_before_replicas(bench):
 
 
 def test_epochs_give_the_same_steps_whatever_the_training_videos(bench, tmp_path):
-    module, _ = bench
+    from realistic import runs
+
     rows = [ManifestRow(f"/v/{i}.mp4", "faceswap", "crf0", str(i), "train") for i in range(40)]
     rows += [ManifestRow(f"/v/x{i}.mp4", "faceswap", "crf10", str(i), "train") for i in range(40)]
     path = tmp_path / "m.csv"
     write_manifest(rows, path)
-    recipe = module.RECIPES / "srm.yaml"  # batch 10, trains on crf0: 4 steps an epoch
-    assert module.epochs_for(recipe, path, 100, []) == 25
-    both = module.RECIPES / "srm_all_qualities.yaml"  # 80 videos: 8 steps an epoch
-    assert module.epochs_for(both, path, 100, []) == 12
+    recipe = runs.RECIPES / "srm.yaml"  # batch 10, trains on crf0: 4 steps an epoch
+    assert runs.epochs_for(recipe, path, 100, []) == 25
+    both = runs.RECIPES / "srm_all_qualities.yaml"  # 80 videos: 8 steps an epoch
+    assert runs.epochs_for(both, path, 100, []) == 12
 
 
 def metrics(per_training: dict[str, list[bool]], baseline_right: bool) -> dict:

@@ -1,0 +1,134 @@
+"""bench_realistic's runs: the protocols' manifests, and one training of a recipe on one of
+them, tested (or validated) at every quality through ``attribnet.evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from attribnet.cli.evaluate import main as evaluate_main
+from attribnet.config import load_recipe
+from attribnet.data.manifest import read_manifest, write_manifest
+from realistic.protocols import first_instances, fold_split, identity_groups
+from realistic.tables import QUALITIES
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "realistic"
+FULL_OVERRIDES = [
+    "model.backbone=resnet50",
+    "data.image_size=224",
+    "data.num_frames=10",
+    "model.num_frames=10",
+    "data.num_workers=8",
+]
+
+
+def protocol_manifests(dataset: Path, args: argparse.Namespace) -> dict[str, list[Path]]:
+    """Protocol -> its manifests (one per fold run; paper: one). Fold manifests are written
+    from the dataset's manifest (with the identity groups in ``folds.json``)."""
+    rows = read_manifest(dataset / "manifest.csv")
+    ids = sorted({i for r in rows for i in r.instance.split("@")[0].split("+")})
+    groups = identity_groups(ids, args.folds)
+    (dataset / "folds.json").write_text(json.dumps({"groups": groups}, indent=1) + "\n")
+    out: dict[str, list[Path]] = {"paper": [dataset / "manifest.csv"], "folds": []}
+    for f in range(args.folds):
+        path = dataset / f"manifest_fold{f}.csv"
+        write_manifest(fold_split(rows, groups, f), path)
+        if f in args.run_folds:
+            out["folds"].append(path)
+    return out
+
+
+def curve_manifest(fold_manifest: Path, k: int) -> Path:
+    path = fold_manifest.with_name(f"{fold_manifest.stem}_k{k}.csv")
+    write_manifest(first_instances(read_manifest(fold_manifest), k), path)
+    return path
+
+
+def epochs_for(recipe_path: Path, manifest: Path, steps: int, overrides: Sequence[str]) -> int:
+    """Epochs that give ``steps`` optimizer steps on the manifest's training videos."""
+    recipe = load_recipe(recipe_path, [f"data.manifest={manifest}", *overrides])
+    qualities = set(recipe.data.train_qualities)
+    classes = set(recipe.data.classes)
+    n = sum(
+        1
+        for r in read_manifest(manifest)
+        if r.split == "train"
+        and (not qualities or r.quality in qualities)
+        and (not classes or r.label in classes)
+    )
+    return max(1, round(steps / math.ceil(n / recipe.train.batch_size)))
+
+
+def cell_sets(
+    args: argparse.Namespace, recipe: str, manifest: Path, tag: str, seed: int, device: str
+) -> tuple[str, list[str]]:
+    """The run name and the recipe overrides of one training of ``recipe`` on ``manifest``:
+    its data paths, seed, device, mode sizes and the epochs that give ``--steps`` steps."""
+    path = RECIPES / f"{recipe}.yaml"
+    name = f"realistic_{recipe}_{tag}" + (f"_s{seed}" if seed else "")
+    size = load_recipe(path).data.cache_size
+    work = args.work.resolve()
+    cache = work / (
+        ("cache_quick_face" if args.quick else "cache_full_face") + (str(size) if size else "")
+    )
+    sets = [
+        f"name={name}",
+        f"train.seed={seed}",
+        f"data.manifest={manifest.resolve()}",
+        f"data.cache={cache}",
+        f"train.out_dir={work / 'runs'}",
+        f"train.device={device}",
+        *([] if args.quick else FULL_OVERRIDES),
+        *args.overrides,
+    ]
+    return name, [*sets, f"train.epochs={epochs_for(path, manifest, args.steps, sets)}"]
+
+
+def evaluate(command: list[str], out: Path, sets: Sequence[str]) -> dict[str, Any]:
+    """Run ``python -m attribnet.evaluate <command> --out out --set ...`` in process; its
+    metrics.json."""
+    argv = [*command, "--out", str(out)] + [a for item in sets for a in ("--set", item)]
+    print("python -m attribnet.evaluate " + " ".join(argv), flush=True)
+    if evaluate_main(argv) != 0:
+        raise SystemExit(f"evaluate {command[0]} into {out} failed")
+    return json.loads((out / "metrics.json").read_text())
+
+
+def run_cell(
+    args: argparse.Namespace,
+    recipe: str,
+    manifest: Path,
+    tag: str,
+    seed: int,
+    device: str,
+    split: str = "test",
+) -> dict[str, Any]:
+    """Train (or reuse) one model of ``recipe`` on ``manifest`` and test it at every
+    quality on ``split``: the metrics.json of ``evaluate cross-quality``."""
+    name, sets = cell_sets(args, recipe, manifest, tag, seed, device)
+    path = RECIPES / f"{recipe}.yaml"
+    several = len(load_recipe(path, sets).data.train_qualities) > 1
+    rows = ["--train-mode", "augmented"] if several else ["--train-qualities", "crf0"]
+    command = [
+        "cross-quality",
+        "--recipe",
+        str(path),
+        "--qualities",
+        ",".join(QUALITIES),
+        "--device",
+        device,
+        "--split",
+        split,
+        *rows,
+    ]
+    return evaluate(
+        command, args.work / "reports" / (name + ("" if split == "test" else f"_{split}")), sets
+    )
+
+
+def fold_of(manifest: Path) -> int:
+    return int(manifest.stem.removeprefix("manifest_fold").split("_")[0])
