@@ -90,12 +90,25 @@ def cell_sets(
 
 def evaluate(command: list[str], out: Path, sets: Sequence[str]) -> dict[str, Any]:
     """Run ``python -m attribnet.evaluate <command> --out out --set ...`` in process; its
-    metrics.json."""
+    metrics.json. A metrics.json written after every checkpoint it names, by the same
+    command, is read instead (a later call of the benchmark reuses the evaluation)."""
     argv = [*command, "--out", str(out)] + [a for item in sets for a in ("--set", item)]
+    if _current(out, argv):
+        return json.loads((out / "metrics.json").read_text())
     print("python -m attribnet.evaluate " + " ".join(argv), flush=True)
     if evaluate_main(argv) != 0:
         raise SystemExit(f"evaluate {command[0]} into {out} failed")
+    (out / "command.json").write_text(json.dumps(argv) + "\n")
     return json.loads((out / "metrics.json").read_text())
+
+
+def _current(out: Path, argv: list[str]) -> bool:
+    """Whether ``out`` holds the metrics of this very command, newer than its checkpoints."""
+    metrics, command = out / "metrics.json", out / "command.json"
+    if not (metrics.is_file() and command.is_file()) or json.loads(command.read_text()) != argv:
+        return False
+    paths = [Path(p) for p in json.loads(metrics.read_text()).get("checkpoints", {}).values()]
+    return all(p.is_file() and p.stat().st_mtime < metrics.stat().st_mtime for p in paths)
 
 
 def run_cell(
