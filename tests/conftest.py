@@ -19,6 +19,14 @@ def tiny_demo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_demo_instances(tmp_path_factory) -> Path:
+    """5 toy generators x 5 trainings (instances) each x 10 sources, crf0, 8 frames of 32x32,
+    split by instance: the manifest path (for what needs the instance column)."""
+    root = tmp_path_factory.mktemp("tiny_demo_instances")
+    return generate_demo(root, num_sources=10, num_frames=8, size=32, qualities=(0,), instances=5)
+
+
+@pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tiny query world of :func:`tests.world.build_world`: paths under ``root``,
     ``manifest``, ``checkpoint``, ``index`` and ``queries``."""

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from attribnet.cli import train
+from attribnet.config import load_recipe
 from attribnet.data import synthetic
 from attribnet.files.checkpoints import read_checkpoint
 from attribnet.index import GeneratorIndex, build_index_for_run
@@ -32,13 +33,29 @@ def args(recipe: Path, manifest: Path, out: Path, **extra: object) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
-def test_every_recipe_runs_a_step(recipe, tiny_demo, tmp_path):
-    extra: dict[str, object] = {"train.max_steps_per_epoch": 1, "loss.arcface_class_margins": {}}
+def test_every_recipe_runs_a_step(recipe, tiny_demo, tiny_demo_instances, tmp_path):
+    extra: dict[str, object] = {
+        "train.max_steps_per_epoch": 1,
+        "loss.arcface_class_margins": {},
+        "data.face_margin": 0.3,
+        "data.cache_size": 0,
+        "data.resize": 0,
+        "data.augment.random_crop": False,
+    }  # one face cache for all
+    written = load_recipe(recipe)
     if "triplet" in recipe.stem:
+        extra.update({"train.m_per_class": 2, "train.batch_size": 10})
+    if written.train.instances_per_class:  # 5 classes x 2 trainings x 1 clip
         extra.update({"train.m_per_class": 2, "train.batch_size": 10})
     if "spectral" in recipe.stem:  # the tiny demo's 32 px faces hold 16 radial bins
         extra["model.spectral_bins"] = 16
-    assert train.main(args(recipe, tiny_demo, tmp_path, **extra)) == 0
+    if written.model.patch_size:  # windows that fit the tiny demo's 32 px faces
+        extra["model.patch_size"] = 16
+    loss = written.loss
+    by_training = (written.train.instances_per_class or loss.instance_adversary_weight
+                   or loss.arcface_instance_centres or loss.supcon_weight)  # fmt: skip
+    demo = tiny_demo_instances if by_training else tiny_demo
+    assert train.main(args(recipe, demo, tmp_path, **extra)) == 0
     run = tmp_path / "runs" / recipe.stem.replace("dma_sta", "ablation_dma_sta")
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "last.pt").exists() and (runs[0] / "recipe.yaml").exists()
