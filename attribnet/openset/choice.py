@@ -26,6 +26,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from attribnet.openset.scores import (
+    CHOICE_SCORES,
     REFERENCE_SCORES,
     SCORE_NAMES,
     Reference,
@@ -109,7 +110,7 @@ def select_score(
     logits: np.ndarray | None = None,
     k: int = 1,
     self_rows: np.ndarray | None = None,
-    candidates: Sequence[str] = SCORE_NAMES,
+    candidates: Sequence[str] = CHOICE_SCORES,
     unknowns: Mapping[str, Unknowns] | None = None,
 ) -> ScoreSelection:
     """Choose a knownness score by leave-one-class-out inside the known classes and by how

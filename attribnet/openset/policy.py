@@ -41,12 +41,15 @@ from attribnet.openset.choice import ScoreSelection, Unknowns, select_score
 from attribnet.openset.scores import (
     SCORE_NAMES,
     ClassGaussians,
+    ClassMixtures,
     Reference,
     default_knn_k,
     energy,
     fit_gaussians,
+    fit_mixtures,
     mahalanobis,
     max_softmax,
+    mixture_log_likelihoods,
     score_videos,
 )
 
@@ -125,6 +128,7 @@ class OpenSetPolicy:
         self.gaussians = gaussians
         self.selection = selection
         self.selection_data = dict(selection_data or {})
+        self._mixtures: ClassMixtures | None = None
 
     @staticmethod
     def fields(meta: dict[str, Any]) -> dict[str, Any]:
@@ -156,7 +160,9 @@ class OpenSetPolicy:
         ``energy`` its mean logits (Q, K) (:class:`~attribnet.predict.VideoPrediction`).
 
         ``knn_cosine`` searches the index (k = ``knn_k``), ``prototype_cosine`` uses its
-        prototypes, ``mahalanobis`` its Gaussians (:mod:`attribnet.openset.scores`).
+        prototypes, ``mahalanobis`` its Gaussians, ``gmm`` per-class mixtures fitted on its
+        vectors when first needed (not saved: refitted the same way after a load)
+        (:mod:`attribnet.openset.scores`).
         """
         name = self.score if score is None else score
         if name == "prototype_cosine":
@@ -166,6 +172,11 @@ class OpenSetPolicy:
             return np.maximum(kth, -1.0).astype(np.float64)  # -inf: an IVF search found < k
         if name == "mahalanobis":
             return mahalanobis(index.unit_queries(embeddings), self.class_gaussians(index))
+        if name == "gmm":
+            if self._mixtures is None:  # seeded: the same index always fits the same ones
+                self._mixtures = fit_mixtures(index.vectors(), index.labels, len(index.class_names))
+            log_lik = mixture_log_likelihoods(index.unit_queries(embeddings), self._mixtures)
+            return log_lik.max(axis=1)
         if name == "max_softmax" and probabilities is not None:
             return max_softmax(probabilities)
         if name == "energy" and logits is not None:

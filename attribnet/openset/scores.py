@@ -15,6 +15,11 @@ more known. Candidates (:data:`SCORE_NAMES`, also the tie-break order of the cho
   every path (index build, query, evaluate) has; the encoder features before the heads
   are not kept by the inference path, and their covariance (2048-d for ResNet-50) would be
   estimated from a few hundred training videos.
+- ``gmm``: the largest class log-likelihood under per-class Gaussian mixtures (diagonal
+  covariances, up to :data:`GMM_COMPONENTS` components each) fitted on the reference
+  embeddings: a generator made by many trainings can form several clusters, one per group
+  of similar trainings, which one mean (prototype, Mahalanobis) covers badly. Reported by
+  evaluation; an index chooses among the other five (:data:`CHOICE_SCORES`) unless asked.
 - ``max_softmax``: the largest class probability of the video (mean of its clips' softmax).
 - ``energy``: ``logsumexp`` of the video's logits (mean of its clips' logits), T = 1
   (Liu et al., NeurIPS 2020).
@@ -30,14 +35,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 from sklearn.covariance import LedoitWolf
+from sklearn.mixture import GaussianMixture
 
 from attribnet.metrics.vectors import l2_normalize
 from attribnet.runtime.faiss_import import faiss
 
 log = logging.getLogger(__name__)
 
-SCORE_NAMES = ("knn_cosine", "prototype_cosine", "mahalanobis", "max_softmax", "energy")
-REFERENCE_SCORES = ("knn_cosine", "prototype_cosine", "mahalanobis")
+SCORE_NAMES = ("knn_cosine", "prototype_cosine", "mahalanobis", "max_softmax", "energy", "gmm")
+REFERENCE_SCORES = ("knn_cosine", "prototype_cosine", "mahalanobis", "gmm")
+CHOICE_SCORES = SCORE_NAMES[:5]
+"""What an index chooses its open-set score from by default (``gmm`` only when asked)."""
+GMM_COMPONENTS = 4
 CLASSIFIER_SCORES = ("max_softmax", "energy")
 KNN_FRACTION = 0.001
 # each score in plain words, one sentence for a reader of a report (attribnet.query.html)
@@ -49,6 +58,9 @@ SCORE_MEANINGS = {
     "mahalanobis": "how near the video's embedding lies to the nearest known generator's mean, "
     "measured against how much the indexed videos vary (minus a squared distance: 0 at a "
     "mean, more negative farther away).",
+    "gmm": "how likely the video's embedding is under the nearest known generator's mixture "
+    "of Gaussian clusters, fitted on its indexed videos (a log-likelihood: higher is more "
+    "known; several clusters, since one generator's trainings need not lie together).",
     "max_softmax": "the classifier's largest probability for any one known generator: high "
     "when the classifier is sure of one of them.",
     "energy": "the log of the summed exponentials of the classifier's raw outputs (logits) "
@@ -179,6 +191,54 @@ def fit_gaussians(features: np.ndarray, labels: np.ndarray, num_classes: int) ->
     return ClassGaussians(means, (precision + precision.T) / 2, counts)
 
 
+@dataclass(frozen=True)
+class ClassMixtures:
+    """Per-class Gaussian mixtures with diagonal covariances: log ``weights`` (K, M) (-inf
+    for a component or class that does not exist), ``means`` (K, M, D), ``variances``
+    (K, M, D)."""
+
+    log_weights: np.ndarray
+    means: np.ndarray
+    variances: np.ndarray
+
+
+def fit_mixtures(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, components: int = GMM_COMPONENTS
+) -> ClassMixtures:
+    """One :class:`sklearn.mixture.GaussianMixture` per class with vectors (diagonal
+    covariances, ``min(components, n // 2)`` components for a class of n vectors, at least
+    1; seeded, so the same vectors give the same mixtures)."""
+    x = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    d = x.shape[1]
+    log_w = np.full((num_classes, components), -np.inf)
+    means = np.zeros((num_classes, components, d))
+    variances = np.ones((num_classes, components, d))
+    for c in range(num_classes):
+        rows = x[labels == c]
+        if not len(rows):
+            continue
+        m = max(1, min(components, len(rows) // 2))
+        gmm = GaussianMixture(m, covariance_type="diag", reg_covar=1e-4, random_state=0)
+        gmm.fit(rows)
+        log_w[c, :m], means[c, :m], variances[c, :m] = (
+            np.log(gmm.weights_),
+            gmm.means_,
+            gmm.covariances_,
+        )
+    return ClassMixtures(log_w, means, variances)
+
+
+def mixture_log_likelihoods(features: np.ndarray, mixtures: ClassMixtures) -> np.ndarray:
+    """(V, D) -> (V, K) log-likelihood of each vector under each class's mixture (-inf for
+    a class without one)."""
+    x = np.asarray(features, dtype=np.float64)[:, None, None, :]
+    var = mixtures.variances[None]
+    log_pdf = -0.5 * (((x - mixtures.means[None]) ** 2 / var) + np.log(2 * np.pi * var)).sum(-1)
+    with np.errstate(invalid="ignore"):  # -inf weights of absent components
+        return logsumexp(log_pdf + mixtures.log_weights[None], axis=2)
+
+
 def mahalanobis(features: np.ndarray, gaussians: ClassGaussians) -> np.ndarray:
     """``-min_c (x - mu_c)^T P (x - mu_c)`` over classes with a Gaussian: (V, D) -> (V,)."""
     return -np.min(_squared_distances(np.asarray(features, dtype=np.float64), gaussians), axis=1)
@@ -265,6 +325,10 @@ def score_videos(
     x = l2_normalize(embeddings).astype(np.float64)
     ref, labels, num_classes = reference.embeddings, reference.labels, reference.num_classes
     precision = None
+    if name == "gmm":
+        if self_rows is not None:
+            raise ValueError("gmm cannot leave a query's own row out (refit per query)")
+        return mixture_log_likelihoods(x, fit_mixtures(ref, labels, num_classes)).max(axis=1)
     if name == "prototype_cosine":
         per_class = prototype_similarities(x, *class_prototypes(ref, labels, num_classes))
         per_class = per_class.astype(np.float64)

@@ -26,7 +26,7 @@ from attribnet.data.preprocess import run_preprocess
 from attribnet.evaluate import LoadedModel, class_scores, compare_recipe, quality_variants
 from attribnet.index import GeneratorIndex
 from attribnet.models import build_model
-from attribnet.openset.scores import SCORE_NAMES
+from attribnet.openset.scores import CHOICE_SCORES, SCORE_NAMES
 from tests.builders import REPO, texture_video, write_checkpoint
 from tests.builders import tiny_recipe as _tiny_recipe
 
@@ -303,7 +303,7 @@ def test_run_with_the_generator_index(
     assert ops["primary"] == built.open_set.score and ops["scores"] == list(SCORE_NAMES)
     assert ops["index_choice"]["chosen"] == built.open_set.score
     assert ops["index_choice"]["split"] == "val"
-    assert set(ops["index_choice"]["mean_auroc"]) == set(SCORE_NAMES)
+    assert set(ops["index_choice"]["mean_auroc"]) == set(CHOICE_SCORES)
     assert "**" + built.open_set.score + "**" in (tmp_path / "report.md").read_text()
 
     other = ["run", "--checkpoint", str(world["ckpt1"]), "--index", str(index_dir)]

@@ -17,6 +17,7 @@ from attribnet.index import KNOWNNESS_SCORES, META_FILE, OPEN_SET_FILE, Generato
 from attribnet.metrics import softmax
 from attribnet.openset.choice import Unknowns, select_score
 from attribnet.openset.scores import (
+    CHOICE_SCORES,
     COVARIANCE_RIDGE,
     SCORE_NAMES,
     ClassGaussians,
@@ -26,9 +27,11 @@ from attribnet.openset.scores import (
     drop_class_probabilities,
     energy,
     fit_gaussians,
+    fit_mixtures,
     knn_cosine,
     mahalanobis,
     max_softmax,
+    mixture_log_likelihoods,
     score_videos,
 )
 
@@ -55,6 +58,33 @@ def one_hot_logits(rng: np.random.Generator, labels: np.ndarray, gap: float) -> 
 
 
 # ----------------------------------------------------------------------------- the scores
+
+
+def test_gmm_models_a_class_of_several_clusters_and_matches_sklearn() -> None:
+    """A class made of two clusters (two groups of trainings): the mixture scores a point of
+    either cluster above a point half way between, where one class mean would lie."""
+    rng = np.random.default_rng(0)
+    a, b = np.eye(DIM)[0], np.eye(DIM)[1]
+    two = unit(np.concatenate([a + 0.05 * rng.normal(size=(40, DIM)),
+                               b + 0.05 * rng.normal(size=(40, DIM))]))  # fmt: skip
+    other = unit(np.eye(DIM)[2] + 0.05 * rng.normal(size=(40, DIM)))
+    ref = Reference(np.concatenate([two, other]), np.r_[np.zeros(80, int), np.ones(40, int)], 2)
+    queries = unit(np.stack([a, b, (a + b) / 2]))
+    gmm = score_videos("gmm", ref, queries)
+    assert gmm[0] > gmm[2] and gmm[1] > gmm[2]
+    proto = score_videos("prototype_cosine", ref, queries)
+    assert proto[2] > proto[0]  # one mean sits between the clusters: the wrong way round
+    from sklearn.mixture import GaussianMixture
+
+    mixtures = fit_mixtures(ref.embeddings, ref.labels, 2)
+    ours = mixture_log_likelihoods(queries, mixtures)
+    for c in range(2):
+        sk = GaussianMixture(4, covariance_type="diag", reg_covar=1e-4, random_state=0)
+        sk.fit(ref.embeddings[ref.labels == c].astype(np.float64))
+        np.testing.assert_allclose(ours[:, c], sk.score_samples(queries.astype(np.float64)),
+                                   rtol=1e-6)  # fmt: skip
+    with pytest.raises(ValueError, match="own row"):
+        score_videos("gmm", ref, queries, self_rows=np.array([0, 1, -1]))
 
 
 def test_classifier_scores_by_hand() -> None:
@@ -142,7 +172,7 @@ def test_choice_finds_embeddings_when_the_logits_say_nothing() -> None:
         Reference(train, train_y, len(NAMES)), val, val_y, NAMES,
         probabilities=softmax(logits), logits=logits, k=3,
     )  # fmt: skip
-    assert set(selection.mean_auroc) == set(SCORE_NAMES)
+    assert set(selection.mean_auroc) == set(CHOICE_SCORES)
     assert set(selection.per_class_auroc["knn_cosine"]) == set(NAMES)
     for name in ("knn_cosine", "prototype_cosine", "mahalanobis"):
         assert selection.mean_auroc[name] > 0.99
@@ -220,8 +250,8 @@ def test_simulated_unknowns_overrule_a_classifier_that_they_fool() -> None:
     three = select_score(reference, val, val_y, NAMES, **inputs, unknowns=kinds)
     assert three.unknown_auroc == {"sim": against, "out": outliers.unknown_auroc["out"]}
     merit = {n: np.mean([three.mean_auroc[n], *(a[n] for a in three.unknown_auroc.values())])
-             for n in SCORE_NAMES}  # fmt: skip
-    assert three.chosen == max(SCORE_NAMES, key=lambda n: (merit[n], -SCORE_NAMES.index(n)))
+             for n in CHOICE_SCORES}  # fmt: skip
+    assert three.chosen == max(CHOICE_SCORES, key=lambda n: (merit[n], -SCORE_NAMES.index(n)))
 
 
 def test_choice_needs_two_classes_among_the_queries() -> None:
@@ -284,7 +314,7 @@ def test_index_saves_and_loads_its_choice(
     choice = block["selection"]
     assert choice["split"] == "val" and choice["videos"] == 24 and not choice["leave_self_out"]
     assert choice["chosen"] == index.open_set.score
-    assert set(choice["mean_auroc"]) == set(SCORE_NAMES)
+    assert set(choice["mean_auroc"]) == set(CHOICE_SCORES)  # gmm only when asked
     assert all(set(v) == set(NAMES) for v in choice["per_class_auroc"].values())
     assert block["mahalanobis"]["file"] == OPEN_SET_FILE and block["knn_k"] == index.open_set.knn_k
 

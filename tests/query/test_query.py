@@ -16,7 +16,8 @@ from attribnet.cli.query import main as query_main
 from attribnet.data.codec import write_video
 from attribnet.errors import ConfigError, NoFaceError, VideoError
 from attribnet.files.checkpoints import file_sha256
-from attribnet.index import KNOWNNESS_SCORES, GeneratorIndex, build_index_for_run
+from attribnet.index import GeneratorIndex, build_index_for_run
+from attribnet.openset.scores import CHOICE_SCORES
 from attribnet.query import (
     UNKNOWN,
     Attribution,
@@ -46,10 +47,10 @@ def test_index_built_from_train_split_calibrated_on_val(world: dict[str, Path]) 
     assert index.open_set.selection_data["method"] == "leave-one-class-out + simulated unknowns"
     made = index.open_set.selection_data["unknowns"]["simulated unknowns"]
     assert "3 validation videos" in made and "8 random generator-like nets" in made
-    assert set(index.open_set.selection.mean_auroc) == set(KNOWNNESS_SCORES)
+    assert set(index.open_set.selection.mean_auroc) == set(CHOICE_SCORES)
     simulated = index.open_set.selection.unknown_auroc["simulated unknowns"]
-    assert set(simulated) == set(KNOWNNESS_SCORES)
-    merit = {n: index.open_set.selection.mean_auroc[n] + simulated[n] for n in KNOWNNESS_SCORES}
+    assert set(simulated) == set(CHOICE_SCORES)
+    merit = {n: index.open_set.selection.mean_auroc[n] + simulated[n] for n in CHOICE_SCORES}
     assert merit[index.open_set.selection.chosen] == max(merit.values())
     assert index.open_set.score == index.open_set.selection.chosen
     assert index.checkpoint_sha256 == file_sha256(world["checkpoint"])
