@@ -18,7 +18,7 @@ Per index (a leave-one-generator-out model and its index):
    these), re-quantised with the recipe's mean/std, then the same model;
 3. every candidate score against the index (``index.open_set.knownness``), and its AUROC
    with known = positive, simulated = negative. The simulation choice is the argmax (ties:
-   order of ``SCORE_NAMES``); the combined choice the argmax of the mean of the LOCO and
+   order of ``CHOICE_SCORES``); the combined choice the argmax of the mean of the LOCO and
    the simulated AUROC. The LOCO choice is the argmax of the LOCO AUROCs in the index
    sidecar (recomputed from the known outputs as a check); "the index's" is the score the
    index itself chose (since 2026-12-03 the combined choice with its build's own pool of
@@ -47,7 +47,7 @@ from attribnet.data.eval_clips import DEFAULT_CLIPS_PER_VIDEO, EvalClips
 from attribnet.data.open_space import OpenSpaceSimulator
 from attribnet.data.sources import recipe_videos, split_videos
 from attribnet.openset.choice import select_score
-from attribnet.openset.scores import SCORE_NAMES, Reference
+from attribnet.openset.scores import CHOICE_SCORES, Reference
 from attribnet.predict import VideoPrediction, _per_video, _run, stack
 from attribnet.query.attributor import Attributor
 
@@ -102,13 +102,13 @@ def knownness(attributor: Attributor, out: dict[str, np.ndarray]) -> dict[str, n
         name: policy.knownness(
             out["embedding"], out["probabilities"], logits=out["logits"], score=name
         )
-        for name in SCORE_NAMES
+        for name in CHOICE_SCORES
     }
 
 
 def best(aurocs: dict[str, float]) -> str:
-    """The argmax; ties go to the earlier name of SCORE_NAMES."""
-    return max(aurocs, key=lambda n: (aurocs[n], -SCORE_NAMES.index(n)))
+    """The argmax; ties go to the earlier name of CHOICE_SCORES."""
+    return max(aurocs, key=lambda n: (aurocs[n], -CHOICE_SCORES.index(n)))
 
 
 def evaluate_index(folder: str, pool_seed: int, args: argparse.Namespace, row: dict) -> dict:
@@ -131,16 +131,16 @@ def evaluate_index(folder: str, pool_seed: int, args: argparse.Namespace, row: d
     simulated = video_outputs(a, dataset, len(val), sim)
     pos, neg = knownness(a, known), knownness(a, simulated)
     truth = np.r_[np.ones(len(val)), np.zeros(len(val))]
-    sim_auroc = {n: float(roc_auc_score(truth, np.r_[pos[n], neg[n]])) for n in SCORE_NAMES}
+    sim_auroc = {n: float(roc_auc_score(truth, np.r_[pos[n], neg[n]])) for n in CHOICE_SCORES}
     loco = index.open_set.selection.mean_auroc
     redo = select_score(
         Reference(index.vectors(), index.labels, len(index.class_names)),
         known["embedding"], np.asarray(labels), index.class_names,
         probabilities=known["probabilities"], logits=known["logits"], k=index.open_set.knn_k,
     )  # fmt: skip
-    drift = max(abs(redo.mean_auroc[n] - loco[n]) for n in SCORE_NAMES)
-    test = {n: row["scores"][n]["auroc"] for n in SCORE_NAMES}
-    combined = {n: (loco[n] + sim_auroc[n]) / 2 for n in SCORE_NAMES}
+    drift = max(abs(redo.mean_auroc[n] - loco[n]) for n in CHOICE_SCORES)
+    test = {n: row["scores"][n]["auroc"] for n in CHOICE_SCORES}
+    combined = {n: (loco[n] + sim_auroc[n]) / 2 for n in CHOICE_SCORES}
     return {
         "videos": len(val),
         "clips": len(dataset),
@@ -163,11 +163,11 @@ CHOICES = ("loco", "index", "sim", "combined", "oracle")
 def family_table(family: str, results: dict[str, dict]) -> None:
     headers = ["held out", "LOCO", "test", "the index's", "test", "simulation", "test",
                "combined", "test", "oracle", "test"]  # fmt: skip
-    headers += [f"sim {n}" for n in SCORE_NAMES]
+    headers += [f"sim {n}" for n in CHOICE_SCORES]
     rows = []
     for cls, r in results.items():
         choices = [x for c in CHOICES for x in (r[c], r["test"][r[c]])]
-        rows.append([cls, *choices, *(r["sim_auroc"][n] for n in SCORE_NAMES)])
+        rows.append([cls, *choices, *(r["sim_auroc"][n] for n in CHOICE_SCORES)])
     columns = list(zip(*rows, strict=True))[1:]
     rows.append(["mean", *(float(np.mean(c)) if isinstance(c[0], float) else "" for c in columns)])
     title = f"{family}: held-out test AUROC of each choice, and AUROC on simulated unknowns"
