@@ -182,11 +182,14 @@ def check_class_videos(
     )
 
 
-def train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataLoader:
+def train_loader(
+    data: Data, recipe: Recipe, epoch: int, skip: int = 0, device: torch.device | None = None
+) -> DataLoader:
     """This rank's batches of the epoch, in an order fixed by (seed, epoch), less the first
     ``skip``. Every rank draws the same batches and takes its share of them
     (:class:`~attribnet.runtime.distributed.RankBatches`): under torchrun an epoch is shared out,
-    not repeated on every rank."""
+    not repeated on every rank. Batches for a CUDA ``device`` come in pinned memory, so
+    their copies to it need not wait (:class:`~attribnet.runtime.prefetch.DevicePrefetcher`)."""
     tc = recipe.train
     generator = torch.Generator().manual_seed(tc.seed * 1000 + epoch)
     mine = RankBatches(_epoch_batches(data, recipe, epoch, generator), *rank_and_world())
@@ -195,7 +198,7 @@ def train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataL
         batch_sampler=SkipBatches(mine, skip),
         generator=generator,
         num_workers=recipe.data.num_workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=device is not None and device.type == "cuda",
         persistent_workers=False,
     )
 

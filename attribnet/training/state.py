@@ -37,6 +37,7 @@ from attribnet.config import Recipe
 from attribnet.files.atomic import remove_partial_files
 from attribnet.files.checkpoints import read_checkpoint, save_checkpoint
 from attribnet.files.jsonl import read_jsonl, write_jsonl
+from attribnet.training.optim import set_update_kernels
 from attribnet.training.run_dir import claim_run_dir
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ def load_last(
     task.model.load_state_dict(state["model"])
     task.loss.load_state_dict(state["loss"])
     optimizer.load_state_dict(state["optimizer"])
+    set_update_kernels(optimizer)
     scheduler.load_state_dict(state["lr_scheduler"])
     set_rng_state(state["rng"])
     start = resume_point(state)
