@@ -20,6 +20,12 @@ class AugmentConfig:
     crop of the ``resize`` x ``resize`` face where evaluation takes the centre one. With
     ``data.cache_size`` = ``data.resize`` (faces cached at the side they are cropped from)
     no pixel is resampled: the crop shifts on the video's own pixel grid.
+
+    ``h264_cache`` (needs ``h264_p`` > 0): each cached clip is re-encoded once per crf of
+    ``h264_crf``, whole, and kept in the face cache's ``h264/`` folder (made before
+    training, resumable; one more cache's disk per crf); a clip drawn for H.264 reads the
+    variant instead of being encoded again every epoch (attribnet.data.h264_variants). Same
+    draws; the frames are those of the whole video encoded at that crf, fixed across epochs.
     """
 
     hflip: float = 0.5
@@ -30,6 +36,7 @@ class AugmentConfig:
     jpeg_p: float = 0.0
     jpeg_quality: tuple[int, int] = (60, 95)
     random_crop: bool = False
+    h264_cache: bool = False
 
 
 @dataclass

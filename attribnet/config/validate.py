@@ -149,6 +149,11 @@ def validate(recipe: Recipe, source: str) -> Recipe:
             f"data.augment.random_crop in {source}: needs data.resize > 0, the side of the "
             "face a random data.image_size crop is taken from (evaluation takes the centre one)"
         )
+    if recipe.data.augment.h264_cache and not recipe.data.augment.h264_p:
+        raise ConfigError(
+            f"data.augment.h264_cache in {source}: needs data.augment.h264_p > 0 (the share of "
+            "clips re-encoded with H.264); without it there is nothing to cache"
+        )
     lo, hi = recipe.data.augment.crop_scale
     if not 0 < lo <= hi <= 1:
         raise ConfigError(f"data.augment.crop_scale in {source}: need 0 < min <= max <= 1")
