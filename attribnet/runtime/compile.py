@@ -50,15 +50,16 @@ class CompiledForward:
         return eager(self.module, *args, **kwargs)
 
 
-def compile_training_forward(module: nn.Module) -> CompiledForward | None:
+def compile_training_forward(module: nn.Module, **options: Any) -> CompiledForward | None:
     """Make ``module``'s forward a :class:`CompiledForward` (in place: its parameters and
     state dict keys stay as they are); returns it, or None (with a warning) when
-    ``torch.compile`` itself refuses, e.g. on a Python it does not support.
+    ``torch.compile`` itself refuses, e.g. on a Python it does not support. ``options`` go
+    to torch.compile (``mode="reduce-overhead"``: CUDA graphs; ``dynamic=False``).
 
     The compiled function is the module class's forward, called with the module, so a
     deep copy of the module (its own :class:`CompiledForward`) runs the copy."""
     try:
-        compiled = torch.compile(type(module).forward)
+        compiled = torch.compile(type(module).forward, **options)
     except Exception as exc:
         log.warning("torch.compile is not available here (%s); training without compiling",
                     _one_line(exc))  # fmt: skip
