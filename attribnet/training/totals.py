@@ -57,9 +57,12 @@ class LossTotals:
 
     def _start(self, keys: list[str]) -> None:
         self.keys = keys
-        sums = torch.tensor([self.progress.sums.get(k, 0.0) for k in keys], dtype=torch.float64)
-        self._sums = sums.to(self.device, non_blocking=True)
-        self._bad = torch.full((len(keys) + 1,), -1.0, dtype=torch.float64, device=self.device)
+        sums = [self.progress.sums.get(k, 0.0) for k in keys]  # filled, not copied, to the GPU
+        self._sums = torch.stack([self._full(value) for value in sums])
+        self._bad = self._full(-1.0).repeat(len(keys) + 1)
+
+    def _full(self, value: float) -> Tensor:
+        return torch.full((), value, dtype=torch.float64, device=self.device)
 
     def read(self) -> dict[str, float]:
         """Copy the sums into ``progress.sums`` (waiting for the device) and return them.
