@@ -15,8 +15,9 @@
 #      (CUDA sync debug mode), the prefetcher on CUDA, GPU FAISS when installed;
 #   3. the README's main command on the GPU, 3 epochs (DEMO_LIMIT, 120 s), then a query of a
 #      demo test video (bf16 inference).
-# SUITE=1 adds the whole test suite (SUITE_LIMIT, 400 s; more than the 8 minutes: a call of
-# its own), CUDA_GRAPHS=1 a row compiled with CUDA graphs, NO_COMPILE=1 leaves compiling out.
+# SUITE=only runs the whole test suite instead (SUITE_LIMIT, 400 s: a call of its own),
+# SUITE=1 after the rest; CUDA_GRAPHS=1 adds a row compiled with CUDA graphs, NO_COMPILE=1
+# leaves compiling out.
 #
 # Python packages the machine lacks can travel as wheels in .whl/ (see benchmarks/README);
 # they are installed into /tmp/site first.
@@ -47,6 +48,7 @@ nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
 "$py" -c "import torch, attribnet.training.loop, faiss, av; print('torch', torch.__version__, \
 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0))"
 
+if [ "${SUITE:-0}" != only ]; then
 extra=()
 [ "${CUDA_GRAPHS:-0}" = 1 ] && extra+=(--cuda-graphs)
 [ "${NO_COMPILE:-0}" = 1 ] && extra+=(--no-compile)
@@ -58,7 +60,8 @@ step gpu_tests "${GPU_TESTS_LIMIT:-60}" "$py" -m pytest -q -p no:cacheprovider -
 step demo_train "${DEMO_LIMIT:-120}" "$py" -m attribnet.train recipes/demo.yaml --overwrite \
   --set train.epochs=3
 step demo_query 30 "$py" -m attribnet.query --index indexes/demo data/demo/crf23/dfaker/src005.mp4
-if [ "${SUITE:-0}" = 1 ]; then
+fi
+if [ "${SUITE:-0}" != 0 ]; then
   # one torch thread per worker, the failures' tracebacks at the end of the log; without
   # fastapi (as on the lent machines) the web-app tests cannot be collected: left out then
   skip=()
@@ -69,6 +72,7 @@ if [ "${SUITE:-0}" = 1 ]; then
 fi
 
 echo
+[ "${SUITE:-0}" = only ] && { printf '%s\n' "${results[@]}"; tail -n 30 "$logs/suite.log"; exit; }
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
 echo "== gpu_checks on ${gpu:-no GPU}: ${SECONDS} s"
 sed -n '/^### DMA-STA throughput/,$p' "$logs/bench_train.log"

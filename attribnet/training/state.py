@@ -45,17 +45,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EpochProgress:
-    """One epoch's running totals: optimizer steps done and the sum of each loss part."""
+    """One epoch's running totals: optimizer steps done and the sum of each loss part (kept
+    on the device while it trains: :class:`~attribnet.training.totals.LossTotals`)."""
 
     epoch: int
     steps: int = 0
     sums: dict[str, float] = field(default_factory=dict)
-
-    def add(self, losses: dict[str, float]) -> None:
-        """Count one optimizer step and its loss parts."""
-        self.steps += 1
-        for key, value in losses.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
 
     def means(self) -> dict[str, float]:
         """``train_<part>``: the mean of each loss part over the epoch's steps so far."""
