@@ -95,19 +95,20 @@ def ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 
 
-def designs(args: argparse.Namespace, cuda: bool) -> list[Design]:
-    """The tensor rows: plain mode as before (authors, fp32, and bf16 on a GPU); --all and
-    --quick every design at --batch and the bf16 designs at --batches."""
+def designs(args: argparse.Namespace, cuda: bool) -> tuple[list[Design], list[Design]]:
+    """(eager, compiled) tensor rows: plain mode as before (authors, fp32, and bf16 on a
+    GPU); --all and --quick every design at --batch and the bf16 ones at --batches, the
+    compiled ones (a minute or two each on a GPU) at --batch and the largest batch only."""
     if args.mode == "plain":
         keys = ["authors", "fp32", "fast"] if cuda else ["authors", "fp32"]
-        return [Design(k, args.batch) for k in keys]
-    fast = ["fast"] + ([] if args.no_compile else ["compiled"])
-    fast += ["graphs"] if args.cuda_graphs and cuda else []
-    rows = [Design(k, args.batch) for k in ["authors", "fp32", *fast]]
+        return [Design(k, args.batch) for k in keys], []
     larger = ints(args.batches)
-    for b in larger:  # compiled (a minute or two each on a GPU) at the largest batch only
-        rows += [Design(k, b) for k in (fast if b == max(larger) else ["fast"])]
-    return rows
+    eager = [Design(k, args.batch) for k in ("authors", "fp32", "fast")]
+    eager += [Design("fast", b) for b in larger]
+    compiled = [] if args.no_compile else ["compiled"]
+    compiled += ["graphs"] if args.cuda_graphs and cuda else []
+    batches = [args.batch, *larger[-1:]]
+    return eager, [Design(k, b) for b in batches for k in compiled]
 
 
 def peak_gb(device: torch.device, start: int, own: int) -> float | None:
@@ -126,11 +127,13 @@ def reset_peak(device: torch.device) -> int:
     return torch.cuda.memory_allocated()
 
 
-def on_tensors(args: argparse.Namespace, device: torch.device) -> tuple[list[Row], dict]:
-    """Median frames/s and peak memory of each design on synthetic tensors; also the
-    trainers, by design, for the end-to-end rows."""
+def on_tensors(
+    args: argparse.Namespace, device: torch.device, chosen: list[Design]
+) -> tuple[list[Row], dict[Design, Trainer]]:
+    """Median frames/s and peak memory of each chosen design on synthetic tensors, the
+    designs interleaved; also their trainers, for the end-to-end rows."""
     trainers = {}
-    for d in designs(args, device.type == "cuda"):
+    for d in chosen:
         start = time.perf_counter()
         trainers[d] = Trainer(d, args, device)
         if trainers[d].compiled is not None:
@@ -192,48 +195,47 @@ class Stamped:
 
 
 def end_to_end(
-    args: argparse.Namespace, device: torch.device, trainers: dict, cache: FaceCache
+    args: argparse.Namespace,
+    device: torch.device,
+    trainer: Trainer,
+    cache: FaceCache,
+    runs: list[tuple[int, bool]],
 ) -> list[Row]:
-    """train_one_epoch fed by a DataLoader over the cache, per worker count, with H.264
-    encoded per clip and from the variant cache, in the best compiled (else bf16) design
-    at the largest batch; then the authors' design with 0 workers."""
-    largest = max(d.batch for d in trainers)
-    best = [d for d in trainers if d.batch == largest and d.key in ("fast", "compiled")]
-    design = next((d for d in best if d.key == "compiled" and not trainers[d].failed), best[0])
-    trainer = trainers[design]
-    own = trainer.persistent_bytes
+    """train_one_epoch of ``trainer`` fed by a DataLoader over the cache, for each (loader
+    workers, H.264 from the variant cache or encoded per clip) of ``runs``; the rate is the
+    steady state, after the loader's first batch from each worker."""
+    design = trainer.design
     train = {"batch_size": design.batch, "amp": True, "log_every_steps": 10**6}
     recipe = recipe_from_dict({"train": train})
     variants = H264Variants(cache, load_recipe(RECIPE).data.augment.h264_crf)
     start = time.perf_counter()
     made = variants.make(cache.entries, progress=False)
-    print(f"H.264 variants: {made} of {args.cache_frames}-frame clips made in "
-          f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+    if made:
+        print(f"H.264 variants: {made} of {args.cache_frames}-frame clips made in "
+              f"{time.perf_counter() - start:.1f} s")  # fmt: skip
     rows = []
-    for workers in ints(args.workers):
-        for cached in (False, True):
-            warm, steps = workers, max(args.steps * args.rounds, 2 * workers)
-            n = (warm + steps + 1) * design.batch
-            sampler = RandomSampler(range(len(cache.entries)), replacement=True, num_samples=n)
-            dataset = recipe_dataset(cache, args, variants if cached else None)
-            loader = DataLoader(dataset, design.batch, sampler=sampler, num_workers=workers,
-                                pin_memory=device.type == "cuda")  # fmt: skip
-            stamped = Stamped(loader, warm)
-            begin = reset_peak(device)
-            train_one_epoch(trainer.task, trainer.task, stamped, trainer.optimizer, recipe,
-                            device, 0)  # fmt: skip
-            rate = stamped.steps_per_s() * design.batch * args.frames
-            how = "H.264 variant cache" if cached else "H.264 encoded per clip"
-            label = f"{LABELS[design.key]}, batch {design.batch}, {workers} workers, {how}"
-            rows.append((f"end to end: {label}", rate, peak_gb(device, begin, own)))
-    return [*rows, authors_end_to_end(args, device, trainers, cache)]
+    for workers, cached in runs:
+        warm, steps = workers, max(args.steps * args.rounds, 2 * workers)
+        n = (warm + steps + 1) * design.batch
+        sampler = RandomSampler(range(len(cache.entries)), replacement=True, num_samples=n)
+        dataset = recipe_dataset(cache, args, variants if cached else None)
+        loader = DataLoader(dataset, design.batch, sampler=sampler, num_workers=workers,
+                            pin_memory=device.type == "cuda")  # fmt: skip
+        stamped = Stamped(loader, warm)
+        begin = reset_peak(device)
+        train_one_epoch(trainer.task, trainer.task, stamped, trainer.optimizer, recipe,
+                        device, 0)  # fmt: skip
+        rate = stamped.steps_per_s() * design.batch * args.frames
+        how = "H.264 variant cache" if cached else "H.264 encoded per clip"
+        label = f"end to end: {design.label}, {workers} workers, {how}"
+        rows.append((label, rate, peak_gb(device, begin, trainer.persistent_bytes)))
+    return rows
 
 
 def authors_end_to_end(
-    args: argparse.Namespace, device: torch.device, trainers: dict, cache: FaceCache
+    args: argparse.Namespace, device: torch.device, trainer: Trainer, cache: FaceCache
 ) -> Row:
     """The authors' design at --batch, its loader in the training process (0 workers)."""
-    trainer = next(t for d, t in trainers.items() if d.key == "authors")
     n = args.steps * args.rounds + 1
     sampler = RandomSampler(range(len(cache.entries)), replacement=True, num_samples=n * args.batch)
     loader = iter(DataLoader(recipe_dataset(cache, args), args.batch, sampler=sampler))
@@ -300,17 +302,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cuda:
         print("no CUDA GPU: bf16 and channels_last are no-ops on the CPU (the loop's "
               "behaviour); peak memory is not measured")  # fmt: skip
-    rows, trainers = on_tensors(args, device)
+    eager, compiled = designs(args, cuda)
+    # the stages in order of what matters most, each adding its rows to a table printed
+    # "so far": a time limit that stops a slow compilation still leaves the others
+    rows, trainers = on_tensors(args, device, eager)
     authors = rows[0][1]
-    if args.end_to_end or args.embed:
-        with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-            cache = synthetic_cache(Path(tmp), args)
-            rows += end_to_end(args, device, trainers, cache) if args.end_to_end else []
-            rows += embedding(args, device, cache) if args.embed else []
+    show(args, rows, authors, cuda, final=not (args.end_to_end or args.embed or compiled))
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        cache = synthetic_cache(Path(tmp), args) if args.end_to_end or args.embed else None
+        largest = trainers[eager[-1]]
+        if cache is not None and args.end_to_end:
+            runs = [(w, cached) for w in ints(args.workers) for cached in (False, True)]
+            rows += end_to_end(args, device, largest, cache, runs)
+            rows.append(authors_end_to_end(args, device, trainers[eager[0]], cache))
+            show(args, rows, authors, cuda, final=False)
+        if cache is not None and args.embed:
+            rows += embedding(args, device, cache)
+            show(args, rows, authors, cuda, final=not compiled)
+        if compiled:
+            del trainers
+            more, done = on_tensors(args, device, compiled)
+            rows += more
+            best = done.get(Design("compiled", largest.design.batch))
+            if cache is not None and args.end_to_end and best is not None and not best.failed:
+                runs = [(max(ints(args.workers)), True)]
+                rows += end_to_end(args, device, best, cache, runs)
+            show(args, rows, authors, cuda, final=True)
+    if args.profile:
+        profile(args, device)
+    return 0
+
+
+def show(
+    args: argparse.Namespace, rows: list[Row], authors: float, cuda: bool, final: bool
+) -> None:
+    """The table (titled "so far" until ``final``), and with it the targets' lines."""
     table = [[name, fps, fps / authors, "-" if gb is None else gb] for name, fps, gb in rows]
     where = "GPU" if cuda else "CPU"
     title = (f"DMA-STA throughput on the {where} (x authors: over the authors' design on "
              f"tensors, batch {args.batch})")  # fmt: skip
+    title = title if final else f"so far: {title}"
     print_table(title, ["design", "frames/s", "x authors", "peak memory (GB)"], table)
     train = [fps for name, fps, _ in rows if name.startswith("end to end: attribnet")]
     embed = [fps for name, fps, _ in rows if name.startswith("embedding")]
@@ -320,9 +351,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if train and embed:
         print(f"embedding: best {max(embed):,.0f} frames/s = {max(embed) / max(train):.2f}x "
               "the best training rate (issue target >= 3x)")  # fmt: skip
-    if args.profile:
-        profile(args, device)
-    return 0
 
 
 if __name__ == "__main__":
