@@ -1,5 +1,6 @@
 """Loader throughput: clips/s of 10 frames from video (decord vs PyAV) and from the face
-cache (memmap) with augmentation, and the loader workers that keep one GPU fed.
+cache (memmap) with augmentation, H.264 re-encoded per clip vs read from variants made once
+(data.augment.h264_cache), and the loader workers that keep one GPU fed.
 
     python benchmarks/bench_loader.py                           # synthetic videos, ~2 min
     python benchmarks/bench_loader.py --videos ../shared/data/faces --repeat 8
@@ -26,6 +27,7 @@ from attribnet.config import load_recipe
 from attribnet.data.augment import ClipAugment, CompressionAugment
 from attribnet.data.cache import FaceCache
 from attribnet.data.clips import ClipDataset
+from attribnet.data.h264_variants import H264Variants
 from attribnet.data.manifest import ManifestRow
 from attribnet.data.preprocess import preprocess
 from attribnet.data.sampling import sample_indices
@@ -61,6 +63,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=3.0,
         help="inference speed as a multiple of training speed",
     )
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds, variant table")
     p.add_argument("--no-pin", action="store_true", help="do not pin to one CPU core")
     return p.parse_args(argv)
 
@@ -157,6 +160,45 @@ def cache_pipelines(
     ]
 
 
+def variant_pipelines(
+    cache: FaceCache, t: int, size: int
+) -> list[tuple[str, Callable[[int], object], Callable[[int], object]]]:
+    """(name, encoding each clip, reading the H.264 variant made once) per pipeline: the
+    spatial augmentation plus H.264 at each crf, and the recipe's mix; the variants of every
+    cached clip at the recipe's crfs are made first (:class:`H264Variants`)."""
+    aug = load_recipe(RECIPE).data.augment
+    spatial = ClipAugment(
+        size, hflip=aug.hflip, crop_scale=aug.crop_scale, color_jitter=aug.color_jitter
+    )
+    variants = H264Variants(cache, aug.h264_crf)
+
+    def items(compression: CompressionAugment, cached: bool) -> Callable[[int], object]:
+        ds = ClipDataset(cache, cache.entries, ["real"], num_frames=t, image_size=size,
+                         spatial=spatial, compression=compression,
+                         variants=variants if cached else None)  # fmt: skip
+
+        def item(i: int) -> object:
+            ds.set_epoch(i // len(ds))
+            return ds[i % len(ds)]
+
+        return item
+
+    mix = CompressionAugment(aug.h264_p, aug.h264_crf, aug.jpeg_p, tuple(aug.jpeg_quality))
+    pipes = [(f"+ spatial + H.264 crf {c}", CompressionAugment(h264_p=1.0, crf_choices=[c]))
+             for c in aug.h264_crf]  # fmt: skip
+    pipes.append((f"+ recipe mix (H.264 p={aug.h264_p}, JPEG p={aug.jpeg_p})", mix))
+    return [(name, items(c, False), items(c, True)) for name, c in pipes]
+
+
+def make_variants(cache: FaceCache) -> tuple[int, float]:
+    """Make the H.264 variants of every cached clip at the recipe's crfs: (how many,
+    seconds each)."""
+    variants = H264Variants(cache, load_recipe(RECIPE).data.augment.h264_crf)
+    start = time.perf_counter()
+    made = variants.make(cache.entries, progress=False)
+    return made, (time.perf_counter() - start) / max(made, 1)
+
+
 def item_rate(item: Callable[[int], object], clips: int) -> float:
     """Clips/s of ``item(i)`` for i < clips, after one untimed call."""
     item(0)
@@ -200,6 +242,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, item in cache_pipelines(cache, t, args.image_size):
             slow = "H.264" in name or "mix" in name
             cached.append((name, item_rate(item, max(4, args.cache_clips // (4 if slow else 1)))))
+        made, each = make_variants(cache)
+        compared = []
+        for name, encode, variant in variant_pipelines(cache, t, args.image_size):
+            n, rates = max(4, args.cache_clips // 4), ([], [])
+            for _ in range(args.rounds):  # interleaved: background load hits both alike
+                rates[0].append(item_rate(encode, n))
+                rates[1].append(item_rate(variant, args.cache_clips))
+            slow, fast = median(rates[0]), median(rates[1])
+            compared.append([name, slow, fast, fast / slow])
+    frames = cache.entries[0].num_frames
+    print_table(
+        f"H.264 from a variant made once (data.augment.h264_cache) vs encoding each clip, "
+        f"clips/s per worker ({made} variants of {frames}-frame videos made first, "
+        f"{each:.2f} s each)",
+        ["pipeline", "encode each clip", "variant cache", "variant / encode"],
+        compared,
+    )
+    cached += [(f"{name}, variant cache", rate) for name, _, rate, _ in compared]
     print_table(
         f"Reading {t}-frame clips of {args.image_size}px faces from the cache "
         f"({len(cache.entries)} videos, detector {detector}), clips/s",

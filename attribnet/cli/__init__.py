@@ -69,6 +69,30 @@ def add_clips_per_video(parser: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_CLIPS_PER_VIDEO})")  # fmt: skip
 
 
+def add_speed(parser: argparse.ArgumentParser, default_batch: str) -> None:
+    """``--batch-size`` (clips per model pass; ``default_batch`` says what none means) and
+    ``--precision`` (fp32 or bf16): how a command runs a model over many videos."""
+    from attribnet.predict import PRECISIONS
+
+    parser.add_argument(
+        "--batch-size", type=int, default=None, metavar="CLIPS",
+        help=f"clips per model pass (default: {default_batch}); on a GPU 64 to 256 keep it "
+        "busy, and embeddings then change in their last bits with the batch",
+    )  # fmt: skip
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="bf16: bfloat16 autocast (faster on GPUs and on CPUs with AVX512-BF16 or AMX; "
+        "scores move by about 1e-4, a borderline verdict may change). On a GPU a model "
+        "whose recipe trained with train.amp runs in bf16 either way",
+    )  # fmt: skip
+
+
+def check_batch_size(batch_size: int | None) -> None:
+    """ConfigError for a ``--batch-size`` below 1."""
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+
+
 def add_verbose(parser: argparse.ArgumentParser) -> None:
     """``-v/--verbose``: DEBUG logging."""
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -6,7 +6,14 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from attribnet.cli import Parser, add_clips_per_video, add_verbose, run_cli
+from attribnet.cli import (
+    Parser,
+    add_clips_per_video,
+    add_speed,
+    add_verbose,
+    check_batch_size,
+    run_cli,
+)
 from attribnet.index.build import build_index_for_run
 from attribnet.index.faiss_store import DEFAULT_IVF_THRESHOLD
 from attribnet.index.store import GeneratorIndex
@@ -25,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, help="index folder, e.g. indexes/<name>")
     build.add_argument("--manifest", help="index these rows instead of the recipe's cache")
     add_clips_per_video(build)
+    add_speed(build, "the recipe's train.batch_size")
     build.add_argument("--ivf-threshold", type=int, default=DEFAULT_IVF_THRESHOLD)
     build.add_argument(
         "--nprobe", type=int, default=None,
@@ -38,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "build":
+        check_batch_size(args.batch_size)
         # under torchrun: every rank embeds its share, rank 0 writes
         with command_process_group() as main_rank:
             out = build_index_for_run(
@@ -47,6 +56,8 @@ def _run(args: argparse.Namespace) -> None:
                 clips_per_video=args.clips_per_video,
                 ivf_threshold=args.ivf_threshold,
                 nprobe=args.nprobe,
+                batch_size=args.batch_size,
+                precision=args.precision,
             )
         if main_rank:
             print(f"index written to {out}")

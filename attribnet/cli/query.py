@@ -27,13 +27,14 @@ from attribnet.cli import (
     Parser,
     add_clips_per_video,
     add_neighbours,
+    add_speed,
     add_verbose,
+    check_batch_size,
     run_cli,
 )
 from attribnet.data.manifest import read_manifest
 from attribnet.errors import ConfigError
 from attribnet.files.atomic import write_json
-from attribnet.predict import PRECISIONS
 from attribnet.query.attributor import Attribution, Attributor
 from attribnet.query.cluster import cluster_embeddings, default_cluster_threshold, describe_clusters
 from attribnet.query.html import write_html
@@ -72,13 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the model with ONNX Runtime on the CPU from FILE, written by "
         "'python -m attribnet.export onnx --sam' from the index's checkpoint",
     )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="bf16: bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX and on GPUs; "
-        "scores move by about 1e-4, a borderline verdict may change)",
-    )
+    add_speed(parser, "one video per pass, its answer independent of the other queries")
     add_verbose(parser)
     return parser
 
@@ -88,6 +83,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     ranks other than 0 under torchrun)."""
     if args.k < 1:
         raise ConfigError(f"--neighbours must be >= 1, got {args.k}")
+    check_batch_size(args.batch_size)
     inputs = list(args.inputs)
     if args.manifest:
         inputs += [row.path for row in read_manifest(args.manifest)]
@@ -150,6 +146,7 @@ def _attribute_share(
         clips_per_video=args.clips_per_video,
         cache_dir=cache,
         progress=sys.stderr.isatty(),
+        batch_size=args.batch_size,
     )
     return found if isinstance(found, list) else [found]
 

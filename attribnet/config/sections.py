@@ -20,6 +20,12 @@ class AugmentConfig:
     crop of the ``resize`` x ``resize`` face where evaluation takes the centre one. With
     ``data.cache_size`` = ``data.resize`` (faces cached at the side they are cropped from)
     no pixel is resampled: the crop shifts on the video's own pixel grid.
+
+    ``h264_cache`` (needs ``h264_p`` > 0): each cached clip is re-encoded once per crf of
+    ``h264_crf``, whole, and kept in the face cache's ``h264/`` folder (made before
+    training, resumable; one more cache's disk per crf); a clip drawn for H.264 reads the
+    variant instead of being encoded again every epoch (attribnet.data.h264_variants). Same
+    draws; the frames are those of the whole video encoded at that crf, fixed across epochs.
     """
 
     hflip: float = 0.5
@@ -30,6 +36,7 @@ class AugmentConfig:
     jpeg_p: float = 0.0
     jpeg_quality: tuple[int, int] = (60, 95)
     random_crop: bool = False
+    h264_cache: bool = False
 
 
 @dataclass
@@ -179,10 +186,20 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimizer and learning-rate schedule (``step``: lr * gamma every step_epochs)."""
+    """Optimizer and learning-rate schedule (``step``: lr * gamma every step_epochs).
+
+    Batch size and learning rate: ``lr`` is used as written unless ``lr_batch`` > 0 names
+    the batch it was tuned for; then a step of another size gets ``lr * batch / lr_batch``
+    (the linear scaling rule, Goyal et al. 2017), ``batch`` being ``train.batch_size``
+    times the torchrun processes. The paper's lr 0.01 is for batch 10, so a GPU that trains
+    DMA-STA at batch 64 takes lr 0.064 (add ``warmup_epochs`` for large factors). There is
+    no gradient accumulation: it would keep a large batch on a small GPU, not the paper's
+    batch of 10 on a large one, and BatchNorm would still see the small batches.
+    """
 
     name: str = "sgd"
     lr: float = 0.01
+    lr_batch: int = 0  # > 0: the batch lr is for; other batches scale it linearly
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "step"
@@ -209,6 +226,13 @@ class TrainConfig:
     ``sync_bn`` normalises each BatchNorm over all of a step's clips instead of each rank's
     own (torch's SyncBatchNorm on CUDA; attribnet's all-reduce version on the CPU).
 
+    ``compile``: ``torch.compile`` of the encoder's training forward; where compiling fails
+    (no C compiler, no Triton, an unsupported Python or operator) one warning line says so
+    and the run trains eagerly (attribnet.runtime.compile). ``log_every_steps``: a step
+    never waits for the GPU; every this many steps the loss sums are read back (one
+    synchronisation) for the progress bar and the NaN/inf check, which therefore stops a
+    run up to that many steps after the bad step (attribnet.training.totals).
+
     ``if_exists``: what a start does when ``out_dir/name`` already holds a run. ``refuse``
     (the default: a run name belongs to one run), ``resume`` (continue it; a finished run
     is left as it is and its index is not rebuilt, so the command can be run again) or
@@ -224,6 +248,7 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
+    log_every_steps: int = 20
     grad_clip: float = 0.0
     seed: int = 0
     out_dir: str = "runs"

@@ -36,6 +36,7 @@ POSITIVE = {
     "data.num_frames", "data.image_size", "data.max_frames", "model.num_frames",
     "model.spectral_bins", "model.patches", "model.patch_grid",
     "optim.lr", "optim.step_epochs", "train.epochs", "train.batch_size", "train.val_every",
+    "train.log_every_steps",
     "loss.arcface_scale", "loss.supcon_temperature", "loss.open_space_fraction",
     "loss.open_space_nets",
 }  # fmt: skip
@@ -48,7 +49,7 @@ NON_NEGATIVE = {
     "train.instances_per_class",
     "train.max_steps_per_epoch", "loss.outlier_weight", "loss.open_space_weight",
     "train.checkpoint_every_steps", "data.resize", "data.cache_size",
-    "loss.instance_adversary_weight", "loss.supcon_weight",
+    "loss.instance_adversary_weight", "loss.supcon_weight", "optim.lr_batch",
 }  # fmt: skip
 PROBABILITIES = {
     "data.augment.hflip", "data.augment.h264_p", "data.augment.jpeg_p", "loss.open_space_fraction",
@@ -147,6 +148,11 @@ def validate(recipe: Recipe, source: str) -> Recipe:
         raise ConfigError(
             f"data.augment.random_crop in {source}: needs data.resize > 0, the side of the "
             "face a random data.image_size crop is taken from (evaluation takes the centre one)"
+        )
+    if recipe.data.augment.h264_cache and not recipe.data.augment.h264_p:
+        raise ConfigError(
+            f"data.augment.h264_cache in {source}: needs data.augment.h264_p > 0 (the share of "
+            "clips re-encoded with H.264); without it there is nothing to cache"
         )
     lo, hi = recipe.data.augment.crop_scale
     if not 0 < lo <= hi <= 1:

@@ -17,6 +17,7 @@ import logging
 import os
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -183,18 +184,38 @@ class CompressionAugment:
         """Whether a call can change the frames at all."""
         return self.h264_p > 0 or self.jpeg_p > 0
 
-    def __call__(self, frames_thwc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """uint8 (T, H, W, 3) -> uint8 (T, H, W, 3); the same number of draws every call."""
-        _check_clip(frames_thwc)
+    def draw(self, rng: np.random.Generator) -> CompressionDraw:
+        """What a call with ``rng`` does; the same number of draws every call."""
         use_h264 = rng.random() < self.h264_p
         crf = self.crf_choices[int(rng.integers(len(self.crf_choices)))]
         use_jpeg = rng.random() < self.jpeg_p
         quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
-        if use_h264:
-            frames_thwc = h264_roundtrip(frames_thwc, crf)
-        if use_jpeg:
-            frames_thwc = jpeg_roundtrip(frames_thwc, quality)
+        return CompressionDraw(crf if use_h264 else None, quality if use_jpeg else None)
+
+    def __call__(self, frames_thwc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """uint8 (T, H, W, 3) -> uint8 (T, H, W, 3), as ``draw(rng)`` says."""
+        return self.apply(frames_thwc, self.draw(rng))
+
+    def apply(
+        self, frames_thwc: np.ndarray, draw: CompressionDraw, h264: bool = True
+    ) -> np.ndarray:
+        """uint8 (T, H, W, 3) -> uint8 (T, H, W, 3) as ``draw`` says; ``h264=False`` leaves
+        the H.264 step out (the frames come from an H.264 variant already)."""
+        _check_clip(frames_thwc)
+        if draw.crf is not None and h264:
+            frames_thwc = h264_roundtrip(frames_thwc, draw.crf)
+        if draw.jpeg_quality is not None:
+            frames_thwc = jpeg_roundtrip(frames_thwc, draw.jpeg_quality)
         return frames_thwc
+
+
+@dataclass(frozen=True)
+class CompressionDraw:
+    """One clip's compression: H.264 at ``crf`` (None: none), then JPEG at ``jpeg_quality``
+    (None: none)."""
+
+    crf: int | None
+    jpeg_quality: int | None
 
 
 class Normalize:

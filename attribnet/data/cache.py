@@ -9,6 +9,8 @@ Layout of a cache folder::
                     video file's size and mtime when it was cropped)
     skipped.jsonl   one line per video that was skipped, with the reason and the video
                     file's size and mtime then
+    h264/           H.264 variants of the clips, with data.augment.h264_cache
+                    (attribnet.data.h264_variants)
 
 A clip file is renamed into place before its index line is appended, so a killed run
 loses at most the video in progress and a re-run skips everything already listed.

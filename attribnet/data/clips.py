@@ -1,7 +1,8 @@
 """The clip dataset: T frames of a cached face video, augmented, as a float tensor.
 
 Per item: sample frame indices -> read them from the memory-mapped cache (a copy) ->
-compression augmentation -> spatial augmentation (or a plain resize) -> normalisation.
+compression augmentation (or the frames of an H.264 variant made once) -> spatial
+augmentation (or a plain resize) -> normalisation.
 
 Every random draw of an item comes from a generator seeded by (seed, epoch, index), so an
 item is the same whatever the number of DataLoader workers and changes between epochs
@@ -25,6 +26,7 @@ from torch.utils.data import Dataset
 
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
 from attribnet.data.cache import CacheEntry, FaceCache
+from attribnet.data.h264_variants import H264Variants
 from attribnet.data.sampling import MODES, clip_indices, sample_indices
 from attribnet.errors import DataError
 
@@ -75,6 +77,11 @@ class ClipDataset(Dataset):
     ``image_size``; a ``spatial`` augmentation must carry the same ``resize`` (it then
     augments that crop). ``normalize`` defaults to ImageNet statistics.
 
+    ``variants`` (``data.augment.h264_cache``): a clip whose compression draw says H.264 at
+    crf c reads its frames from the cached video's variant at crf c
+    (:class:`~attribnet.data.h264_variants.H264Variants`) instead of re-encoding them; the
+    draws are the same, and JPEG still follows.
+
     Raises DataError when a label is in neither ``class_names`` nor ``outlier_labels``, or
     no video is long enough; ValueError for inconsistent arguments (a label in both).
     """
@@ -94,6 +101,7 @@ class ClipDataset(Dataset):
         clips_per_video: int = 1,
         outlier_labels: Sequence[str] = (),
         resize: int = 0,
+        variants: H264Variants | None = None,
     ):
         _check_arguments(num_frames, sampling, seed, clips_per_video)
         both = sorted(set(outlier_labels) & set(class_names))
@@ -104,6 +112,7 @@ class ClipDataset(Dataset):
         self.num_frames, self.sampling = num_frames, sampling
         self.clips_per_video, self.seed = clips_per_video, seed
         self.compression = compression if compression is not None and compression.active else None
+        self.variants = variants if self.compression is not None else None
         self.spatial = spatial
         self._resize = _resize_for(spatial, image_size, resize)
         self.normalize = normalize if normalize is not None else Normalize()
@@ -195,9 +204,15 @@ class ClipDataset(Dataset):
             raise IndexError(f"item {index} out of range for {len(self)} items")
         entry = self.entries[index // self.clips_per_video]
         sample_rng, compression_rng, spatial_rng = self.item_rngs(index)
-        frames = self._read(entry, self.frame_indices(index, sample_rng))
-        if self.compression is not None:
-            frames = self.compression(frames, compression_rng)
+        indices = self.frame_indices(index, sample_rng)
+        if self.compression is None:
+            frames = self._read(entry, indices)
+        elif self.variants is None:
+            frames = self.compression(self._read(entry, indices), compression_rng)
+        else:
+            draw = self.compression.draw(compression_rng)
+            frames = self._read(entry, indices, draw.crf)
+            frames = self.compression.apply(frames, draw, h264=False)
         if self.spatial is not None:
             frames = self.spatial(frames, spatial_rng)
         elif self._resize is not None and self._resize.changes(frames):
@@ -209,9 +224,14 @@ class ClipDataset(Dataset):
             "index": index,
         }
 
-    def _read(self, entry: CacheEntry, indices: np.ndarray) -> np.ndarray:
-        """uint8 (T, S, S, 3): a copy of the chosen frames of the cached video."""
-        video = self.cache.load(entry)
+    def _read(self, entry: CacheEntry, indices: np.ndarray, crf: int | None = None) -> np.ndarray:
+        """uint8 (T, S, S, 3): a copy of the chosen frames of the cached video, or of its
+        H.264 variant at ``crf``."""
+        if crf is None:
+            video = self.cache.load(entry)
+        else:
+            assert self.variants is not None
+            video = self.variants.load(entry, crf)
         if len(video) < entry.num_frames:
             raise DataError(
                 f"cache file of {entry.row.path} holds {len(video)} frames, its index says "

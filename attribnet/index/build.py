@@ -55,6 +55,8 @@ def build_index_for_run(
     ivf_threshold: int = DEFAULT_IVF_THRESHOLD,
     nprobe: int | None = None,
     device: torch.device | str | None = None,
+    batch_size: int | None = None,
+    precision: str = "fp32",
 ) -> Path:
     """Build and save the generator index of a trained model; returns ``out_dir``.
 
@@ -62,6 +64,9 @@ def build_index_for_run(
     the open-set threshold on the VAL split (``eval_qualities``); videos of classes the
     model does not know are left out. Data: the recipe's face cache, or ``manifest``'s rows.
     In a process group every rank must call it: each embeds its share, rank 0 writes.
+    ``batch_size`` (clips per model pass; default the recipe's ``train.batch_size``) and
+    ``precision`` go to :func:`~attribnet.predict.predict_videos`: on a GPU, 64 to 256 clips
+    in bf16 keep it busy.
     """
     from attribnet.files.checkpoints import file_sha256
     from attribnet.models.restore import load_model
@@ -84,6 +89,8 @@ def build_index_for_run(
         "clips_per_video": clips_per_video,
         "device": resolve_device(device),
         "progress": True,
+        "batch_size": batch_size,
+        "precision": precision,
     }
     log.info("embedding %d training videos for the index", len(entries))
     train = _embed(model, cache, entries, recipe, kwargs)

@@ -55,6 +55,10 @@ class AttributionLoss(nn.Module):
     class and training instance
     (:class:`~attribnet.losses.instance_centre_arcface.InstanceCentreArcFaceLoss`).
 
+    ``unknown_rows=False`` promises batches of class ids only (no outlier or simulated
+    clip): the parts then skip selecting the known rows, which reads the labels back to
+    the host (a wait for the GPU in every training step).
+
     Parts with weight 0 are not computed and absent from the dict. The ArcFace class-weight
     matrix and the adversary's head are parameters of this module, so optimizer and
     checkpoint see them.
@@ -68,8 +72,10 @@ class AttributionLoss(nn.Module):
         distributed: bool = False,
         instance_names: Sequence[str] = (),
         feature_dim: int = 0,
+        unknown_rows: bool = True,
     ):
         super().__init__()
+        self.unknown_rows = unknown_rows
         self.weights = {
             "ce": cfg.ce_weight,
             "arcface": cfg.arcface_weight,
@@ -138,7 +144,7 @@ class AttributionLoss(nn.Module):
         the instance adversary, the instance centres and SupCon's choice of positives."""
         logits = outputs["logits"].float()
         emb = outputs["embedding"].float() if "embedding" in outputs else None
-        known = labels >= 0
+        known = labels >= 0 if self.unknown_rows else None
         if instances is None:
             instances = torch.full_like(labels, NO_INSTANCE)
         parts: dict[str, Tensor] = {}

@@ -21,12 +21,14 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
 
 from attribnet.config import Recipe
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
+from attribnet.data.cache import CacheEntry, FaceCache
 from attribnet.data.clips import ClipDataset, select_entries
+from attribnet.data.h264_variants import H264Variants
 from attribnet.data.instance_batches import InstanceMixedBatches
 from attribnet.data.manifest import ManifestRow, class_names
 from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
 from attribnet.errors import DataError
-from attribnet.runtime.distributed import RankBatches, rank_and_world, shard
+from attribnet.runtime.distributed import RankBatches, barrier, is_main, rank_and_world, shard
 from attribnet.training.state import SkipBatches
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,7 @@ def prepare_data(recipe: Recipe) -> Data:
             jpeg_quality=aug.jpeg_quality,
         ),
         outlier_labels=outliers,
+        variants=_h264_variants(cache, train_entries, recipe),
         **common,
     )
     val_entries = entries("val", cfg.eval_qualities)
@@ -132,6 +135,21 @@ def prepare_data(recipe: Recipe) -> Data:
             "outlier exposure: %d train clips of %s as 'none of the known'", num_outliers, outliers
         )
     return Data(names, train, val)
+
+
+def _h264_variants(
+    cache: FaceCache, entries: list[CacheEntry], recipe: Recipe
+) -> H264Variants | None:
+    """With ``data.augment.h264_cache``: the H.264 variants of the training clips, the
+    missing ones made here (under torchrun by rank 0 while the others wait)."""
+    aug = recipe.data.augment
+    if not (aug.h264_cache and aug.h264_p):
+        return None
+    variants = H264Variants(cache, aug.h264_crf)
+    if is_main():
+        variants.make(entries)
+    barrier()
+    return variants
 
 
 def check_class_videos(
@@ -182,11 +200,14 @@ def check_class_videos(
     )
 
 
-def train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataLoader:
+def train_loader(
+    data: Data, recipe: Recipe, epoch: int, skip: int = 0, device: torch.device | None = None
+) -> DataLoader:
     """This rank's batches of the epoch, in an order fixed by (seed, epoch), less the first
     ``skip``. Every rank draws the same batches and takes its share of them
     (:class:`~attribnet.runtime.distributed.RankBatches`): under torchrun an epoch is shared out,
-    not repeated on every rank."""
+    not repeated on every rank. Batches for a CUDA ``device`` come in pinned memory, so
+    their copies to it need not wait (:class:`~attribnet.runtime.prefetch.DevicePrefetcher`)."""
     tc = recipe.train
     generator = torch.Generator().manual_seed(tc.seed * 1000 + epoch)
     mine = RankBatches(_epoch_batches(data, recipe, epoch, generator), *rank_and_world())
@@ -195,7 +216,7 @@ def train_loader(data: Data, recipe: Recipe, epoch: int, skip: int = 0) -> DataL
         batch_sampler=SkipBatches(mine, skip),
         generator=generator,
         num_workers=recipe.data.num_workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=device is not None and device.type == "cuda",
         persistent_workers=False,
     )
 

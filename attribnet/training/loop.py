@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from attribnet.config import Recipe, dump_recipe, to_dict
 from attribnet.data.open_space import pool_seed, step_generator
-from attribnet.errors import AttribnetError, ConfigError
+from attribnet.errors import ConfigError
 from attribnet.files.atomic import remove_partial_files, write_text
 from attribnet.files.checkpoints import save_checkpoint
 from attribnet.files.jsonl import append_jsonl
@@ -38,6 +38,7 @@ from attribnet.losses import AttributionLoss
 from attribnet.metrics import closed_set_report
 from attribnet.models import build_model
 from attribnet.predict import class_scores, run_model
+from attribnet.runtime.compile import compile_training_forward
 from attribnet.runtime.device import autocast, resolve_device
 from attribnet.runtime.distributed import (
     barrier,
@@ -48,6 +49,7 @@ from attribnet.runtime.distributed import (
     is_main,
     rank_and_world,
 )
+from attribnet.runtime.prefetch import DevicePrefetcher
 from attribnet.training.data import Data, eval_loader, prepare_data, train_loader
 from attribnet.training.optim import build_open_space, build_optimizer, lr_factor
 from attribnet.training.run_dir import check_run_dir, claim_run_dir, run_mode
@@ -62,14 +64,9 @@ from attribnet.training.state import (
     save_mid_epoch,
 )
 from attribnet.training.task import AttributionTask
+from attribnet.training.totals import LossTotals
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(AttribnetError):
-    """The loss became NaN or infinite: the run failed (exit code 1), its input is fine."""
-
-    exit_code = 1
 
 
 def _predict(task: AttributionTask, out: dict[str, np.ndarray]) -> np.ndarray:
@@ -141,6 +138,12 @@ def train_one_epoch(
     pool is re-drawn from (seed, epoch) and each batch gets simulated clips appended (label
     -2) from a generator seeded by (seed, epoch, step, rank): no global RNG is touched, so
     a resumed run draws the same.
+
+    A step does not wait for the device: batches arrive on it one step ahead
+    (:class:`~attribnet.runtime.prefetch.DevicePrefetcher`) and the loss parts are summed
+    there (:class:`~attribnet.training.totals.LossTotals`), read back every
+    ``train.log_every_steps`` steps, before a checkpoint and at the end, which is also when
+    a NaN or infinite loss stops the run (NonFiniteLossError, naming the step).
     """
     task.train()
     seed = recipe.train.seed
@@ -148,52 +151,48 @@ def train_one_epoch(
     if task.open_space is not None:
         task.open_space.redraw(pool_seed(seed, epoch))
     progress = progress or EpochProgress(epoch)
+    totals = LossTotals(progress, device)
     clips, start = 0, time.perf_counter()
     total = len(loader) + progress.steps
     limit = min(recipe.train.max_steps_per_epoch or total, total)
-    bar = tqdm(
-        itertools.islice(loader, max(limit - progress.steps, 0)),
-        total=limit,
-        initial=progress.steps,
-        desc=f"epoch {epoch + 1}",
-        disable=not sys.stderr.isatty(),
-        leave=False,
-    )
-    for batch in bar:
-        x = batch["clip"].to(device, non_blocking=True)
-        y = batch["label"].to(device, non_blocking=True)
-        instances = batch["instance"].to(device, non_blocking=True)
-        loaded = len(y)
-        if task.open_space is not None:
-            x, y = task.open_space.extend(x, y, step_generator(seed, epoch, progress.steps, rank))
-            instances = torch.cat([instances, instances.new_full((len(y) - loaded,), -1)])
-        with autocast(device, recipe.train.amp):
-            _, losses = step_fn(x, y, instances)
-        if not torch.isfinite(losses["total"]):
-            parts = {k: float(v.detach()) for k, v in losses.items()}
-            raise NonFiniteLossError(
-                f"non-finite loss at epoch {epoch + 1}, step {progress.steps + 1}: {parts}; "
-                "stopped, the last good checkpoint is kept (lower optim.lr or set "
-                "train.grad_clip)"
+    batches = DevicePrefetcher(itertools.islice(loader, max(limit - progress.steps, 0)), device)
+    bar = tqdm(total=limit, initial=progress.steps, desc=f"epoch {epoch + 1}",
+               disable=not sys.stderr.isatty(), leave=False)  # fmt: skip
+    with bar:
+        for batch in batches:
+            x, y, instances = batch["clip"], batch["label"], batch["instance"]
+            loaded = len(y)
+            if task.open_space is not None:
+                generator = step_generator(seed, epoch, progress.steps, rank)
+                x, y = task.open_space.extend(x, y, generator)
+                instances = torch.cat([instances, instances.new_full((len(y) - loaded,), -1)])
+            with autocast(device, recipe.train.amp):
+                _, losses = step_fn(x, y, instances)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if recipe.train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(task.parameters(), recipe.train.grad_clip)
+            optimizer.step()
+            totals.add(losses)
+            clips += loaded
+            bar.update()
+            due = checkpoint is not None and checkpoint_due(
+                progress.steps, recipe.train.checkpoint_every_steps, limit
             )
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        if recipe.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(task.parameters(), recipe.train.grad_clip)
-        optimizer.step()
-        progress.add({k: float(v.detach()) for k, v in losses.items()})
-        clips += loaded
-        bar.set_postfix(
-            loss=f"{float(losses['total'].detach()):.3f}",
-            clips_s=f"{clips / (time.perf_counter() - start):.1f}",
-            lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-        )
-        if checkpoint and checkpoint_due(
-            progress.steps, recipe.train.checkpoint_every_steps, limit
-        ):
-            checkpoint(progress)
+            if due or progress.steps % recipe.train.log_every_steps == 0:
+                _show(bar, totals.read(), progress.steps, clips / (time.perf_counter() - start),
+                      optimizer.param_groups[0]["lr"])  # fmt: skip
+            if due and checkpoint is not None:
+                checkpoint(progress)
+    totals.read()
     elapsed = time.perf_counter() - start
     return {**progress.means(), "clips_per_s": clips / max(elapsed, 1e-9), "epoch_s": elapsed}
+
+
+def _show(bar: tqdm, sums: dict[str, float], steps: int, clips_s: float, lr: float) -> None:
+    """The progress bar's figures: the epoch's mean loss so far, clips/s and lr."""
+    mean = sums.get("total", 0.0) / max(steps, 1)
+    bar.set_postfix(loss=f"{mean:.3f}", clips_s=f"{clips_s:.1f}", lr=f"{lr:.2e}")
 
 
 def fit(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Path:
@@ -273,23 +272,24 @@ def _train_epochs(
         log.info("train.sync_bn: one process, nothing to synchronise")
     if distributed and recipe.train.sync_bn:
         convert_sync_batchnorm(task, device)  # in place: the optimizer's parameters stay the same
+    if recipe.train.compile:
+        compile_training_forward(task.model.encoder)  # eager again, with a warning, if it fails
     if distributed:
         ddp_task = torch.nn.parallel.DistributedDataParallel(
             task,
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=_has_untrained_head(recipe),
         )
-    step_fn = torch.compile(ddp_task) if recipe.train.compile else ddp_task
     snapshot = functools.partial(
         checkpoint_state, task, optimizer, scheduler, to_dict(recipe), data.class_names
     )
     for epoch in range(start.epoch, recipe.train.epochs):
         progress = start if epoch == start.epoch else EpochProgress(epoch)
         data.train.set_epoch(epoch)
-        loader = train_loader(data, recipe, epoch, skip=progress.steps)
+        loader = train_loader(data, recipe, epoch, skip=progress.steps, device=device)
         save = functools.partial(save_mid_epoch, run_dir / "last.pt", snapshot, best)
         stats = train_one_epoch(
-            step_fn, task, loader, optimizer, recipe, device, epoch, progress,
+            ddp_task, task, loader, optimizer, recipe, device, epoch, progress,
             save if main_rank else None,
         )  # fmt: skip
         lr = optimizer.param_groups[0]["lr"]
@@ -337,10 +337,13 @@ def _has_untrained_head(recipe: Recipe) -> bool:
 def _build_loss(
     recipe: Recipe, data: Data, feature_dim: int, distributed: bool = False
 ) -> AttributionLoss:
-    """The recipe's loss for ``data``'s classes (and training instances)."""
+    """The recipe's loss for ``data``'s classes (and training instances); its batches hold
+    rows that are no class only with outlier classes or open-space simulation."""
+    unknown_rows = bool(recipe.data.outlier_classes or recipe.loss.open_space_weight)
     try:
         return AttributionLoss(recipe.loss, data.class_names, recipe.model.embedding_dim,
-                               distributed, data.instance_names, feature_dim)  # fmt: skip
+                               distributed, data.instance_names, feature_dim,
+                               unknown_rows)  # fmt: skip
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 

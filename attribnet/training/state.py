@@ -37,6 +37,7 @@ from attribnet.config import Recipe
 from attribnet.files.atomic import remove_partial_files
 from attribnet.files.checkpoints import read_checkpoint, save_checkpoint
 from attribnet.files.jsonl import read_jsonl, write_jsonl
+from attribnet.training.optim import set_update_kernels
 from attribnet.training.run_dir import claim_run_dir
 
 log = logging.getLogger(__name__)
@@ -44,17 +45,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EpochProgress:
-    """One epoch's running totals: optimizer steps done and the sum of each loss part."""
+    """One epoch's running totals: optimizer steps done and the sum of each loss part (kept
+    on the device while it trains: :class:`~attribnet.training.totals.LossTotals`)."""
 
     epoch: int
     steps: int = 0
     sums: dict[str, float] = field(default_factory=dict)
-
-    def add(self, losses: dict[str, float]) -> None:
-        """Count one optimizer step and its loss parts."""
-        self.steps += 1
-        for key, value in losses.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
 
     def means(self) -> dict[str, float]:
         """``train_<part>``: the mean of each loss part over the epoch's steps so far."""
@@ -163,6 +159,7 @@ def load_last(
     task.model.load_state_dict(state["model"])
     task.loss.load_state_dict(state["loss"])
     optimizer.load_state_dict(state["optimizer"])
+    set_update_kernels(optimizer)
     scheduler.load_state_dict(state["lr_scheduler"])
     set_rng_state(state["rng"])
     start = resume_point(state)

@@ -184,6 +184,9 @@ def test_a_kill_in_the_first_epoch_leaves_a_checkpoint(tiny_demo, tmp_path, monk
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     tiny_demo, tmp_path, monkeypatch, capsys
 ):
+    """The check runs where the loss sums are read back from the device (every
+    train.log_every_steps steps, before a checkpoint, at an epoch's end), not in every step:
+    here at the end of epoch 2, whose first step already gave NaN; it names that step."""
     assert _run(tiny_demo, tmp_path, 1, **{"train.max_steps_per_epoch": 2}) == 0
     good = read_checkpoint(tmp_path / "runs/demo/last.pt")
     real_forward = loop.AttributionTask.forward
@@ -195,7 +198,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     monkeypatch.setattr(loop.AttributionTask, "forward", nan_forward)
     code = _run(tiny_demo, tmp_path, 2, resume=True, **{"train.max_steps_per_epoch": 2})
     assert code == 1
-    assert "non-finite loss at epoch 2" in capsys.readouterr().err
+    assert "non-finite loss at epoch 2, step 1: {" in capsys.readouterr().err
     assert not (tmp_path / "runs/demo" / LOCK_NAME).exists()  # an error released the lock
     kept = read_checkpoint(tmp_path / "runs/demo/last.pt")
     assert kept["epoch"] == good["epoch"] == 0
