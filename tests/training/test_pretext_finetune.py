@@ -25,7 +25,8 @@ TAKEN = ("encoder.trunk.", "encoder.input_filter.", "encoder.last_sam.")
 
 
 def argv(recipe, manifest, out, **extra) -> list[str]:
-    sets = tiny_overrides(manifest, out, **{"train.max_steps_per_epoch": 2, **extra})
+    extra = {"train.max_steps_per_epoch": 2, "data.face_margin": 0.3, **extra}  # the shared cache
+    sets = tiny_overrides(manifest, out, **extra)
     return [str(recipe)] + [a for s in sets for a in ("--set", s)]
 
 
