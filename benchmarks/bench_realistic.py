@@ -20,7 +20,9 @@ trainings and faces no training video came from.
    every training makes training and test videos, as in DFDM's random split.
 3. Recipes: files of ``recipes/realistic/`` (``--recipes``, names without .yaml), each run
    as it is but for its data paths, run name, seed and an epoch count that gives every run
-   the same number of optimizer steps (``--steps``; more videos, fewer epochs). A recipe
+   the same number of optimizer steps (``--steps``; more videos, fewer epochs); one whose
+   ``model.weights`` is another recipe's best.pt (srm_pretext) has that one trained first,
+   per fold (``realistic/runs.py``, ``first_stage``). A recipe
    whose ``data.train_qualities`` holds several qualities trains on all of them together
    (``evaluate cross-quality --train-mode augmented``), else on crf0; every model is tested
    at crf 0, 10 and 23 (``attribnet.evaluate cross-quality``), next to the DFT baseline

@@ -3,9 +3,9 @@ inputs and attention support.
 
 The modules that implement these names (:mod:`attribnet.models.backbones`,
 :mod:`attribnet.models.attention`, :mod:`attribnet.models.input_filters`,
-:mod:`attribnet.data.sampling`, :mod:`attribnet.training.run_dir`) take them from here, so
-that validating a recipe needs no torch; a test checks that every name here has an
-implementation.
+:mod:`attribnet.data.sampling`, :mod:`attribnet.data.pretext`,
+:mod:`attribnet.training.run_dir`) take them from here, so that validating a recipe needs
+no torch; a test checks that every name here has an implementation.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ FUSIONS = ("tam", "scorer", "mean")
 INPUT_FILTERS = ("none", "srm", "bayar")
 SAM_PLACEMENTS = ("every_block", "last", "none")
 IF_EXISTS = ("refuse", "resume", "overwrite")
+PRETEXTS = ("none", "transformations")
 RESNETS = ("resnet10", "resnet18", "resnet34", "resnet50", "resnet101")
 
 Triple = tuple[float, float, float]

@@ -69,6 +69,14 @@ class DataConfig:
     frames of a fixed size, ``face_margin: 0``) is cached without resampling; with
     ``resize`` = ``cache_size`` and ``augment.random_crop`` the model sees crops of the
     video's own pixels.
+
+    ``pretext: transformations`` (default ``none``) trains the pretext task of DNA-Det
+    (attribnet.data.pretext): every video of the manifest, whatever its label, in its split,
+    each clip labelled with a low-level transformation drawn per clip and applied to all its
+    frames; the run's classes are the transformations. Its checkpoint then initialises a
+    generator run's encoder (``model.weights``). It needs no ``classes`` or
+    ``outlier_classes``, no compression augmentation (``augment.h264_p`` and ``jpeg_p`` 0:
+    it would blur the labels) and ``train.build_index: false``.
     """
 
     manifest: str = ""
@@ -91,6 +99,7 @@ class DataConfig:
     mean: tuple[float, float, float] | None = IMAGENET_MEAN
     std: tuple[float, float, float] | None = IMAGENET_STD
     num_workers: int = 2
+    pretext: str = "none"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -101,7 +110,11 @@ class ModelConfig:
     ``backbone`` names an entry of attribnet.models.backbones.BACKBONES (ResNets, Xception,
     EfficientNet-B0/B4, MesoInception-4); ``sam: every_block`` and ``channel_attention``
     need a ResNet (other trunks take ``sam: last`` or ``none``). ``weights`` is None, a
-    local state dict of the trunk or, for the ResNets, ``imagenet``.
+    local state dict of the trunk, for the ResNets ``imagenet``, or an attribnet training
+    checkpoint (e.g. a pretext run's ``best.pt``, see ``data.pretext``): its per-frame
+    feature extractor (input filter, trunk with the attention in its blocks, the last SAM)
+    initialises this model's, which must have the same backbone and options; its fusion and
+    heads are not taken (attribnet.models.checkpoint_trunk).
 
     Two options keep a generator's high-frequency traces in view; both are off by default.
     ``input_filter``: ``none``, ``srm`` (fixed SRM residuals, greyscale, truncated) or

@@ -12,6 +12,7 @@ from attribnet.config.choices import (
     FUSIONS,
     IF_EXISTS,
     INPUT_FILTERS,
+    PRETEXTS,
     SAM_PLACEMENTS,
     SAMPLING_MODES,
 )
@@ -21,6 +22,7 @@ from attribnet.errors import ConfigError
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.sampling": SAMPLING_MODES,
     "data.detector": ("none", "haar", "centre"),
+    "data.pretext": PRETEXTS,
     "model.backbone": tuple(sorted(BACKBONE_CARDS)),
     "model.sam": SAM_PLACEMENTS,
     "model.fusion": FUSIONS,
@@ -158,6 +160,7 @@ def validate(recipe: Recipe, source: str) -> Recipe:
     if not 0 < lo <= hi <= 1:
         raise ConfigError(f"data.augment.crop_scale in {source}: need 0 < min <= max <= 1")
     _validate_open_space(recipe, source)
+    _validate_pretext(recipe, source)
     return recipe
 
 
@@ -218,4 +221,30 @@ def _validate_open_space(recipe: Recipe, source: str) -> None:
         raise ConfigError(
             f"loss in {source}: outlier_weight/open_space_weight push class scores toward "
             "uniform and need a class head (ce_weight or arcface_weight > 0)"
+        )
+
+
+def _validate_pretext(recipe: Recipe, source: str) -> None:
+    """A pretext run's classes are its transformations: no classes named, no compression
+    augmentation on top of them, no generator index."""
+    data = recipe.data
+    if data.pretext == "none":
+        return
+    why = f"with data.pretext {data.pretext!r}"
+    for key in ("classes", "outlier_classes"):
+        if getattr(data, key):
+            raise ConfigError(
+                f"data.{key} in {source}: must be empty {why} (its classes are the "
+                "transformations; every video of the manifest is used)"
+            )
+    for key in ("h264_p", "jpeg_p"):
+        if getattr(data.augment, key):
+            raise ConfigError(
+                f"data.augment.{key} in {source}: must be 0 {why} (compression on top of the "
+                "transformations would blur the labels)"
+            )
+    if recipe.train.build_index:
+        raise ConfigError(
+            f"train.build_index in {source}: must be false {why} (a generator index of "
+            "transformation classes means nothing)"
         )

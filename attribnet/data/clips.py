@@ -11,6 +11,11 @@ item is the same whatever the number of DataLoader workers and changes between e
 Outlier exposure: videos whose label is in ``outlier_labels`` (none of the known
 generators) get :data:`OUTLIER_LABEL` (-1) instead of a class id; training uses them only.
 
+Pretext task (``pretext``, :mod:`attribnet.data.pretext`): an item's label is a
+transformation class drawn from its own generator (:meth:`ClipDataset.pretext_rng`), not
+its video's label, and its frames go through that transformation at the output size,
+before normalisation.
+
 Short videos: a video with fewer frames than a clip needs is dropped when the dataset is
 built, with one warning naming the dropped videos; :attr:`ClipDataset.excluded` lists them.
 """
@@ -27,6 +32,7 @@ from torch.utils.data import Dataset
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
 from attribnet.data.cache import CacheEntry, FaceCache
 from attribnet.data.h264_variants import H264Variants
+from attribnet.data.pretext import TransformationPretext
 from attribnet.data.sampling import MODES, clip_indices, sample_indices
 from attribnet.errors import DataError
 
@@ -82,6 +88,9 @@ class ClipDataset(Dataset):
     (:class:`~attribnet.data.h264_variants.H264Variants`) instead of re-encoding them; the
     draws are the same, and JPEG still follows.
 
+    ``pretext``: items are labelled with a transformation class instead (``class_names``
+    must be the pretext's names; the videos' labels are not read).
+
     Raises DataError when a label is in neither ``class_names`` nor ``outlier_labels``, or
     no video is long enough; ValueError for inconsistent arguments (a label in both).
     """
@@ -102,8 +111,12 @@ class ClipDataset(Dataset):
         outlier_labels: Sequence[str] = (),
         resize: int = 0,
         variants: H264Variants | None = None,
+        pretext: TransformationPretext | None = None,
     ):
         _check_arguments(num_frames, sampling, seed, clips_per_video)
+        if pretext is not None and (list(class_names) != pretext.names or outlier_labels):
+            raise ValueError("a pretext task's class_names are its names, with no outliers")
+        self.pretext = pretext
         both = sorted(set(outlier_labels) & set(class_names))
         if both:
             raise ValueError(f"labels {both} are both class names and outlier labels")
@@ -146,6 +159,8 @@ class ClipDataset(Dataset):
         return kept, excluded
 
     def _check_labels(self) -> None:
+        if self.pretext is not None:
+            return
         stray = sorted({e.row.label for e in self.entries} - set(self._label_of))
         if stray:
             outliers = f" or outlier_labels {self.outlier_labels}" if self.outlier_labels else ""
@@ -170,7 +185,10 @@ class ClipDataset(Dataset):
     @property
     def labels(self) -> np.ndarray:
         """(len(self),) int64 generator id of every item (for MPerClassSampler etc.);
-        :data:`OUTLIER_LABEL` for outlier videos."""
+        :data:`OUTLIER_LABEL` for outlier videos; with a pretext task, this epoch's draws."""
+        if self.pretext is not None:
+            draws = [self.pretext.draw(self.pretext_rng(i)) for i in range(len(self))]
+            return np.array(draws, dtype=np.int64)
         per_video = np.array([self._label_of[e.row.label] for e in self.entries], dtype=np.int64)
         return np.repeat(per_video, self.clips_per_video)
 
@@ -190,6 +208,13 @@ class ClipDataset(Dataset):
         """Independent generators (sampling, compression, spatial) of an item this epoch."""
         children = np.random.SeedSequence([self.seed, self.epoch, index]).spawn(3)
         return [np.random.default_rng(s) for s in children]
+
+    def pretext_rng(self, index: int) -> np.random.Generator:
+        """The pretext draws of an item this epoch: a fourth child of the item's seed, so
+        the three of :meth:`item_rngs` stay as they are."""
+        return np.random.default_rng(
+            np.random.SeedSequence([self.seed, self.epoch, index], spawn_key=(3,))
+        )
 
     def frame_indices(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """The frames (increasing ints) that item ``index`` reads from its video."""
@@ -217,9 +242,15 @@ class ClipDataset(Dataset):
             frames = self.spatial(frames, spatial_rng)
         elif self._resize is not None and self._resize.changes(frames):
             frames = self._resize(frames, spatial_rng)
+        if self.pretext is None:
+            label = self._label_of[entry.row.label]
+        else:
+            pretext_rng = self.pretext_rng(index)
+            label = self.pretext.draw(pretext_rng)
+            frames = self.pretext(frames, label, pretext_rng)
         return {
             "clip": self.normalize(frames),
-            "label": self._label_of[entry.row.label],
+            "label": label,
             "instance": self._instance_of.get(entry.row.instance, -1),
             "index": index,
         }

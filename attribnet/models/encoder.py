@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from attribnet.models.attention import SpatialAttention, build_fusion
 from attribnet.models.backbones import get_backbone
+from attribnet.models.checkpoint_trunk import load_checkpoint_trunk, read_training_checkpoint
 from attribnet.models.input_filters import INPUT_FILTERS, build_input_filter
 from attribnet.models.patches import PatchSampler
 from attribnet.models.spectral import DEFAULT_BINS, SpectralBranch
@@ -52,9 +53,11 @@ class ClipEncoder(nn.Module):
         trunk's output map) or ``none``. ``channel_attention`` (ResNets only) adds CBAM's
         channel attention to every block; attention a backbone cannot have is a ValueError
         naming it. ``fusion``: ``tam`` (tied to ``num_frames``), ``scorer`` or ``mean``.
-        ``weights``: None (random init), a path to a local state dict of the trunk, or, for
-        the ResNets, ``imagenet`` (torchvision's; with an input filter the trunk's first
-        convolution then starts from RGB weights and sees residuals). ``input_filter``:
+        ``weights``: None (random init), a path to a local state dict of the trunk, for
+        the ResNets ``imagenet`` (torchvision's; with an input filter the trunk's first
+        convolution then starts from RGB weights and sees residuals), or an attribnet
+        training checkpoint, whose input filter, trunk and last SAM this encoder takes
+        (:mod:`~attribnet.models.checkpoint_trunk`). ``input_filter``:
         ``none``, ``srm`` (fixed) or ``bayar`` (learnt), applied to every frame before the
         trunk. ``spectral_dim`` > 0 appends that many spectral features (a radial profile
         of ``spectral_bins`` rings) to the fused clip features. ``per_frame_trunk`` runs the
@@ -74,7 +77,8 @@ class ClipEncoder(nn.Module):
             raise ValueError(f"unknown input filter {input_filter!r}; use one of {INPUT_FILTERS}")
         if spectral_dim < 0:
             raise ValueError(f"spectral_dim must be >= 0, got {spectral_dim}")
-        trunk = spec.build(None if weights is None else str(weights))
+        run = None if weights is None else read_training_checkpoint(weights)
+        trunk = spec.build(None if weights is None or run is not None else str(weights))
         if spec.block_attention is not None and (sam == "every_block" or channel_attention):
             spec.block_attention(trunk, sam == "every_block", channel_attention)
         self.backbone = backbone
@@ -89,6 +93,8 @@ class ClipEncoder(nn.Module):
         self.feature_dim = self.num_features + spectral_dim
         self.per_frame_trunk = per_frame_trunk
         self.patches = PatchSampler(patch_size, patches, patch_grid) if patch_size else None
+        if run is not None:
+            load_checkpoint_trunk(self, run, str(weights))
 
     def forward_frames(self, clips_btchw: Tensor) -> Tensor:
         """(B, T, 3, H, W) -> per-frame features (B, T, C); frames as one batch of B*T, or

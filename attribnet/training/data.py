@@ -19,13 +19,14 @@ from pytorch_metric_learning.samplers import MPerClassSampler
 from pytorch_metric_learning.utils import common_functions as pml_common
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
 
-from attribnet.config import Recipe
+from attribnet.config import DataConfig, Recipe
 from attribnet.data.augment import ClipAugment, CompressionAugment, Normalize
 from attribnet.data.cache import CacheEntry, FaceCache
 from attribnet.data.clips import ClipDataset, select_entries
 from attribnet.data.h264_variants import H264Variants
 from attribnet.data.instance_batches import InstanceMixedBatches
 from attribnet.data.manifest import ManifestRow, class_names
+from attribnet.data.pretext import build_pretext
 from attribnet.data.sources import preprocess_rows, read_rows, recipe_cache_dir, training_manifest
 from attribnet.errors import DataError
 from attribnet.runtime.distributed import RankBatches, barrier, is_main, rank_and_world, shard
@@ -53,28 +54,19 @@ def prepare_data(recipe: Recipe) -> Data:
 
     The classes are ``data.classes``, else every label but ``data.outlier_classes``; each
     needs videos to learn and measure it (:func:`check_class_videos`). Outlier videos enter
-    the training set only (label -1), from the train split.
+    the training set only (label -1), from the train split. With ``data.pretext`` the
+    classes are the pretext task's and every video is used, in its split.
     """
     cfg = recipe.data
     manifest = training_manifest(recipe)
     rows = read_rows(manifest, recipe.train.seed)
     outliers = list(cfg.outlier_classes)
-    present = {r.label for r in rows}
-    names = list(cfg.classes) or [c for c in class_names(rows) if c not in outliers]
-    both = sorted(set(names) & set(outliers))
-    if both:
-        raise DataError(f"{both} are in data.classes and in data.outlier_classes")
-    for key, labels in (("classes", names), ("outlier_classes", outliers)):
-        absent = sorted(set(labels) - present)
-        if absent:
-            raise DataError(f"data.{key} {absent} have no videos in the manifest")
-    held_out = sorted(present - set(names) - set(outliers))
-    if held_out:
-        # data.classes names a subset: the other generators are held out (open-set runs)
-        log.warning("holding out generators not in data.classes: %s", held_out)
-    check_class_videos(rows, names, cfg.train_qualities, cfg.eval_qualities,
-                       manifest, named=bool(cfg.classes))  # fmt: skip
-    rows = [r for r in rows if r.label in names or (r.label in outliers and r.split == "train")]
+    pretext = build_pretext(cfg.pretext)
+    if pretext is None:
+        names = _class_names(rows, cfg, manifest)
+        rows = [r for r in rows if r.label in names or (r.label in outliers and r.split == "train")]
+    else:
+        names = pretext.names
     cache_dir = recipe_cache_dir(recipe)
     cache = preprocess_rows(rows, cache_dir, recipe)  # under torchrun: rank 0, the others wait
     wanted = {r.path for r in rows}
@@ -87,6 +79,7 @@ def prepare_data(recipe: Recipe) -> Data:
         "image_size": cfg.image_size,
         "resize": cfg.resize,
         "seed": recipe.train.seed,
+        "pretext": pretext,
     }
 
     def entries(split: str, qualities: list[str]) -> list:
@@ -135,6 +128,27 @@ def prepare_data(recipe: Recipe) -> Data:
             "outlier exposure: %d train clips of %s as 'none of the known'", num_outliers, outliers
         )
     return Data(names, train, val)
+
+
+def _class_names(rows: list[ManifestRow], cfg: DataConfig, manifest: str | Path) -> list[str]:
+    """The run's generator classes: ``data.classes``, else every label but
+    ``data.outlier_classes``; each checked for videos (:func:`check_class_videos`)."""
+    outliers, present = list(cfg.outlier_classes), {r.label for r in rows}
+    names = list(cfg.classes) or [c for c in class_names(rows) if c not in outliers]
+    both = sorted(set(names) & set(outliers))
+    if both:
+        raise DataError(f"{both} are in data.classes and in data.outlier_classes")
+    for key, labels in (("classes", names), ("outlier_classes", outliers)):
+        absent = sorted(set(labels) - present)
+        if absent:
+            raise DataError(f"data.{key} {absent} have no videos in the manifest")
+    held_out = sorted(present - set(names) - set(outliers))
+    if held_out:
+        # data.classes names a subset: the other generators are held out (open-set runs)
+        log.warning("holding out generators not in data.classes: %s", held_out)
+    check_class_videos(rows, names, cfg.train_qualities, cfg.eval_qualities,
+                       manifest, named=bool(cfg.classes))  # fmt: skip
+    return names
 
 
 def _h264_variants(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from attribnet.cli.evaluate import main as evaluate_main
+from attribnet.cli.train import main as train_main
 from attribnet.config import load_recipe
 from attribnet.data.manifest import read_manifest, write_manifest
 from realistic.protocols import first_instances, fold_split, identity_groups
@@ -83,9 +84,29 @@ def cell_sets(
         f"train.out_dir={work / 'runs'}",
         f"train.device={device}",
         *([] if args.quick else FULL_OVERRIDES),
+        *first_stage(args, recipe, manifest, tag, seed, device),
         *args.overrides,
     ]
     return name, [*sets, f"train.epochs={epochs_for(path, manifest, args.steps, sets)}"]
+
+
+def first_stage(
+    args: argparse.Namespace, recipe: str, manifest: Path, tag: str, seed: int, device: str
+) -> list[str]:
+    """For a recipe whose ``model.weights`` is the best.pt of another recipe's run here
+    (``<runs>/realistic_<other>/best.pt``: srm_pretext after pretext_transforms), that
+    recipe trained first as a cell of the same manifest, seed and step budget (a finished
+    run is reused), and the override pointing ``model.weights`` at its best.pt."""
+    weights = Path(load_recipe(RECIPES / f"{recipe}.yaml").model.weights or "")
+    first = RECIPES / f"{weights.parent.name.removeprefix('realistic_')}.yaml"
+    if weights.name != "best.pt" or not first.is_file():
+        return []
+    name, sets = cell_sets(args, first.stem, manifest, tag, seed, device)
+    argv = [str(first)] + [a for s in [*sets, "train.if_exists=resume"] for a in ("--set", s)]
+    print("python -m attribnet.train " + " ".join(argv), flush=True)
+    if train_main(argv) != 0:
+        raise SystemExit(f"training {name}, the first stage of {recipe}, failed")
+    return [f"model.weights={args.work.resolve() / 'runs' / name / 'best.pt'}"]
 
 
 def evaluate(command: list[str], out: Path, sets: Sequence[str]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ folds with intervals over test trainings. No training: the metrics are made up h
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import sys
 
@@ -131,3 +132,25 @@ def test_summary_pools_folds_with_an_interval_over_trainings(bench):
     table = module.protocol_table(records, "folds")
     assert "0.750 [" in table and "0.67 0.83" in table
     assert np.isfinite(s["low"])
+
+
+def test_a_fine_tune_recipe_trains_its_pretext_stage_first_per_fold(bench, tmp_path, monkeypatch):
+    from realistic import runs
+
+    rows = [ManifestRow(f"/v/{i}.mp4", "faceswap", "crf0", str(i), "train") for i in range(40)]
+    manifest = tmp_path / "manifest_fold1.csv"
+    write_manifest(rows, manifest)
+    trained = []
+    monkeypatch.setattr(runs, "train_main", lambda argv: trained.append(argv) or 0)
+    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[], steps=100)
+    name, sets = runs.cell_sets(args, "srm_pretext", manifest, "fold1", 0, "cpu")
+    assert name == "realistic_srm_pretext_fold1"
+    (argv,) = trained
+    assert argv[0].endswith("pretext_transforms.yaml") and "train.if_exists=resume" in argv
+    assert "name=realistic_pretext_transforms_fold1" in argv
+    assert f"data.manifest={manifest.resolve()}" in argv
+    best = tmp_path.resolve() / "runs/realistic_pretext_transforms_fold1/best.pt"
+    assert f"model.weights={best}" in sets
+    trained.clear()
+    runs.cell_sets(args, "srm", manifest, "fold1", 0, "cpu")
+    assert not trained  # a recipe without a first stage trains nothing more

@@ -111,3 +111,33 @@ def test_a_duplicate_key_is_a_one_line_error_naming_key_and_lines(tmp_path):
     path.write_text("name: x\ntrain:\n  epochs: 3\nloss:\n  epochs_like: 1\n")  # other sections
     with pytest.raises(ConfigError, match="unknown key 'loss.epochs_like'"):
         load_recipe(path)
+
+
+PRETEXT = "data:\n  pretext: transformations\ntrain:\n  build_index: false\n"
+
+
+def test_a_pretext_recipe_loads_and_a_misspelt_task_names_the_nearest(tmp_path):
+    assert load_recipe(write(tmp_path, PRETEXT)).data.pretext == "transformations"
+    assert load_recipe(write(tmp_path, "name: x\n")).data.pretext == "none"
+    with pytest.raises(ConfigError, match=r"data.pretext .* \(did you mean 'transformations'"):
+        load_recipe(write(tmp_path, PRETEXT), ["data.pretext=transformation"])
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("data.classes=[a, b]", r"^data.classes in .*: must be empty with data.pretext"),
+        ("data.outlier_classes=[real]", r"^data.outlier_classes in .*: must be empty"),
+        ("data.augment.h264_p=0.5", r"^data.augment.h264_p in .*: must be 0 with data.pretext"),
+        ("data.augment.jpeg_p=0.2", r"^data.augment.jpeg_p in .*: must be 0 with data.pretext"),
+        ("train.build_index=true", r"^train.build_index in .*: must be false with data.pretext"),
+    ],
+)
+def test_a_pretext_recipe_refuses_what_would_blur_its_labels(tmp_path, override, pattern):
+    path = write(
+        tmp_path, PRETEXT + "loss:\n  outlier_weight: 0.5\n" * override.startswith("data.o")
+    )
+    with pytest.raises(ConfigError, match=pattern) as err:
+        load_recipe(path, [override])
+    assert "\n" not in str(err.value)
+    load_recipe(write(tmp_path, PRETEXT))  # the same recipe without the override loads
