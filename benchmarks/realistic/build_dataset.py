@@ -279,6 +279,17 @@ def footage_settings(args: argparse.Namespace) -> FootageSettings:
     return FootageSettings(segments=args.segments, length=args.length, frame_px=args.frame_px)
 
 
+def same_trainings(old: dict, new: dict) -> bool:
+    """Whether a build with settings ``old`` can be continued with ``new``: the same settings
+    but for ``replicas`` and ``real`` (a replica's trainings and videos, and the real videos,
+    are the same whatever those say, so a build grows or shrinks by them and reuses what is
+    on disk)."""
+    extra = ("replicas", "real")
+    return {k: v for k, v in old.items() if k not in extra} == {
+        k: v for k, v in new.items() if k not in extra
+    }
+
+
 def is_complete(out: Path, settings: dict) -> bool:
     """Whether ``out`` holds a finished build made with ``settings``."""
     meta, manifest = out / "build.json", out / "manifest.csv"
@@ -313,7 +324,8 @@ def build(args: argparse.Namespace) -> Path:
         log.info("dataset already complete: %s", manifest)
         return manifest
     meta = out / "build.json"
-    if meta.is_file() and json.loads(meta.read_text()).get("settings") != settings:
+    old = json.loads(meta.read_text()).get("settings") if meta.is_file() else None
+    if old is not None and not same_trainings(old, settings):
         raise SystemExit(
             f"error: {out} was built with other settings (see {meta}); use another --out "
             "or delete it"

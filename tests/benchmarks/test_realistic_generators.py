@@ -105,3 +105,15 @@ def test_pairs_are_distinct_and_disjoint_first():
     assert choose_pairs(ids, 4, seed=1) != pairs
     with pytest.raises(ValueError, match="make 1 to 36 pairs"):
         choose_pairs(ids, 37, seed=0)
+
+
+def test_a_build_grows_by_replicas_but_not_under_other_settings():
+    sys.path.insert(0, str(PATH.parent.parent))
+    try:
+        from realistic.build_dataset import same_trainings
+    finally:
+        sys.path.remove(str(PATH.parent.parent))
+    one = {"format": 2, "pairs": 36, "seed": 0}  # a build from before --replicas and --real
+    assert same_trainings(one, {**one, "replicas": 2, "real": False})
+    assert same_trainings({**one, "replicas": 2, "real": True}, {**one, "replicas": 1})
+    assert not same_trainings(one, {**one, "seed": 1})
