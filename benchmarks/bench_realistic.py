@@ -61,6 +61,7 @@ from realistic.runs import (
     evaluate,
     fold_of,
     protocol_manifests,
+    replicas_tag,
     run_cell,
 )
 from realistic.tables import BASELINE, QUALITIES, cell, goals, protocol_table, summary
@@ -213,7 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs: dict[str, list[dict]] = {}
         for recipe in args.recipes:
             for m in manifests[protocol]:
-                tag = m.stem.removeprefix("manifest_") if protocol == "folds" else "paper"
+                tag = (
+                    m.stem.removeprefix("manifest_")
+                    if protocol == "folds"
+                    else "paper" + replicas_tag(m.parent)
+                )
                 for seed in range(args.seeds):
                     runs.setdefault(recipe, []).append(run_cell(args, recipe, m, tag, seed, device))
         records = {

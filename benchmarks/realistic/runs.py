@@ -27,16 +27,26 @@ FULL_OVERRIDES = [
 ]
 
 
+def replicas_tag(dataset: Path) -> str:
+    """``_r<n>`` for a dataset built with n > 1 trainings per pair (its ``build.json``): in
+    its fold manifests' names and so in every run's and report's name, so that they never
+    mix with a one-replica build's (whose manifests stay on disk beside them)."""
+    meta = dataset / "build.json"
+    n = json.loads(meta.read_text())["settings"].get("replicas", 1) if meta.is_file() else 1
+    return f"_r{n}" if n > 1 else ""
+
+
 def protocol_manifests(dataset: Path, args: argparse.Namespace) -> dict[str, list[Path]]:
     """Protocol -> its manifests (one per fold run; paper: one). Fold manifests are written
-    from the dataset's manifest (with the identity groups in ``folds.json``)."""
+    from the dataset's manifest (with the identity groups in ``folds.json``) as
+    ``manifest_fold<f><replicas_tag>.csv``."""
     rows = read_manifest(dataset / "manifest.csv")
     ids = sorted({i for r in rows for i in r.instance.split("@")[0].split("+")})
     groups = identity_groups(ids, args.folds)
     (dataset / "folds.json").write_text(json.dumps({"groups": groups}, indent=1) + "\n")
     out: dict[str, list[Path]] = {"paper": [dataset / "manifest.csv"], "folds": []}
     for f in range(args.folds):
-        path = dataset / f"manifest_fold{f}.csv"
+        path = dataset / f"manifest_fold{f}{replicas_tag(dataset)}.csv"
         write_manifest(fold_split(rows, groups, f), path)
         if f in args.run_folds:
             out["folds"].append(path)

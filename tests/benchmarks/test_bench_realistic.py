@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 
 import numpy as np
@@ -154,3 +155,16 @@ def test_a_fine_tune_recipe_trains_its_pretext_stage_first_per_fold(bench, tmp_p
     trained.clear()
     runs.cell_sets(args, "srm", manifest, "fold1", 0, "cpu")
     assert not trained  # a recipe without a first stage trains nothing more
+
+
+def test_a_build_with_replicas_has_its_own_fold_manifests(bench, tmp_path):
+    from realistic import runs
+
+    write_manifest(dataset_rows(), tmp_path / "manifest.csv")
+    args = argparse.Namespace(folds=3, run_folds=[0, 2])
+    one = runs.protocol_manifests(tmp_path, args)["folds"]
+    assert [m.name for m in one] == ["manifest_fold0.csv", "manifest_fold2.csv"]
+    (tmp_path / "build.json").write_text(json.dumps({"settings": {"replicas": 2}}))
+    two = runs.protocol_manifests(tmp_path, args)["folds"]
+    assert [m.name for m in two] == ["manifest_fold0_r2.csv", "manifest_fold2_r2.csv"]
+    assert all(m.is_file() for m in one + two) and runs.fold_of(two[1]) == 2
