@@ -45,8 +45,9 @@ def protocol_manifests(dataset: Path, args: argparse.Namespace) -> dict[str, lis
     groups = identity_groups(ids, args.folds)
     (dataset / "folds.json").write_text(json.dumps({"groups": groups}, indent=1) + "\n")
     out: dict[str, list[Path]] = {"paper": [dataset / "manifest.csv"], "folds": []}
+    tag = replicas_tag(dataset)
     for f in range(args.folds):
-        path = dataset / f"manifest_fold{f}{replicas_tag(dataset)}.csv"
+        path = dataset / f"manifest_fold{f}{tag}.csv"
         write_manifest(fold_split(rows, groups, f), path)
         if f in args.run_folds:
             out["folds"].append(path)
