@@ -90,12 +90,19 @@ def test_bad_arguments():
         model(torch.rand(1, 3, 32, 32), 0)
 
 
-def test_pairs_are_distinct_and_disjoint_first():
+@pytest.fixture(scope="module")
+def build_dataset():
+    """benchmarks/realistic/build_dataset.py (imported with benchmarks/ on the path)."""
     sys.path.insert(0, str(PATH.parent.parent))
     try:
-        from realistic.build_dataset import choose_pairs
+        from realistic import build_dataset
     finally:
         sys.path.remove(str(PATH.parent.parent))
+    return build_dataset
+
+
+def test_pairs_are_distinct_and_disjoint_first(build_dataset):
+    choose_pairs = build_dataset.choose_pairs
     ids = [f"id{i}" for i in range(9)]
     pairs = choose_pairs(ids, 4, seed=0)
     flat = [i for p in pairs for i in p]
@@ -107,12 +114,8 @@ def test_pairs_are_distinct_and_disjoint_first():
         choose_pairs(ids, 37, seed=0)
 
 
-def test_a_build_grows_by_replicas_but_not_under_other_settings():
-    sys.path.insert(0, str(PATH.parent.parent))
-    try:
-        from realistic.build_dataset import same_trainings
-    finally:
-        sys.path.remove(str(PATH.parent.parent))
+def test_a_build_grows_by_replicas_but_not_under_other_settings(build_dataset):
+    same_trainings = build_dataset.same_trainings
     one = {"format": 2, "pairs": 36, "seed": 0}  # a build from before --replicas and --real
     assert same_trainings(one, {**one, "replicas": 2, "real": False})
     assert same_trainings({**one, "replicas": 2, "real": True}, {**one, "replicas": 1})
