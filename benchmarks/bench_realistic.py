@@ -21,8 +21,10 @@ trainings and faces no training video came from.
 3. Recipes: files of ``recipes/realistic/`` (``--recipes``, names without .yaml), each run
    as it is but for its data paths, run name, seed and an epoch count that gives every run
    the same number of optimizer steps (``--steps``; more videos, fewer epochs); one whose
-   ``model.weights`` is another recipe's best.pt (srm_pretext) has that one trained first,
-   per fold (``realistic/runs.py``, ``first_stage``). A recipe
+   ``model.weights`` is another recipe's best.pt (srm_pretext, srm_synth) has that one
+   trained first, per fold (``realistic/runs.py``, ``first_stage``); srm_synth's first stage
+   learns eight synthetic decoder architectures, each trained on every pair of the fold's
+   training identities (``dataset_synth_<mode>_fold<f>``, built here first). A recipe
    whose ``data.train_qualities`` holds several qualities trains on all of them together
    (``evaluate cross-quality --train-mode augmented``), else on crf0; every model is tested
    at crf 0, 10 and 23 (``attribnet.evaluate cross-quality``), next to the DFT baseline
@@ -55,6 +57,7 @@ import torch
 from common import machine_line, markdown_table
 from realistic.build_dataset import build, build_parser
 from realistic.runs import (
+    GENERATOR_SIZES,
     RECIPES,
     cell_sets,
     curve_manifest,
@@ -70,24 +73,8 @@ from attribnet.cli.logs import setup_logging
 from attribnet.data.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK_DATASET = ["--pairs", "36", "--replicas", "2", "--real", "--steps", "500", "--threads", "1"]
-FULL_DATASET = [
-    "--pairs",
-    "36",
-    "--replicas",
-    "2",
-    "--real",
-    "--size",
-    "64",
-    "--width-div",
-    "2",
-    "--steps",
-    "10000",
-    "--batch",
-    "16",
-    "--frame-px",
-    "256",
-]
+QUICK_DATASET = ["--pairs", "36", "--replicas", "2", "--real", *GENERATOR_SIZES["quick"]]
+FULL_DATASET = ["--pairs", "36", "--replicas", "2", "--real", *GENERATOR_SIZES["full"]]
 DEFAULT_RECIPES = "srm,srm_all_qualities,srm_patches,srm_supcon"
 
 

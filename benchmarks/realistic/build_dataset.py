@@ -11,7 +11,9 @@ re-run finds them, and the manifest is written last):
 2. Pairs: the identities in a seeded order, paired consecutively (``--pairs`` pairs;
    with 9 identities 4 pairs use 8 of them, more pairs reuse identities). A pair is a
    generator *instance*: every architecture trains one autoencoder on it.
-3. For every generator architecture (:mod:`realistic.generators`) and every pair (A, B):
+3. For every generator architecture (:mod:`realistic.generators`; ``--generators`` may also
+   name its synthetic ones, and ``--identities`` keep to some faces: bench_realistic's
+   pre-training data) and every pair (A, B):
    one face-swap autoencoder trained on A's and B's faces (:mod:`realistic.training`).
    Every pair is rendered by every generator, as in DFDM, so the content of a video
    (who, where) says nothing about its class.
@@ -77,7 +79,12 @@ from attribnet.data.manifest import (  # noqa: E402
 )
 from attribnet.files.atomic import atomic_path, write_json  # noqa: E402
 from realistic.footage import FootageSettings, Identity, face_region, load_identities  # noqa: E402
-from realistic.generators import GENERATORS, build_generator, count_parameters  # noqa: E402
+from realistic.generators import (  # noqa: E402
+    GENERATORS,
+    SYNTHETIC,
+    build_generator,
+    count_parameters,
+)
 from realistic.render import swap_frames  # noqa: E402
 from realistic.training import TrainSettings, train_pair  # noqa: E402
 
@@ -88,6 +95,18 @@ INSTANCE_MANIFEST = "manifest_instance.csv"
 FPS = 25
 SOURCE_PATTERN = r"^(.+_seg\d+)-to-"
 REAL = "real"
+
+
+def select_identities(
+    identities: Sequence[Identity], wanted: Sequence[str] | None, faces: Path
+) -> dict[str, Identity]:
+    """Id -> identity for those of ``wanted`` (every one when None); a wanted id that
+    ``faces`` lacks is an error that names it."""
+    found = {i.id: i for i in identities}
+    missing = sorted(set(wanted or ()) - set(found))
+    if missing:
+        raise SystemExit(f"error: --identities {', '.join(missing)}: no such video in {faces}")
+    return {k: v for k, v in found.items() if not wanted or k in wanted}
 
 
 def choose_pairs(ids: Sequence[str], pairs: int, seed: int) -> list[tuple[str, str]]:
@@ -114,7 +133,7 @@ def choose_pairs(ids: Sequence[str], pairs: int, seed: int) -> list[tuple[str, s
 
 def model_seed(seed: int, generator: str, pair: int, replica: int = 0) -> int:
     """The seed of one training; replica 0 keeps the seed builds had before replicas."""
-    key = [seed, GENERATORS.index(generator), pair] + ([replica] if replica else [])
+    key = [seed, (GENERATORS + SYNTHETIC).index(generator), pair] + ([replica] if replica else [])
     return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
@@ -272,6 +291,8 @@ def settings_of(args: argparse.Namespace, faces: Path) -> dict:
     }
     if args.replicas != 1 or args.real:  # builds made before these options keep their record
         settings.update(replicas=args.replicas, real=args.real)
+    if args.identities:
+        settings["identities"] = sorted(args.identities)
     return settings
 
 
@@ -335,7 +356,9 @@ def build(args: argparse.Namespace) -> Path:
     (out / INSTANCE_MANIFEST).unlink(missing_ok=True)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    identities = {i.id: i for i in load_identities(faces, out, footage_settings(args))}
+    identities = select_identities(
+        load_identities(faces, out, footage_settings(args)), args.identities, faces
+    )
     footage_s = time.perf_counter() - start
     pairs = choose_pairs(sorted(identities), args.pairs, args.seed)
     log.info("pairs: %s", ", ".join(f"{a}+{b}" for a, b in pairs))
@@ -405,7 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segments", type=int, default=6, help="source segments per identity")
     p.add_argument("--length", type=int, default=32, help="frames per segment (video)")
     p.add_argument("--frame-px", type=int, default=192, help="output frame size")
-    p.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=GENERATORS)
+    p.add_argument(
+        "--generators", nargs="+", default=list(GENERATORS), choices=GENERATORS + SYNTHETIC,
+        help="architectures (the synthetic ones are for pre-training; realistic.generators)",
+    )  # fmt: skip
+    p.add_argument("--identities", nargs="+", help="only these identities of --faces")
     p.add_argument("--qualities", type=int, nargs="+", default=list(DFDM_CRFS), help="crfs")
     p.add_argument(
         "--replicas", type=int, default=1,

@@ -34,6 +34,11 @@ LeakyReLU(0.1) + pixel shuffle (x2); a residual block is conv3x3 -> LeakyReLU(0.
 conv3x3 (initialised small) -> + input -> LeakyReLU(0.2); the output is a 5x5 conv with a
 sigmoid. ``S`` is ``size`` (64 in faceswap; a multiple of 16).
 
+:data:`SYNTHETIC` are eight more architectures that no tool ships, for pre-training on many
+decoders ("model synthesis", Yang et al. 2023): lightweight's encoder, and a decoder of 3
+(output S) or 4 (output 2S) upscales whose upsampling is a pixel shuffle, a transposed
+convolution (4x4, stride 2), or a nearest or bilinear resize followed by a 3x3 convolution.
+
 Every model maps faces in [0, 1], (B, 3, in, in), through ``forward(x, side)`` where
 ``side`` 0 decodes as identity A and 1 as identity B, to ``(face, mask)``: the face
 (B, 3, out, out) in [0, 1] and a mask (B, 1, out, out) in [0, 1] or None.
@@ -48,6 +53,8 @@ import torch
 from torch import Tensor, nn
 
 GENERATORS = ("faceswap", "lightweight", "iae", "dfaker", "dfl")
+UPSAMPLING = ("shuffle", "transpose", "nearest", "bilinear")
+SYNTHETIC = tuple(f"syn_{up}{depth}" for up in UPSAMPLING for depth in (3, 4))
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class Spec:
     residual: bool = False  # a residual block after every decoder upscale but the last
     mask: bool = False  # a learned mask branch
     intermediate: bool = False  # IAE: per-identity + shared intermediate layers
+    upsample: str = "shuffle"  # how an upscale block doubles the size (UPSAMPLING)
 
 
 SPECS: dict[str, Spec] = {
@@ -83,6 +91,11 @@ SPECS: dict[str, Spec] = {
              (512, 256, 128)),
     )
 }  # fmt: skip
+SPECS.update(
+    (name, Spec(name, "synthetic", 1, 1 if name.endswith("3") else 2, (128, 256, 512), 512,
+                512, 256, (256, 128, 64, 32)[: int(name[-1])], upsample=name[4:-1]))
+    for name in SYNTHETIC
+)  # fmt: skip
 
 
 def _w(channels: int, div: int) -> int:
@@ -97,12 +110,22 @@ class ConvBlock(nn.Sequential):
 
 
 class UpscaleBlock(nn.Sequential):
-    """3x3 convolution to 4x channels + LeakyReLU + pixel shuffle (faceswap's UpscaleBlock)."""
+    """x2 upscale: 3x3 convolution to 4x channels + LeakyReLU + pixel shuffle (faceswap's
+    UpscaleBlock); for the synthetic architectures also a transposed convolution, or a
+    nearest / bilinear resize then a 3x3 convolution, each + LeakyReLU."""
 
-    def __init__(self, cin: int, cout: int, slope: float = 0.1):
-        super().__init__(
-            nn.Conv2d(cin, cout * 4, 3, padding=1), nn.LeakyReLU(slope), nn.PixelShuffle(2)
-        )
+    def __init__(self, cin: int, cout: int, slope: float = 0.1, mode: str = "shuffle"):
+        act = nn.LeakyReLU(slope)
+        if mode == "shuffle":
+            layers = [nn.Conv2d(cin, cout * 4, 3, padding=1), act, nn.PixelShuffle(2)]
+        elif mode == "transpose":
+            layers = [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), act]
+        elif mode in ("nearest", "bilinear"):
+            layers = [nn.Upsample(scale_factor=2, mode=mode), nn.Conv2d(cin, cout, 3, padding=1),
+                      act]  # fmt: skip
+        else:
+            raise ValueError(f"unknown upsampling {mode!r}; choose from {UPSAMPLING}")
+        super().__init__(*layers)
 
 
 class ResidualBlock(nn.Module):
@@ -137,7 +160,9 @@ class Encoder(nn.Module):
                 nn.Linear(self.flat_features, _w(spec.dense, div)),
                 nn.Linear(_w(spec.dense, div), self.grid * self.grid * self.channels),
             )
-            self.upscale = UpscaleBlock(self.channels, _w(spec.encoder_upscale, div))
+            self.upscale = UpscaleBlock(
+                self.channels, _w(spec.encoder_upscale, div), mode=spec.upsample
+            )
             self.out_channels = _w(spec.encoder_upscale, div)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -159,7 +184,8 @@ class Decoder(nn.Module):
         for i, width in enumerate(spec.decoder):
             w = _w(width, div)
             last = i == len(spec.decoder) - 1
-            layers.append(UpscaleBlock(c, w, slope=0.2 if spec.residual else 0.1))
+            slope = 0.2 if spec.residual else 0.1
+            layers.append(UpscaleBlock(c, w, slope=slope, mode=spec.upsample))
             if spec.residual and not last:
                 layers.append(ResidualBlock(w))
             c = w
@@ -201,7 +227,7 @@ class FaceSwapAutoencoder(nn.Module):
     def __init__(self, name: str, size: int = 64, width_div: int = 8):
         super().__init__()
         if name not in SPECS:
-            raise ValueError(f"unknown generator {name!r}; choose from {GENERATORS}")
+            raise ValueError(f"unknown generator {name!r}; choose from {GENERATORS + SYNTHETIC}")
         if size < 16 or size % 16:
             raise ValueError(f"size must be a multiple of 16, got {size}")
         if width_div < 1:
@@ -242,7 +268,8 @@ class FaceSwapAutoencoder(nn.Module):
 
 
 def build_generator(name: str, size: int = 64, width_div: int = 8) -> FaceSwapAutoencoder:
-    """One of :data:`GENERATORS` with base face size ``size`` (S) and widths / ``width_div``."""
+    """One of :data:`GENERATORS` (or :data:`SYNTHETIC`) with base face size ``size`` (S)
+    and widths / ``width_div``."""
     return FaceSwapAutoencoder(name, size=size, width_div=width_div)
 
 

@@ -14,6 +14,8 @@ from attribnet.cli.evaluate import main as evaluate_main
 from attribnet.cli.train import main as train_main
 from attribnet.config import load_recipe
 from attribnet.data.manifest import read_manifest, write_manifest
+from realistic.build_dataset import INSTANCE_MANIFEST, build, build_parser
+from realistic.generators import SYNTHETIC
 from realistic.protocols import first_instances, fold_split, identity_groups
 from realistic.tables import QUALITIES
 
@@ -25,6 +27,14 @@ FULL_OVERRIDES = [
     "model.num_frames=10",
     "data.num_workers=8",
 ]
+
+# build_dataset's generator sizes: --quick (CPU) and without it (a GPU)
+GENERATOR_SIZES = {
+    "quick": ["--steps", "500", "--threads", "1"],
+    "full": ["--size", "64", "--width-div", "2", "--steps", "10000", "--batch", "16",
+             "--frame-px", "256"],
+}  # fmt: skip
+SYNTH_STAGE = "synth_decoders"
 
 
 def replicas_tag(dataset: Path) -> str:
@@ -112,12 +122,34 @@ def first_stage(
     first = RECIPES / f"{weights.parent.name.removeprefix('realistic_')}.yaml"
     if weights.name != "best.pt" or not first.is_file():
         return []
+    if first.stem == SYNTH_STAGE:
+        manifest = synthetic_manifest(args, manifest, device)
     name, sets = cell_sets(args, first.stem, manifest, tag, seed, device)
     argv = [str(first)] + [a for s in [*sets, "train.if_exists=resume"] for a in ("--set", s)]
     print("python -m attribnet.train " + " ".join(argv), flush=True)
     if train_main(argv) != 0:
         raise SystemExit(f"training {name}, the first stage of {recipe}, failed")
     return [f"model.weights={args.work.resolve() / 'runs' / name / 'best.pt'}"]
+
+
+def synthetic_manifest(args: argparse.Namespace, fold_manifest: Path, device: str) -> Path:
+    """The data of the synthetic-decoder pre-training for one fold: every architecture of
+    ``realistic.generators.SYNTHETIC`` trained on every pair of the fold's TRAINING
+    identities (none of its test group, from ``folds.json``), at the main dataset's
+    generator sizes, written at crf 0 (``<work>/dataset_synth_<mode>_fold<f>``, built or reused
+    by ``build_dataset``); its manifest split by training (validation on other trainings)."""
+    f = fold_of(fold_manifest)
+    groups = json.loads((fold_manifest.parent / "folds.json").read_text())["groups"]
+    ids = sorted(i for g, group in enumerate(groups) if g != f for i in group)
+    out = args.work / f"dataset_synth_{'quick' if args.quick else 'full'}_fold{f}"
+    argv = [
+        "--faces", str(args.faces), "--out", str(out), "--device", device,
+        "--jobs", str(args.jobs), *GENERATOR_SIZES["quick" if args.quick else "full"],
+        "--pairs", str(len(ids) * (len(ids) - 1) // 2), "--qualities", "0",
+        "--generators", *SYNTHETIC, "--identities", *ids,
+    ]  # fmt: skip
+    print("dataset: build_dataset.py " + " ".join(argv[4:]), flush=True)
+    return build(build_parser().parse_args(argv)).with_name(INSTANCE_MANIFEST)
 
 
 def evaluate(command: list[str], out: Path, sets: Sequence[str]) -> dict[str, Any]:

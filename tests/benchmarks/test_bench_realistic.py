@@ -9,6 +9,7 @@ import argparse
 import itertools
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,6 +156,41 @@ def test_a_fine_tune_recipe_trains_its_pretext_stage_first_per_fold(bench, tmp_p
     trained.clear()
     runs.cell_sets(args, "srm", manifest, "fold1", 0, "cpu")
     assert not trained  # a recipe without a first stage trains nothing more
+
+
+def test_the_synthetic_decoder_stage_trains_on_the_folds_training_identities(
+    bench, tmp_path, monkeypatch
+):
+    from realistic import runs
+
+    rows = [ManifestRow(f"/v/{i}.mp4", "faceswap", "crf0", str(i), "train") for i in range(40)]
+    manifest = tmp_path / "manifest_fold1.csv"
+    write_manifest(rows, manifest)
+    groups = [IDS[:3], IDS[3:6], IDS[6:]]
+    (tmp_path / "folds.json").write_text(json.dumps({"groups": groups}))
+    built, trained = [], []
+
+    def build(args):  # what build_dataset would write: its manifests
+        out = Path(args.out)
+        write_manifest(rows, out / "manifest_instance.csv")
+        built.append(args)
+        return out / "manifest.csv"
+
+    monkeypatch.setattr(runs, "build", build)
+    monkeypatch.setattr(runs, "train_main", lambda argv: trained.append(argv) or 0)
+    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[], steps=100,
+                              faces=tmp_path / "faces", jobs=1)  # fmt: skip
+    name, sets = runs.cell_sets(args, "srm_synth", manifest, "fold1", 0, "cpu")
+    (b,) = built
+    assert sorted(b.identities) == IDS[:3] + IDS[6:]  # none of the test group (fold 1)
+    assert b.pairs == 15 and b.qualities == [0] and b.generators == list(runs.SYNTHETIC)
+    assert Path(b.out) == tmp_path / "dataset_synth_quick_fold1"
+    (argv,) = trained
+    assert argv[0].endswith("synth_decoders.yaml") and "name=realistic_synth_decoders_fold1" in argv
+    synth = (tmp_path / "dataset_synth_quick_fold1/manifest_instance.csv").resolve()
+    assert f"data.manifest={synth}" in argv and f"data.manifest={manifest.resolve()}" in sets
+    best = tmp_path.resolve() / "runs/realistic_synth_decoders_fold1/best.pt"
+    assert f"model.weights={best}" in sets
 
 
 def test_a_build_with_replicas_has_its_own_fold_manifests(bench, tmp_path):

@@ -1,6 +1,7 @@
 """The realistic benchmark's face-swap generators (benchmarks/realistic/generators.py):
 shapes of the five DFDM architectures at a 64 px base size, and that the two identities
-decode differently from one shared encoding. CPU, tiny widths; needs no footage."""
+decode differently from one shared encoding; the synthetic architectures for pre-training
+differ from each other in their upsampling. CPU, tiny widths; needs no footage."""
 
 from __future__ import annotations
 
@@ -78,6 +79,23 @@ def test_lightweight_has_the_shallower_encoder():
     assert len(light.encoder.convs) == 3 and len(swap.encoder.convs) == 4
 
 
+@pytest.mark.parametrize("name", gen.SYNTHETIC)
+def test_synthetic_architectures_upsample_as_named(name):
+    model = gen.build_generator(name, size=32, width_div=32).eval()
+    depth, up = int(name[-1]), name.removeprefix("syn_")[:-1]
+    assert (model.input_size, model.output_size) == (32, 32 if depth == 3 else 64)
+    with torch.no_grad():
+        face, mask = model(torch.rand(1, 3, 32, 32), 1)
+    assert face.shape == (1, 3, model.output_size, model.output_size) and mask is None
+    kinds = {type(m) for m in model.decoders[0].modules()}
+    wanted = {"shuffle": torch.nn.PixelShuffle, "transpose": torch.nn.ConvTranspose2d}
+    assert wanted.get(up, torch.nn.Upsample) in kinds
+    assert all(k not in kinds for u, k in wanted.items() if u != up)
+    resizes = [m.mode for m in model.decoders[0].modules() if isinstance(m, torch.nn.Upsample)]
+    assert resizes == ([up] * depth if up in ("nearest", "bilinear") else [])
+    assert not set(gen.SYNTHETIC) & set(gen.GENERATORS)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown generator"):
         gen.build_generator("nope")
@@ -120,3 +138,20 @@ def test_a_build_grows_by_replicas_but_not_under_other_settings(build_dataset):
     assert same_trainings(one, {**one, "replicas": 2, "real": False})
     assert same_trainings({**one, "replicas": 2, "real": True}, {**one, "replicas": 1})
     assert not same_trainings(one, {**one, "seed": 1})
+
+
+def test_a_build_may_keep_to_some_identities(build_dataset, tmp_path):
+    people = [build_dataset.Identity(f"id{i}", None) for i in range(4)]
+    kept = build_dataset.select_identities(people, ["id3", "id1"], tmp_path)
+    assert sorted(kept) == ["id1", "id3"] and kept["id1"] is people[1]
+    assert len(build_dataset.select_identities(people, None, tmp_path)) == 4
+    with pytest.raises(SystemExit, match="id7: no such video in"):
+        build_dataset.select_identities(people, ["id1", "id7"], tmp_path)
+    args = build_dataset.build_parser().parse_args(
+        ["--faces", "f", "--out", "o", "--identities", "id1", "id3", "--generators", "syn_nearest4"]
+    )
+    settings = build_dataset.settings_of(args, tmp_path)
+    assert settings["identities"] == ["id1", "id3"] and settings["generators"] == ["syn_nearest4"]
+    plain = build_dataset.settings_of(build_dataset.build_parser().parse_args(["--faces", "f",
+                                      "--out", "o"]), tmp_path)  # fmt: skip
+    assert "identities" not in plain  # builds made before the option keep their record
