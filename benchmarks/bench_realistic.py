@@ -73,8 +73,7 @@ from attribnet.cli.logs import setup_logging
 from attribnet.data.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK_DATASET = ["--pairs", "36", "--replicas", "2", "--real", *GENERATOR_SIZES["quick"]]
-FULL_DATASET = ["--pairs", "36", "--replicas", "2", "--real", *GENERATOR_SIZES["full"]]
+DATASET = ["--pairs", "36", "--replicas", "2", "--real"]  # + GENERATOR_SIZES of the mode
 DEFAULT_RECIPES = "srm,srm_all_qualities,srm_patches,srm_supcon"
 
 
@@ -132,7 +131,7 @@ def _ints(p: argparse.ArgumentParser, text: str) -> list[int]:
 
 
 def build_dataset(args: argparse.Namespace, mode: str, device: str) -> tuple[Path, float]:
-    sizes = QUICK_DATASET if args.quick else FULL_DATASET
+    sizes = [*DATASET, *GENERATOR_SIZES[mode]]
     argv = [
         "--faces",
         str(args.faces),

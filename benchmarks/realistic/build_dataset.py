@@ -80,8 +80,8 @@ from attribnet.data.manifest import (  # noqa: E402
 from attribnet.files.atomic import atomic_path, write_json  # noqa: E402
 from realistic.footage import FootageSettings, Identity, face_region, load_identities  # noqa: E402
 from realistic.generators import (  # noqa: E402
+    ARCHITECTURES,
     GENERATORS,
-    SYNTHETIC,
     build_generator,
     count_parameters,
 )
@@ -133,7 +133,7 @@ def choose_pairs(ids: Sequence[str], pairs: int, seed: int) -> list[tuple[str, s
 
 def model_seed(seed: int, generator: str, pair: int, replica: int = 0) -> int:
     """The seed of one training; replica 0 keeps the seed builds had before replicas."""
-    key = [seed, (GENERATORS + SYNTHETIC).index(generator), pair] + ([replica] if replica else [])
+    key = [seed, ARCHITECTURES.index(generator), pair] + ([replica] if replica else [])
     return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, default=32, help="frames per segment (video)")
     p.add_argument("--frame-px", type=int, default=192, help="output frame size")
     p.add_argument(
-        "--generators", nargs="+", default=list(GENERATORS), choices=GENERATORS + SYNTHETIC,
+        "--generators", nargs="+", default=list(GENERATORS), choices=ARCHITECTURES,
         help="architectures (the synthetic ones are for pre-training; realistic.generators)",
     )  # fmt: skip
     p.add_argument("--identities", nargs="+", help="only these identities of --faces")

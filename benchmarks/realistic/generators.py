@@ -54,7 +54,6 @@ from torch import Tensor, nn
 
 GENERATORS = ("faceswap", "lightweight", "iae", "dfaker", "dfl")
 UPSAMPLING = ("shuffle", "transpose", "nearest", "bilinear")
-SYNTHETIC = tuple(f"syn_{up}{depth}" for up in UPSAMPLING for depth in (3, 4))
 
 
 @dataclass(frozen=True)
@@ -91,11 +90,15 @@ SPECS: dict[str, Spec] = {
              (512, 256, 128)),
     )
 }  # fmt: skip
-SPECS.update(
-    (name, Spec(name, "synthetic", 1, 1 if name.endswith("3") else 2, (128, 256, 512), 512,
-                512, 256, (256, 128, 64, 32)[: int(name[-1])], upsample=name[4:-1]))
-    for name in SYNTHETIC
-)  # fmt: skip
+_SYNTHETIC_SPECS = [
+    Spec(f"syn_{up}{depth}", "synthetic", 1, 1 if depth == 3 else 2, (128, 256, 512), 512, 512,
+         256, (256, 128, 64, 32)[:depth], upsample=up)
+    for up in UPSAMPLING
+    for depth in (3, 4)
+]  # fmt: skip
+SYNTHETIC = tuple(s.name for s in _SYNTHETIC_SPECS)
+SPECS.update((s.name, s) for s in _SYNTHETIC_SPECS)
+ARCHITECTURES = GENERATORS + SYNTHETIC  # every name build_generator takes, in a fixed order
 
 
 def _w(channels: int, div: int) -> int:
@@ -227,7 +230,7 @@ class FaceSwapAutoencoder(nn.Module):
     def __init__(self, name: str, size: int = 64, width_div: int = 8):
         super().__init__()
         if name not in SPECS:
-            raise ValueError(f"unknown generator {name!r}; choose from {GENERATORS + SYNTHETIC}")
+            raise ValueError(f"unknown generator {name!r}; choose from {ARCHITECTURES}")
         if size < 16 or size % 16:
             raise ValueError(f"size must be a multiple of 16, got {size}")
         if width_div < 1:

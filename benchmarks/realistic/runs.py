@@ -141,10 +141,10 @@ def synthetic_manifest(args: argparse.Namespace, fold_manifest: Path, device: st
     f = fold_of(fold_manifest)
     groups = json.loads((fold_manifest.parent / "folds.json").read_text())["groups"]
     ids = sorted(i for g, group in enumerate(groups) if g != f for i in group)
-    out = args.work / f"dataset_synth_{'quick' if args.quick else 'full'}_fold{f}"
+    mode = "quick" if args.quick else "full"
     argv = [
-        "--faces", str(args.faces), "--out", str(out), "--device", device,
-        "--jobs", str(args.jobs), *GENERATOR_SIZES["quick" if args.quick else "full"],
+        "--faces", str(args.faces), "--out", str(args.work / f"dataset_synth_{mode}_fold{f}"),
+        "--device", device, "--jobs", str(args.jobs), *GENERATOR_SIZES[mode],
         "--pairs", str(len(ids) * (len(ids) - 1) // 2), "--qualities", "0",
         "--generators", *SYNTHETIC, "--identities", *ids,
     ]  # fmt: skip
