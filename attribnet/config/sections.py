@@ -117,8 +117,9 @@ class ModelConfig:
     heads are not taken (attribnet.models.checkpoint_trunk).
 
     Two options keep a generator's high-frequency traces in view; both are off by default.
-    ``input_filter``: ``none``, ``srm`` (fixed SRM residuals, greyscale, truncated) or
-    ``bayar`` (learnt constrained convolution) before the trunk
+    ``input_filter``: ``none``, ``srm`` (fixed SRM residuals, greyscale, truncated),
+    ``bayar`` (learnt constrained convolution) or ``median`` (each colour channel minus its
+    3x3 median, truncated: a denoiser residual) before the trunk
     (attribnet.models.input_filters). ``spectral_dim`` > 0: a branch on each frame's
     radially averaged log-amplitude spectrum (``spectral_bins`` rings; frames need
     ``image_size >= 2 * spectral_bins``) adds that many features before the heads

@@ -58,7 +58,7 @@ class ClipEncoder(nn.Module):
         convolution then starts from RGB weights and sees residuals), or an attribnet
         training checkpoint, whose input filter, trunk and last SAM this encoder takes
         (:mod:`~attribnet.models.checkpoint_trunk`). ``input_filter``:
-        ``none``, ``srm`` (fixed) or ``bayar`` (learnt), applied to every frame before the
+        ``none``, fixed ``srm``, ``median`` or learnt ``bayar``, applied to each frame before the
         trunk. ``spectral_dim`` > 0 appends that many spectral features (a radial profile
         of ``spectral_bins`` rings) to the fused clip features. ``per_frame_trunk`` runs the
         trunk once per frame index, as the DMA-STA authors' code does: each BatchNorm then

@@ -8,8 +8,10 @@ instead (a training instance's reconstruction style). These filters pass only re
 - ``srm`` (:class:`SRMFilter`): the three fixed SRM kernels of Zhou et al., "Learning Rich
   Features for Image Manipulation Detection", CVPR 2018, on greyscale, truncated.
 - ``bayar`` (:class:`BayarConv`): Bayar & Stamm's constrained convolution, learnt.
+- ``median`` (:class:`MedianResidual`): a denoiser residual, each colour channel minus its
+  3x3 median, fixed.
 
-Both pad by reflection, so a flat image gives 0 everywhere, borders included, and both
+All pad by reflection, so a flat image gives 0 everywhere, borders included, and all
 run in float32 even under autocast: the residuals they extract are about one grey level,
 the size of bfloat16's rounding step on a normalised input (about 1/64 of a unit).
 """
@@ -134,12 +136,58 @@ class BayarConv(nn.Module):
             return F.conv2d(F.pad(x, (pad,) * 4, mode="reflect"), self.effective_weight())
 
 
+class MedianResidual(nn.Module):
+    """A denoiser residual: each colour channel minus its ``size`` x ``size`` median.
+
+    The median is the simplest edge-preserving denoiser: what it takes away is the
+    pixel-level noise that a generator's last layers write, while edges of the content
+    mostly stay in the denoised image (the denoiser-residual idea of PRNU forensics, with
+    the median filter of Kirchner and Fridrich's median-filtering forensics). Unlike
+    :class:`SRMFilter` it keeps colour: one residual per channel. Scale and truncation as
+    in :class:`SRMFilter`: grey levels (``std`` must be the recipe's ``data.std``), clipped
+    to ``[-truncation, truncation]``, then divided by ``truncation``.
+    """
+
+    def __init__(
+        self, std: Sequence[float] = IMAGENET_STD, truncation: float | None = 3.0, size: int = 3
+    ) -> None:
+        super().__init__()
+        if truncation is not None and truncation <= 0:
+            raise ValueError(f"truncation must be > 0 or None, got {truncation}")
+        if size % 2 == 0 or size < 3:
+            raise ValueError(f"size must be odd and >= 3, got {size}")
+        if len(std) != 3:
+            raise ValueError(f"std needs 3 values (R, G, B), got {std}")
+        self.truncation = truncation
+        self.size = size
+        to_levels = torch.tensor([255.0 * s for s in std]).view(1, 3, 1, 1)
+        self.register_buffer("to_grey_levels", to_levels, persistent=False)
+
+    def forward(self, frames_nchw: Tensor) -> Tensor:
+        """(N, 3, H, W) normalised RGB -> (N, 3, H, W) residuals, in [-1, 1] when truncated."""
+        x, no_autocast = _float32(frames_nchw)
+        n, c, h, w = x.shape
+        pad = self.size // 2
+        with no_autocast:
+            levels = x * self.to_grey_levels
+            padded = F.pad(levels, (pad,) * 4, mode="reflect")
+            padded = padded.reshape(n * c, 1, h + 2 * pad, w + 2 * pad)
+            windows = F.unfold(padded, self.size)  # (N*C, size*size, H*W)
+            median = windows.median(dim=1).values.view(n, c, h, w)
+            residual = levels - median
+            if self.truncation is not None:
+                residual = residual.clamp(-self.truncation, self.truncation) / self.truncation
+        return residual
+
+
 def build_input_filter(name: str) -> nn.Module | None:
-    """An input filter by name: ``none`` (None), ``srm`` or ``bayar``."""
+    """An input filter by name: ``none`` (None), ``srm``, ``bayar`` or ``median``."""
     if name == "none":
         return None
     if name == "srm":
         return SRMFilter()
     if name == "bayar":
         return BayarConv()
+    if name == "median":
+        return MedianResidual()
     raise ValueError(f"unknown input filter {name!r}; use one of {INPUT_FILTERS}")

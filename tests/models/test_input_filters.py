@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attribnet.data.augment import IMAGENET_MEAN, IMAGENET_STD
-from attribnet.models.input_filters import BayarConv, SRMFilter, srm_kernels
+from attribnet.models.input_filters import BayarConv, MedianResidual, SRMFilter, srm_kernels
 from attribnet.models.spectral import LOG_EPS, RadialSpectrum, SpectralBranch
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -73,7 +73,40 @@ def test_bayar_constraint_holds_after_an_optimizer_step():
     assert [n for n, _ in bayar.named_parameters()] == ["free"]
 
 
-@pytest.mark.parametrize("make", [SRMFilter, BayarConv], ids=["srm", "bayar"])
+def test_median_residual_is_fixed_and_kills_a_flat_image():
+    median = MedianResidual()
+    assert not list(median.parameters()) and median.state_dict() == {}
+    out = median(flat_image())
+    assert out.shape == (2, 3, 24, 24)
+    assert out.abs().max() < 1e-4  # borders included: reflection padding
+
+
+def test_median_residual_keeps_colour_and_measures_grey_levels():
+    base = torch.full((1, 3, 16, 16), 128.0)
+    bump = base.clone()
+    bump[0, 0, 8, 8] += 1.0  # one grey level, red only
+    out = MedianResidual()(normalise(bump))
+    # the 3x3 median ignores one outlier: the residual is the bump, / truncation 3, in red
+    assert out[0, 0, 8, 8].item() == pytest.approx(1 / 3, abs=1e-4)
+    out[0, 0, 8, 8] = 0
+    assert out.abs().max() < 1e-4  # nowhere else, no other channel
+    bump[0, 0, 8, 8] += 100.0
+    assert MedianResidual()(normalise(bump))[0, 0, 8, 8].item() == pytest.approx(1.0)
+    untruncated = MedianResidual(truncation=None)(normalise(bump))
+    assert untruncated[0, 0, 8, 8].item() == pytest.approx(101.0, abs=1e-2)
+
+
+def test_median_residual_leaves_a_straight_edge_alone():
+    # content, not noise: a vertical step edge is its own 3x3 median, so nothing passes
+    step = torch.full((1, 3, 16, 16), 40.0)
+    step[..., 8:] = 200.0
+    assert MedianResidual()(normalise(step)).abs().max() < 1e-4
+    assert SRMFilter()(normalise(step)).abs().max() > 0.5  # where SRM answers at full scale
+
+
+@pytest.mark.parametrize(
+    "make", [SRMFilter, BayarConv, MedianResidual], ids=["srm", "bayar", "median"]
+)
 def test_filters_run_in_float32_under_autocast(make):
     torch.manual_seed(0)
     module = make()

@@ -28,6 +28,7 @@ ABLATIONS = {
 TRACE_OPTIONS = {
     "dma_sta_srm": {"fusion": "tam", "input_filter": "srm"},
     "dma_sta_bayar": {"fusion": "tam", "input_filter": "bayar"},
+    "dma_sta_median": {"fusion": "tam", "input_filter": "median"},
     "dma_sta_spectral": {"fusion": "tam", "spectral_dim": 8, "spectral_bins": 16},
     "scorer_bayar_spectral": {
         "fusion": "scorer",
@@ -70,6 +71,7 @@ def test_default_config_builds_the_paper_model_unchanged():
     ("options", "added"),
     [
         ({"input_filter": "srm"}, 0),
+        ({"input_filter": "median"}, 0),
         ({"input_filter": "bayar"}, 3 * 3 * 24),
         # BatchNorm1d(32) + Linear(32, 64) + the classifier's 64 new inputs x 5 classes
         ({"spectral_dim": 64}, 2 * 32 + 32 * 64 + 64 + 64 * 5),
