@@ -67,7 +67,15 @@ from realistic.runs import (
     replicas_tag,
     run_cell,
 )
-from realistic.tables import BASELINE, QUALITIES, cell, goals, protocol_table, summary
+from realistic.tables import (
+    BASELINE,
+    QUALITIES,
+    cell,
+    goals,
+    pair_table,
+    protocol_table,
+    summary,
+)
 
 from attribnet.cli.logs import setup_logging
 from attribnet.data.manifest import read_manifest
@@ -222,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(protocol_table(records, protocol))
         if protocol == "folds":
             print("\nGoals (cross-instance):\n" + "\n".join(goals(records)))
+            print("\nBy test pair of faces (each: every architecture's training of it):\n")
+            print(pair_table(records))
             report["validation"] = validation(args, manifests["folds"], device)
     if args.curve:
         report["instance_curve"] = instance_curve(args, manifests, device)

@@ -1,5 +1,6 @@
 """bench_realistic's tables: accuracies pooled over folds and seeds with a bootstrap interval
-over test trainings (or source segments), and the cross-instance goals."""
+over test trainings (or source segments), the cross-instance goals, and the accuracy by test
+pair of faces."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def summary(runs: Sequence[dict[str, Any]], quality: str, baseline: bool, protoc
     )
     out.pop("per_group")
     out["per_run"] = [float(np.mean(v["correct"])) for v in videos]
+    if protocol == "folds":  # every architecture's trainings of one pair of faces, pooled
+        pairs = np.array(groups)
+        out["per_pair"] = {p: float(correct[pairs == p].mean()) for p in dict.fromkeys(groups)}
     return out
 
 
@@ -61,6 +65,14 @@ def protocol_table(records: dict[str, dict[str, dict]], protocol: str) -> str:
         for label, r in records.items()
     ]
     return markdown_table(headers, rows)
+
+
+def pair_table(records: dict[str, dict[str, dict]], quality: str = "crf0") -> str:
+    """Cross-instance accuracy at ``quality`` by test pair of faces (columns: the records)."""
+    labels = list(records)
+    pairs = list(records[labels[0]][quality]["per_pair"])
+    rows = [[p, *(f"{records[lb][quality]['per_pair'][p]:.2f}" for lb in labels)] for p in pairs]
+    return markdown_table([f"test pair ({quality})", *labels], rows)
 
 
 def goals(records: dict[str, dict[str, dict]]) -> list[str]:

@@ -121,7 +121,9 @@ def test_summary_pools_folds_with_an_interval_over_trainings(bench):
     s = module.summary([fold0, fold1], "crf23", False, "folds")
     assert s["accuracy"] == pytest.approx(9 / 12) and s["groups"] == 6
     replicas = metrics({"dfl/p1": [True], "dfl/p1@1": [False], "dfl/p2": [True]}, True)
-    assert module.summary([replicas], "crf0", False, "folds")["groups"] == 2  # p1 with p1@1
+    by_replicas = module.summary([replicas], "crf0", False, "folds")
+    assert by_replicas["groups"] == 2  # p1 with p1@1
+    assert by_replicas["per_pair"] == {"p1": 0.5, "p2": 1.0}
     assert s["per_run"] == [pytest.approx(4 / 6), pytest.approx(5 / 6)]
     assert s["low"] < s["accuracy"] < s["high"]
     base = module.summary([fold0, fold1], "crf0", True, "folds")
@@ -133,6 +135,11 @@ def test_summary_pools_folds_with_an_interval_over_trainings(bench):
     assert "+25.0 points over the baseline" in lines[0]
     table = module.protocol_table(records, "folds")
     assert "0.750 [" in table and "0.67 0.83" in table
+    assert s["per_pair"] == {"p1": 1.0, "p2": 0.0, "p3": 1.0, "p4": 0.5, "p5": 1.0}
+    by_pair = module.pair_table(records, "crf23").splitlines()
+    assert by_pair[0].startswith("| test pair (crf23) | DFT baseline | x |")
+    assert "| p4 | 1.00 | 0.50 |" in by_pair  # the baseline got fold 1 right
+    assert "per_pair" not in module.summary([fold0], "crf0", False, "paper")
     assert np.isfinite(s["low"])
 
 
