@@ -71,6 +71,7 @@ from realistic.tables import (
     BASELINE,
     QUALITIES,
     cell,
+    gaps_to,
     goals,
     pair_table,
     protocol_table,
@@ -248,28 +249,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def validation(args: argparse.Namespace, folds: Sequence[Path], device: str) -> dict[str, Any]:
     """The choice between recipes: each fold model on its fold's VALIDATION trainings at
-    every quality (pooled over folds and seeds), and the mean over the qualities."""
+    every quality (pooled over folds and seeds), the mean over the qualities, and each
+    recipe's gap to the best with a paired interval over validation trainings."""
     records: dict[str, Any] = {}
+    runs: dict[str, list[dict]] = {}
     for recipe in args.recipes:
-        runs = [
+        runs[recipe] = [
             run_cell(args, recipe, m, m.stem.removeprefix("manifest_"), seed, device, "val")
             for m in folds
             for seed in range(args.seeds)
         ]
         if not records:
-            records[BASELINE] = {q: summary(runs, q, True, "folds") for q in QUALITIES}
-        records[recipe] = {q: summary(runs, q, False, "folds") for q in QUALITIES}
+            records[BASELINE] = {q: summary(runs[recipe], q, True, "folds") for q in QUALITIES}
+        records[recipe] = {q: summary(runs[recipe], q, False, "folds") for q in QUALITIES}
     for r in records.values():
         r["mean"] = float(np.mean([r[q]["accuracy"] for q in QUALITIES]))
     chosen = max(args.recipes, key=lambda r: records[r]["mean"])
+    gaps = gaps_to(runs, chosen)
+    for recipe, gap in gaps.items():
+        records[recipe]["gap"] = gap
     rows = [
-        [label, *(cell(r[q]) for q in QUALITIES), f"{r['mean']:.3f}"]
+        [
+            label,
+            *(cell(r[q]) for q in QUALITIES),
+            f"{r['mean']:.3f}",
+            f"{r['gap']['drop']:+.3f} [{r['gap']['low']:+.3f}, {r['gap']['high']:+.3f}]"
+            if "gap" in r and label != chosen
+            else "",
+        ]
         for label, r in records.items()
     ]
     print("\n### Validation trainings (the choice: best mean over the qualities)\n")
-    print(markdown_table(["recipe", *(f"val {q}" for q in QUALITIES), "mean"], rows))
+    headers = ["recipe", *(f"val {q}" for q in QUALITIES), "mean", f"minus {chosen} (paired)"]
+    print(markdown_table(headers, rows))
+    tied = [r for r in args.recipes if r != chosen and gaps[r]["high"] >= 0]
     print(f"\nchosen on validation: {chosen}")
-    return {"records": records, "chosen": chosen}
+    if tied:
+        print(f"not told apart from it (paired interval reaches 0): {', '.join(tied)}")
+    return {"records": records, "chosen": chosen, "tied": tied}
 
 
 def instance_curve(args: argparse.Namespace, manifests: dict, device: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from common import markdown_table
 
-from attribnet.metrics import grouped_accuracy
+from attribnet.metrics import grouped_accuracy, paired_accuracy_drop
 
 QUALITIES = ("crf0", "crf10", "crf23")
 BASELINE = "DFT baseline"
@@ -47,6 +47,33 @@ def summary(runs: Sequence[dict[str, Any]], quality: str, baseline: bool, protoc
     if protocol == "folds":  # every architecture's trainings of one pair of faces, pooled
         pairs = np.array(groups)
         out["per_pair"] = {p: float(correct[pairs == p].mean()) for p in dict.fromkeys(groups)}
+    return out
+
+
+def gaps_to(runs: dict[str, Sequence[dict[str, Any]]], best: str) -> dict[str, dict]:
+    """Each recipe's accuracy, averaged over the test qualities, minus ``best``'s on the same
+    videos, with a paired bootstrap interval over trainings (a pair's replicas together):
+    what the trainings make hard for both cancels, so two recipes' gap is measured more
+    tightly than either accuracy. ``drop`` of :func:`paired_accuracy_drop` is that gap."""
+
+    def videos(ms: Sequence[dict[str, Any]], key: str, quality: str = "crf0") -> list:
+        return [x for m in ms for x in cell_videos(m, quality, False)[key]]
+
+    ref = runs[best]
+    groups = [
+        f"{lb}/{i.split('@')[0]}"
+        for lb, i in zip(videos(ref, "label"), videos(ref, "instance"), strict=True)
+    ]
+    out = {}
+    for recipe, ms in runs.items():
+        if videos(ms, "label") != videos(ref, "label") or videos(ms, "instance") != videos(
+            ref, "instance"
+        ):
+            raise ValueError(f"{recipe} and {best} were not evaluated on the same videos")
+        correct = [videos(ms, "correct", q) for q in QUALITIES]
+        out[recipe] = paired_accuracy_drop(
+            correct, [videos(ref, "correct", q) for q in QUALITIES], groups
+        )
     return out
 
 

@@ -143,6 +143,22 @@ def test_summary_pools_folds_with_an_interval_over_trainings(bench):
     assert np.isfinite(s["low"])
 
 
+def test_gaps_to_the_best_are_paired_over_trainings(bench):
+    module, _ = bench
+    trainings = [f"{c}/p{i}" for c in CLASSES for i in range(4)]
+    best = [metrics({t: [True, True] for t in trainings}, False)]
+    # right on one training per class only: 6 of 8 trainings wrong, -0.75 at every quality
+    worse = [metrics({t: [t.endswith("p3")] * 2 for t in trainings}, False)]
+    gaps = module.gaps_to({"best": best, "worse": worse, "same": best}, "best")
+    assert gaps["worse"]["drop"] == pytest.approx(-0.75)
+    assert gaps["worse"]["low"] < -0.75 < gaps["worse"]["high"] < 0  # a real gap: excludes 0
+    assert gaps["same"]["drop"] == 0 and gaps["same"]["high"] == 0
+    assert gaps["worse"]["groups"] == 8
+    other_videos = [metrics({"dfl/p9": [True, True]}, False)]
+    with pytest.raises(ValueError, match="not evaluated on the same videos"):
+        module.gaps_to({"best": best, "x": other_videos}, "best")
+
+
 def test_a_fine_tune_recipe_trains_its_pretext_stage_first_per_fold(bench, tmp_path, monkeypatch):
     from realistic import runs
 
