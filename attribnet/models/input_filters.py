@@ -55,6 +55,24 @@ def _float32(x: Tensor) -> tuple[Tensor, torch.autocast]:
     return x.float(), torch.autocast(device_type=x.device.type, enabled=False)
 
 
+def _grey_level_scale(std: Sequence[float], truncation: float | None, channels: int) -> Tensor:
+    """(1, 3, 1, 1): what turns normalised R, G, B into grey levels, each divided by
+    ``channels`` (3 to sum them to a grey's levels, 1 to keep them apart); checks the
+    arguments the fixed residuals share."""
+    if truncation is not None and truncation <= 0:
+        raise ValueError(f"truncation must be > 0 or None, got {truncation}")
+    if len(std) != 3:
+        raise ValueError(f"std needs 3 values (R, G, B), got {std}")
+    return torch.tensor([255.0 * s / channels for s in std]).view(1, 3, 1, 1)
+
+
+def _truncated(residual: Tensor, truncation: float | None) -> Tensor:
+    """Residuals in grey levels clipped to ``[-truncation, truncation]`` and divided by it."""
+    if truncation is None:
+        return residual
+    return residual.clamp(-truncation, truncation) / truncation
+
+
 class SRMFilter(nn.Module):
     """Fixed SRM residuals: no trainable parameters, kernels in a (non-persistent) buffer.
 
@@ -72,13 +90,9 @@ class SRMFilter(nn.Module):
 
     def __init__(self, std: Sequence[float] = IMAGENET_STD, truncation: float | None = 3.0) -> None:
         super().__init__()
-        if truncation is not None and truncation <= 0:
-            raise ValueError(f"truncation must be > 0 or None, got {truncation}")
-        if len(std) != 3:
-            raise ValueError(f"std needs 3 values (R, G, B), got {std}")
+        to_grey = _grey_level_scale(std, truncation, channels=3)
         self.truncation = truncation
         self.register_buffer("kernels", srm_kernels(), persistent=False)
-        to_grey = torch.tensor([255.0 * s / 3.0 for s in std]).view(1, 3, 1, 1)
         self.register_buffer("to_grey_levels", to_grey, persistent=False)
 
     def forward(self, frames_nchw: Tensor) -> Tensor:
@@ -87,9 +101,7 @@ class SRMFilter(nn.Module):
         with no_autocast:
             grey = (x * self.to_grey_levels).sum(dim=1, keepdim=True)
             residual = F.conv2d(F.pad(grey, (2, 2, 2, 2), mode="reflect"), self.kernels)
-            if self.truncation is not None:
-                residual = residual.clamp(-self.truncation, self.truncation) / self.truncation
-        return residual
+            return _truncated(residual, self.truncation)
 
 
 class BayarConv(nn.Module):
@@ -152,15 +164,11 @@ class MedianResidual(nn.Module):
         self, std: Sequence[float] = IMAGENET_STD, truncation: float | None = 3.0, size: int = 3
     ) -> None:
         super().__init__()
-        if truncation is not None and truncation <= 0:
-            raise ValueError(f"truncation must be > 0 or None, got {truncation}")
+        to_levels = _grey_level_scale(std, truncation, channels=1)
         if size % 2 == 0 or size < 3:
             raise ValueError(f"size must be odd and >= 3, got {size}")
-        if len(std) != 3:
-            raise ValueError(f"std needs 3 values (R, G, B), got {std}")
         self.truncation = truncation
         self.size = size
-        to_levels = torch.tensor([255.0 * s for s in std]).view(1, 3, 1, 1)
         self.register_buffer("to_grey_levels", to_levels, persistent=False)
 
     def forward(self, frames_nchw: Tensor) -> Tensor:
@@ -174,10 +182,7 @@ class MedianResidual(nn.Module):
             padded = padded.reshape(n * c, 1, h + 2 * pad, w + 2 * pad)
             windows = F.unfold(padded, self.size)  # (N*C, size*size, H*W)
             median = windows.median(dim=1).values.view(n, c, h, w)
-            residual = levels - median
-            if self.truncation is not None:
-                residual = residual.clamp(-self.truncation, self.truncation) / self.truncation
-        return residual
+            return _truncated(levels - median, self.truncation)
 
 
 def build_input_filter(name: str) -> nn.Module | None:

@@ -59,20 +59,15 @@ def gaps_to(runs: dict[str, Sequence[dict[str, Any]]], best: str) -> dict[str, d
     def videos(ms: Sequence[dict[str, Any]], key: str, quality: str = "crf0") -> list:
         return [x for m in ms for x in cell_videos(m, quality, False)[key]]
 
-    ref = runs[best]
-    groups = [
-        f"{lb}/{i.split('@')[0]}"
-        for lb, i in zip(videos(ref, "label"), videos(ref, "instance"), strict=True)
-    ]
+    labels, instances = videos(runs[best], "label"), videos(runs[best], "instance")
+    groups = [f"{lb}/{i.split('@')[0]}" for lb, i in zip(labels, instances, strict=True)]
+    ref = [videos(runs[best], "correct", q) for q in QUALITIES]
     out = {}
     for recipe, ms in runs.items():
-        if videos(ms, "label") != videos(ref, "label") or videos(ms, "instance") != videos(
-            ref, "instance"
-        ):
+        if videos(ms, "label") != labels or videos(ms, "instance") != instances:
             raise ValueError(f"{recipe} and {best} were not evaluated on the same videos")
-        correct = [videos(ms, "correct", q) for q in QUALITIES]
         out[recipe] = paired_accuracy_drop(
-            correct, [videos(ref, "correct", q) for q in QUALITIES], groups
+            [videos(ms, "correct", q) for q in QUALITIES], ref, groups
         )
     return out
 

@@ -33,13 +33,16 @@ def test_srm_kernels_are_zhou_et_al_trio():
     assert kernels[1, 0, 0, 0] * 12 == -1 and kernels[2, 0, 2, 1] * 2 == 1
 
 
-def test_srm_is_fixed_and_kills_a_flat_image():
-    srm = SRMFilter()
-    assert not list(srm.parameters())
-    assert srm.state_dict() == {}  # constants live in code, not in checkpoints
-    out = srm(flat_image())
+@pytest.mark.parametrize(
+    ("make", "tolerance"), [(SRMFilter, 1e-5), (MedianResidual, 1e-4)], ids=["srm", "median"]
+)
+def test_fixed_residuals_have_no_weights_and_kill_a_flat_image(make, tolerance):
+    fixed = make()
+    assert not list(fixed.parameters())
+    assert fixed.state_dict() == {}  # constants live in code, not in checkpoints
+    out = fixed(flat_image())
     assert out.shape == (2, 3, 24, 24)
-    assert out.abs().max() < 1e-5  # borders included: reflection padding
+    assert out.abs().max() < tolerance  # borders included: reflection padding
 
 
 def test_srm_measures_residuals_in_grey_levels_and_truncates():
@@ -71,14 +74,6 @@ def test_bayar_constraint_holds_after_an_optimizer_step():
     assert torch.allclose(off_centre, torch.ones(3, 3), atol=1e-5)
     assert bayar(flat_image()).abs().max() < 1e-4  # every 2-D kernel sums to 0
     assert [n for n, _ in bayar.named_parameters()] == ["free"]
-
-
-def test_median_residual_is_fixed_and_kills_a_flat_image():
-    median = MedianResidual()
-    assert not list(median.parameters()) and median.state_dict() == {}
-    out = median(flat_image())
-    assert out.shape == (2, 3, 24, 24)
-    assert out.abs().max() < 1e-4  # borders included: reflection padding
 
 
 def test_median_residual_keeps_colour_and_measures_grey_levels():
