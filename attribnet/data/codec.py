@@ -19,6 +19,23 @@ from attribnet.files.atomic import atomic_path
 
 DFDM_CRFS = (0, 10, 23)
 
+# Every pixel-format conversion here runs on one thread. PyAV's default (threads=0:
+# swscale's own thread pool) leaves a process whose forked children hang in their next
+# conversion, single-threaded or not (PyAV 18.1.1 with FFmpeg 8.1.3; 18.1.0 with 8.1.2 did
+# not): a DataLoader worker is such a child, and the tests hung in CI on it.
+_SWS_THREADS = 1
+
+
+def to_video_frame(frame_hwc: np.ndarray, pix_fmt: str = "yuv420p") -> av.VideoFrame:
+    """An RGB uint8 (H, W, 3) frame as a PyAV frame in ``pix_fmt``, ready to encode."""
+    rgb = av.VideoFrame.from_ndarray(frame_hwc, format="rgb24")
+    return rgb.reformat(format=pix_fmt, threads=_SWS_THREADS)
+
+
+def to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded PyAV frame as RGB uint8 (H, W, 3)."""
+    return frame.to_ndarray(format="rgb24", threads=_SWS_THREADS)
+
 
 def _even(frames_thwc: np.ndarray) -> np.ndarray:
     """Crop one row/column if needed: yuv420p needs even width and height."""
@@ -70,8 +87,7 @@ def encode_h264(
         for frame in frames_thwc:
             # convert to the stream's pixel format before encoding: left to the encoder,
             # the RGB->YUV conversion made crf>0 output differ between processes
-            yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format=pix_fmt)
-            for packet in stream.encode(yuv):
+            for packet in stream.encode(to_video_frame(frame, pix_fmt)):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -91,7 +107,7 @@ def decode_all(source: str | os.PathLike[str] | io.BytesIO) -> np.ndarray:
     """Decode every frame of a video with PyAV into RGB uint8 (T, H, W, 3)."""
     try:
         with av.open(source) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            frames = [to_rgb(f) for f in container.decode(video=0)]
     except (av.error.FFmpegError, IndexError, ValueError) as exc:
         raise VideoError(f"cannot decode video: {exc}") from exc
     if not frames:

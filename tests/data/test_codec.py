@@ -112,3 +112,29 @@ def test_decode_all_rejects_non_video(tmp_path: Path) -> None:
     path.write_text("not a video")
     with pytest.raises(VideoError):
         decode_all(path)
+
+
+def _roundtrip_in_child(clip: np.ndarray, done) -> None:
+    done.put(h264_roundtrip(clip, 23).shape)
+
+
+def test_a_forked_child_still_converts_pixels(clip: np.ndarray, tmp_path: Path) -> None:
+    """A DataLoader worker is a fork of a process that has encoded and decoded (the clip
+    cache, a query): with swscale's thread pool in the parent, the child's next pixel
+    conversion hung for ever (PyAV 18.1.1, FFmpeg 8.1.3)."""
+    import multiprocessing
+
+    write_video(tmp_path / "v.mp4", clip, crf=10)
+    decode_all(tmp_path / "v.mp4")
+    h264_roundtrip(clip, 23)
+    fork = multiprocessing.get_context("fork")
+    done = fork.Queue()
+    child = fork.Process(target=_roundtrip_in_child, args=(clip, done))
+    child.start()
+    child.join(timeout=60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+        child.join()
+    assert not hung, "the forked child did not finish a 10-frame H.264 round trip in 60 s"
+    assert child.exitcode == 0 and done.get(timeout=5) == clip.shape

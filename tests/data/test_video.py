@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from attribnet.data.codec import decode_all, write_video
+from attribnet.data.codec import decode_all, to_video_frame, write_video
 from attribnet.data.video import (
     DecordSource,
     FrameFolderSource,
@@ -109,7 +109,7 @@ def _write_mpegts(path: Path, frames: np.ndarray) -> None:
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
         stream.options = {"crf": "0"}
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode(to_video_frame(frame)))
         container.mux(stream.encode())
 
 
@@ -243,7 +243,7 @@ def _write_faststart(path: Path, frames: np.ndarray) -> None:
         # cut file differed between runs and about 1 run in 10 decoded it without error
         stream.options = {"threads": "1", "x264-params": "mbtree=0"}
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode(to_video_frame(frame)))
         container.mux(stream.encode())
 
 

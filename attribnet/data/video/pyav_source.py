@@ -12,6 +12,7 @@ from typing import Any
 import av
 import numpy as np
 
+from attribnet.data.codec import to_rgb
 from attribnet.data.video.frame_source import FrameSource, one_line
 from attribnet.data.video.timeout import call_with_timeout
 from attribnet.errors import VideoError
@@ -114,7 +115,7 @@ class PyAVSource(FrameSource):
             try:
                 for frame in container.decode(stream):
                     if decoded in wanted:
-                        found[decoded] = frame.to_ndarray(format="rgb24")
+                        found[decoded] = to_rgb(frame)
                     decoded += 1
                     if decoded > last:
                         break
