@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +123,6 @@ def test_a_forked_child_still_converts_pixels(clip: np.ndarray, tmp_path: Path) 
     """A DataLoader worker is a fork of a process that has encoded and decoded (the clip
     cache, a query): with swscale's thread pool in the parent, the child's next pixel
     conversion hung for ever (PyAV 18.1.1, FFmpeg 8.1.3)."""
-    import multiprocessing
-
     write_video(tmp_path / "v.mp4", clip, crf=10)
     decode_all(tmp_path / "v.mp4")
     h264_roundtrip(clip, 23)
