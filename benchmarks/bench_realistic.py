@@ -57,6 +57,7 @@ import torch
 from common import machine_line, markdown_table
 from realistic.build_dataset import build, build_parser
 from realistic.runs import (
+    DEFAULT_STEPS,
     GENERATOR_SIZES,
     RECIPES,
     cell_sets,
@@ -98,7 +99,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--protocols", default="folds,paper", help="folds and/or paper")
     p.add_argument("--folds", type=int, default=3, help="identity groups (folds)")
     p.add_argument("--run-folds", default="", help="run only these folds, e.g. 0 (default all)")
-    p.add_argument("--steps", type=int, default=1500, help="optimizer steps per training")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimizer steps per training")
     p.add_argument("--seeds", type=int, default=1, help="train.seed 0..N-1 per cell")
     p.add_argument("--instance-curve", default="", help="training instances per class, e.g. 1,4,24")
     p.add_argument("--curve-folds", default="", help="folds of the curve (default --run-folds)")

@@ -35,6 +35,9 @@ GENERATOR_SIZES = {
              "--frame-px", "256"],
 }  # fmt: skip
 SYNTH_STAGE = "synth_decoders"
+# optimizer steps per training; a run with other steps is named for them, so it is never
+# reused for (nor reuses) a run of the default
+DEFAULT_STEPS = 1500
 
 
 def replicas_tag(dataset: Path) -> str:
@@ -89,9 +92,11 @@ def cell_sets(
     args: argparse.Namespace, recipe: str, manifest: Path, tag: str, seed: int, device: str
 ) -> tuple[str, list[str]]:
     """The run name and the recipe overrides of one training of ``recipe`` on ``manifest``:
-    its data paths, seed, device, mode sizes and the epochs that give ``--steps`` steps."""
+    its data paths, seed, device, mode sizes and the epochs that give ``--steps`` steps (a
+    name ending in ``_steps<n>`` unless that is :data:`DEFAULT_STEPS`)."""
     path = RECIPES / f"{recipe}.yaml"
     name = f"realistic_{recipe}_{tag}" + (f"_s{seed}" if seed else "")
+    name += f"_steps{args.steps}" if args.steps != DEFAULT_STEPS else ""
     size = load_recipe(path).data.cache_size
     work = args.work.resolve()
     cache = work / (

@@ -167,7 +167,7 @@ def test_a_fine_tune_recipe_trains_its_pretext_stage_first_per_fold(bench, tmp_p
     write_manifest(rows, manifest)
     trained = []
     monkeypatch.setattr(runs, "train_main", lambda argv: trained.append(argv) or 0)
-    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[], steps=100)
+    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[], steps=runs.DEFAULT_STEPS)
     name, sets = runs.cell_sets(args, "srm_pretext", manifest, "fold1", 0, "cpu")
     assert name == "realistic_srm_pretext_fold1"
     (argv,) = trained
@@ -179,6 +179,23 @@ def test_a_fine_tune_recipe_trains_its_pretext_stage_first_per_fold(bench, tmp_p
     trained.clear()
     runs.cell_sets(args, "srm", manifest, "fold1", 0, "cpu")
     assert not trained  # a recipe without a first stage trains nothing more
+
+
+def test_a_run_with_other_steps_has_its_own_name(bench, tmp_path, monkeypatch):
+    """--steps 3000 must not reuse (or be reused as) the default 1,500-step run, nor its
+    first stage's."""
+    from realistic import runs
+
+    rows = [ManifestRow(f"/v/{i}.mp4", "faceswap", "crf0", str(i), "train") for i in range(40)]
+    manifest = tmp_path / "manifest_fold0.csv"
+    write_manifest(rows, manifest)
+    trained = []
+    monkeypatch.setattr(runs, "train_main", lambda argv: trained.append(argv) or 0)
+    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[], steps=2 * runs.DEFAULT_STEPS)
+    name, sets = runs.cell_sets(args, "srm_pretext", manifest, "fold0", 1, "cpu")
+    assert name == "realistic_srm_pretext_fold0_s1_steps3000"
+    assert "name=realistic_pretext_transforms_fold0_s1_steps3000" in trained[0]
+    assert bench[0].parse_args(["--faces", "f"]).steps == runs.DEFAULT_STEPS
 
 
 def test_the_synthetic_decoder_stage_trains_on_the_folds_training_identities(
@@ -201,7 +218,7 @@ def test_the_synthetic_decoder_stage_trains_on_the_folds_training_identities(
 
     monkeypatch.setattr(runs, "build", build)
     monkeypatch.setattr(runs, "train_main", lambda argv: trained.append(argv) or 0)
-    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[], steps=100,
+    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[], steps=runs.DEFAULT_STEPS,
                               faces=tmp_path / "faces", jobs=1)  # fmt: skip
     name, sets = runs.cell_sets(args, "srm_synth", manifest, "fold1", 0, "cpu")
     (b,) = built
