@@ -179,22 +179,11 @@ def test_a_fine_tune_recipe_trains_its_pretext_stage_first_per_fold(bench, tmp_p
     trained.clear()
     runs.cell_sets(args, "srm", manifest, "fold1", 0, "cpu")
     assert not trained  # a recipe without a first stage trains nothing more
-
-
-def test_a_run_with_other_steps_has_its_own_name(bench, tmp_path, monkeypatch):
-    """--steps 3000 must not reuse (or be reused as) the default 1,500-step run, nor its
-    first stage's."""
-    from realistic import runs
-
-    rows = [ManifestRow(f"/v/{i}.mp4", "faceswap", "crf0", str(i), "train") for i in range(40)]
-    manifest = tmp_path / "manifest_fold0.csv"
-    write_manifest(rows, manifest)
-    trained = []
-    monkeypatch.setattr(runs, "train_main", lambda argv: trained.append(argv) or 0)
-    args = argparse.Namespace(work=tmp_path, quick=True, overrides=[], steps=2 * runs.DEFAULT_STEPS)
-    name, sets = runs.cell_sets(args, "srm_pretext", manifest, "fold0", 1, "cpu")
-    assert name == "realistic_srm_pretext_fold0_s1_steps3000"
-    assert "name=realistic_pretext_transforms_fold0_s1_steps3000" in trained[0]
+    # --steps 3000 neither reuses nor is reused as the default run, nor its first stage's
+    args.steps = 2 * runs.DEFAULT_STEPS
+    name, _ = runs.cell_sets(args, "srm_pretext", manifest, "fold1", 1, "cpu")
+    assert name == "realistic_srm_pretext_fold1_s1_steps3000"
+    assert "name=realistic_pretext_transforms_fold1_s1_steps3000" in trained[0]
     assert bench[0].parse_args(["--faces", "f"]).steps == runs.DEFAULT_STEPS
 
 
